@@ -1,0 +1,101 @@
+"""Command line: ``regulas run | status | show-config``.
+
+Exit codes: 0 all tasks done; 1 some task failed (recorded in the database);
+2 invalid config or store (nothing was started); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from regulas import __version__
+from regulas.errors import ConfigError, RegulasError
+
+EXIT_OK, EXIT_FAILED_TASKS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="regulas", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"regulas {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run (or resume) a study")
+    run.add_argument("config", help="study config YAML")
+    run.add_argument("overrides", nargs="*", help="key=value, +key=value, group=option (e.g. cluster=local)")
+
+    status = sub.add_parser("status", help="progress and failures of the studies in a store (also while running)")
+    status.add_argument("store_root", help="the store.root folder of a study (holds regulas.db)")
+    status.add_argument("--study", help="only this study")
+    status.add_argument("--failures", type=int, default=10, help="show at most this many failed tasks (default 10)")
+
+    show = sub.add_parser("show-config", help="print the resolved config after validation")
+    show.add_argument("config")
+    show.add_argument("overrides", nargs="*")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "show-config":
+            return _show_config(args.config, args.overrides)
+        if args.command == "run":
+            return _run(args.config, args.overrides)
+        if args.command == "status":
+            return _status(Path(args.store_root), args.study, args.failures)
+    except (ConfigError, RegulasError) as exc:
+        print(f"regulas: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("regulas: interrupted; finished tasks are saved, rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    raise AssertionError(args.command)
+
+
+def console_main() -> None:
+    """Entry point of the ``regulas`` script and ``python -m regulas``."""
+    sys.exit(main())
+
+
+def _show_config(config: str, overrides: Sequence[str]) -> int:
+    from regulas.config.study import load_study
+
+    spec = load_study(config, overrides)
+    print(spec.yaml, end="")
+    return EXIT_OK
+
+
+def _run(config: str, overrides: Sequence[str]) -> int:
+    from regulas.config.study import load_study
+    from regulas.execution.runner import run_study
+
+    spec = load_study(config, overrides)
+    summary = run_study(spec)
+    out = sys.stdout
+    print(
+        f"\nstudy {summary.study!r}: {summary.total} tasks; {summary.skipped_done} were already done, "
+        f"{summary.done} done now, {summary.failed + summary.exhausted} failed; "
+        f"{summary.rows_written} result rows; {summary.elapsed_s:.1f} s",
+        file=out,
+    )
+    print(f"database: {summary.db_path}\narrays:   {summary.arrays_path}/{summary.study}", file=out)
+    if summary.summary_text:
+        print(summary.summary_text, file=out)
+    if summary.failures:
+        print(f"\n{len(summary.failures)} task(s) not done:", file=out)
+        for f in summary.failures[:10]:
+            print(f"  {f['key'][:12]} {f['kind']} {f['block']} attempts={f['attempts']}: "
+                  f"{f['error_type']}: {f['error_message']}", file=out)
+        print(f"tracebacks: regulas status {Path(summary.db_path).parent}", file=out)
+        return EXIT_FAILED_TASKS
+    return EXIT_OK
+
+
+def _status(root: Path, study_name: str | None, max_failures: int) -> int:
+    from regulas.store.status import format_status
+
+    print(format_status(root, study_name, max_failures))
+    return EXIT_OK

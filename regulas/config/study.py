@@ -1,0 +1,81 @@
+"""A study config: load, validate the whole tree before any work, build typed sections."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from regulas.config.loader import load_config, to_container, to_yaml
+from regulas.config.sections import ExecutionSection, StoreSection, StudySection
+from regulas.config.targets import check_targets
+from regulas.config.typed import build
+from regulas.errors import ConfigError
+from regulas.execution.cluster import cluster_config
+from regulas.execution.cluster.base import ClusterConfigBase
+from regulas.execution.plan import stable_hash
+from regulas.studies import Workload, workload_class
+
+CORE_SECTIONS = ("seed", "study", "store", "execution", "cluster")
+#: sections that change how a study runs, not what it computes (left out of its hash)
+RUNTIME_SECTIONS = ("store", "execution", "cluster")
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated study config: the resolved tree plus typed sections and the workload."""
+
+    source: str
+    tree: dict[str, Any]
+    seed: int
+    study: StudySection
+    store: StoreSection
+    execution: ExecutionSection
+    cluster: ClusterConfigBase
+    workload: Workload
+
+    @property
+    def yaml(self) -> str:
+        return to_yaml(self.tree)
+
+    @property
+    def config_hash(self) -> str:
+        """Hash of what determines results: everything but store, execution and cluster."""
+        return stable_hash({k: v for k, v in self.tree.items() if k not in RUNTIME_SECTIONS}, length=64)
+
+
+def load_study(path: str | Path, overrides: Sequence[str] = ()) -> StudySpec:
+    """Load and validate a study config; every problem raises one :class:`ConfigError`."""
+    source = str(path)
+    tree = to_container(load_config(path, overrides))
+
+    study = build(StudySection, tree.get("study"), "study", source=source)
+    workload_cls = workload_class(study.workload)
+    allowed = (*CORE_SECTIONS, workload_cls.section)
+    for key in tree:
+        if key not in allowed:
+            raise ConfigError(
+                f"unknown top-level key (given: {tree[key]!r}); allowed for workload "
+                f"{study.workload!r}: {', '.join(allowed)}",
+                key=str(key),
+                source=source,
+            )
+    seed = tree.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"wrong type (given: {seed!r}); expected a non-negative integer", key="seed", source=source)
+    check_targets(tree, source=source)
+    workload_cfg = build(workload_cls.config_class, tree.get(workload_cls.section), workload_cls.section, source=source)
+    return StudySpec(
+        source=source,
+        tree=tree,
+        seed=seed,
+        study=study,
+        store=build(StoreSection, tree.get("store"), "store", source=source),
+        execution=build(ExecutionSection, tree.get("execution"), "execution", source=source),
+        cluster=cluster_config(tree.get("cluster"), source=source),
+        workload=workload_cls(workload_cfg),
+    )
+
+
+__all__ = ["StudySpec", "load_study"]

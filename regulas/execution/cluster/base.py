@@ -1,0 +1,61 @@
+"""The thin base of cluster backends: a config dataclass and a ``start`` that yields a client.
+
+Each backend is one small module (``local``, ``address``; ``slurm`` later) that turns
+its config section into a running :class:`distributed.Client`.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from distributed import Client
+
+BLAS_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def blas_env(threads: int) -> dict[str, str]:
+    """Environment that pins BLAS/OpenMP pools in worker processes to ``threads``."""
+    return {name: str(threads) for name in BLAS_ENV_VARS}
+
+
+@dataclass(frozen=True)
+class ClusterConfigBase:
+    backend: str
+    startup_timeout_s: float = 60.0
+
+
+class ClusterBackend(ABC):
+    """Starts (or connects to) a Dask cluster and closes what it started."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[ClusterConfigBase]]
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.client: Client | None = None
+
+    @abstractmethod
+    def start(self) -> Client:
+        """Return a connected client with at least one worker."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One line for the progress header: what runs where."""
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def __enter__(self) -> Client:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))

@@ -1,0 +1,245 @@
+"""The driver: plan a study, skip what the database says is done, run the rest on Dask.
+
+Flow: open (or resume) the study row -> the workload writes its inputs and creates its
+arrays -> plan -> check chunk ownership -> register tasks -> start the cluster -> keep
+at most ``execution.max_in_flight`` tasks submitted -> the single writer commits each
+outcome (rows + done mark in one transaction) -> summary.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from distributed import Client, Future, as_completed
+from sqlalchemy import Engine, select
+
+from regulas.config.study import StudySpec
+from regulas.errors import StoreError
+from regulas.execution.cluster import make_backend
+from regulas.execution.plan import Task
+from regulas.execution.progress import RunProgress
+from regulas.execution.worker import execute_task
+from regulas.store import schema
+from regulas.store.arrays import StudyArrays
+from regulas.store.database import connect, finish_study, open_study, register_arrays, register_tasks
+from regulas.store.sink import Sink, TaskOutcome
+from regulas.studies.base import StudyContext
+
+VERSIONED_PACKAGES = ("regulas-hpc", "numpy", "scipy", "scikit-learn", "pandas", "dask", "distributed", "zarr", "SQLAlchemy")
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+@dataclass
+class RunSummary:
+    study: str
+    study_id: int
+    total: int
+    skipped_done: int
+    submitted: int
+    done: int
+    failed: int
+    exhausted: int
+    rows_written: int
+    elapsed_s: float
+    resumed: bool
+    db_path: str
+    arrays_path: str
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    summary_text: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.exhausted == 0
+
+
+def _failure(task: Task, exc: BaseException) -> TaskOutcome:
+    """An outcome for a task whose future itself failed (e.g. its worker died too often)."""
+    now = time.time()
+    return TaskOutcome(
+        key=task.key,
+        status="failed",
+        started_at=now,
+        finished_at=now,
+        worker="",
+        error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+        error_message=str(exc) or repr(exc),
+        traceback=None,
+    )
+
+
+def plan_study(spec: StudySpec, engine: Engine) -> tuple[int, bool, list[Task], dict[str, tuple[int, str, int]]]:
+    """Driver-side preparation: study row, inputs, arrays, plan, ownership, task rows."""
+    record = open_study(
+        engine,
+        name=spec.study.name,
+        workload=spec.study.workload,
+        config_yaml=spec.yaml,
+        config_hash=spec.config_hash,
+        root_seed=spec.seed,
+        package_versions=package_versions(),
+    )
+    arrays = StudyArrays(spec.store.arrays_path, spec.study.name)
+    ctx = StudyContext(name=spec.study.name, root_seed=spec.seed, arrays=arrays)
+    fingerprint = spec.workload.prepare(ctx)
+    tasks = spec.workload.plan(ctx, fingerprint)
+    duplicated = [k for k, n in Counter(t.key for t in tasks).items() if n > 1]
+    if duplicated:
+        raise StoreError(f"the plan has {len(duplicated)} duplicated task keys (e.g. {duplicated[0]}): a workload bug")
+    arrays.check_ownership((t.key, t.regions) for t in tasks)
+    register_arrays(engine, record.id, arrays.describe())
+    status = register_tasks(engine, record.id, tasks)
+    return record.id, record.resumed, tasks, status
+
+
+def run_study(spec: StudySpec, *, client: Client | None = None, progress: RunProgress | None = None) -> RunSummary:
+    """Run (or resume) a study to the end; failed tasks are recorded, never raised.
+
+    ``client``: an existing Dask client to use instead of starting ``spec.cluster``.
+    """
+    t0 = time.monotonic()
+    progress = progress or RunProgress(spec.execution.progress, spec.execution.progress_every_s)
+    spec.store.root_path.mkdir(parents=True, exist_ok=True)
+    engine = connect(spec.store.db_path)
+    try:
+        study_id, resumed, tasks, status = plan_study(spec, engine)
+        max_attempts = spec.execution.max_attempts
+        skipped = sum(status[t.key][1] == "done" for t in tasks)
+        exhausted = [t for t in tasks if status[t.key][1] == "failed" and status[t.key][2] >= max_attempts]
+        exhausted_keys = {t.key for t in exhausted}
+        todo = [t for t in tasks if status[t.key][1] != "done" and t.key not in exhausted_keys]
+        retried = sum(status[t.key][1] == "failed" for t in todo)
+        progress.message(
+            f"study {spec.study.name!r} ({spec.study.workload}): {len(tasks)} tasks, {skipped} already done, "
+            f"{len(todo)} to run" + (f" ({retried} failed before, retried: attempt limit {max_attempts})" if retried else "")
+            + (f"; {len(exhausted)} failed {max_attempts} times and are not retried" if exhausted else "")
+        )
+        sink = Sink(
+            engine,
+            study_id,
+            {k: v[0] for k, v in status.items()},
+            commit_every_s=spec.execution.commit_every_s,
+            commit_every_rows=spec.execution.commit_every_rows,
+        )
+        finished = False
+        try:
+            if todo:
+                _execute(spec, todo, sink, progress, client, total=len(tasks), already_done=skipped)
+            sink.close()
+            finished = True
+        finally:
+            if not finished:
+                sink.close()  # commit what did finish before the interruption
+                finish_study(engine, study_id, "interrupted")
+        failures = _failures(engine, study_id)
+        final = "done" if not failures else "failed"
+        finish_study(engine, study_id, final)
+        text = spec.workload.summarize(engine, study_id) if final == "done" else None
+        return RunSummary(
+            study=spec.study.name,
+            study_id=study_id,
+            total=len(tasks),
+            skipped_done=skipped,
+            submitted=len(todo),
+            done=sink.done,
+            failed=sink.failed,
+            exhausted=len(exhausted),
+            rows_written=sink.rows_written,
+            elapsed_s=time.monotonic() - t0,
+            resumed=resumed,
+            db_path=str(spec.store.db_path),
+            arrays_path=str(spec.store.arrays_path),
+            failures=failures,
+            summary_text=text,
+        )
+    finally:
+        engine.dispose()
+
+
+def _execute(
+    spec: StudySpec,
+    todo: list[Task],
+    sink: Sink,
+    progress: RunProgress,
+    client: Client | None,
+    *,
+    total: int,
+    already_done: int,
+) -> None:
+    backend = None
+    if client is None:
+        backend = make_backend(spec.cluster)
+        progress.message(f"starting {backend.describe()}")
+        client = backend.start()
+    try:
+        if client.dashboard_link:
+            progress.message(f"dashboard: {client.dashboard_link}")
+        threads = sum(client.nthreads().values()) or 1
+        limit = spec.execution.max_in_flight or 4 * threads
+        blas = getattr(spec.cluster, "blas_threads", 1)
+        store_path = str(spec.store.arrays_path)
+        pending = iter(todo)
+        in_flight: dict[str, Task] = {}
+        completed = as_completed()
+
+        def submit_next() -> None:
+            task = next(pending, None)
+            if task is None:
+                return
+            future = client.submit(
+                execute_task,
+                spec.workload,
+                task,
+                store_path,
+                spec.study.name,
+                blas,
+                key=f"regulas-{task.key}",
+                pure=False,
+            )
+            in_flight[future.key] = task
+            sink.submitted(task.key)
+            completed.add(future)
+
+        progress.start(total=total, already_done=already_done, to_run=len(todo))
+        try:
+            for _ in range(limit):
+                submit_next()
+            for future in completed:
+                assert isinstance(future, Future)
+                task = in_flight.pop(future.key)
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: recorded, siblings go on
+                    outcome = _failure(task, exc)
+                future.release()
+                sink.add(outcome)
+                progress.update(outcome.status == "done")
+                submit_next()
+        finally:
+            progress.close()
+    finally:
+        if backend is not None:
+            backend.close()
+
+
+def _failures(engine: Engine, study_id: int) -> list[dict[str, Any]]:
+    t = schema.task
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(t.c.key, t.c.kind, t.c.block, t.c.attempts, t.c.error_type, t.c.error_message)
+            .where(t.c.study_id == study_id, t.c.status != "done")
+            .order_by(t.c.id)
+        ).mappings()
+        return [dict(r) for r in rows]

@@ -1,0 +1,57 @@
+"""What runs on a Dask worker for one task: pin threads, run, time, catch, report."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback as tb
+
+from threadpoolctl import threadpool_limits
+
+from regulas.execution.plan import Task
+from regulas.store.arrays import RegionWriter
+from regulas.store.sink import TaskOutcome
+from regulas.studies.base import TaskContext, Workload
+
+
+def worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except ValueError:  # not inside a Dask worker (e.g. called directly in a test)
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def execute_task(workload: Workload, task: Task, store_path: str, study: str, blas_threads: int = 1) -> TaskOutcome:
+    """Run one task and always return an outcome: an exception becomes a recorded failure.
+
+    Catching here (instead of letting Dask see the exception) keeps a failing task from
+    being retried by the scheduler and lets its siblings go on; the driver records the
+    type, message and traceback.
+    """
+    started = time.time()
+    ctx = TaskContext(task=task, arrays=RegionWriter(store_path, study, task.regions))
+    try:
+        with threadpool_limits(limits=blas_threads):
+            result = workload.run_task(ctx)
+    except Exception as exc:  # noqa: BLE001 - every task error is data for the study record
+        return TaskOutcome(
+            key=task.key,
+            status="failed",
+            started_at=started,
+            finished_at=time.time(),
+            worker=worker_name(),
+            error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+            error_message=str(exc),
+            traceback=tb.format_exc(),
+        )
+    return TaskOutcome(
+        key=task.key,
+        status="done",
+        started_at=started,
+        finished_at=time.time(),
+        worker=worker_name(),
+        rows=result.rows,
+    )

@@ -1,0 +1,221 @@
+"""Zarr v3 arrays of a study, with chunk ownership as a checked invariant.
+
+Layout: ``<store.root>/arrays.zarr/<study name>/<array name>``; every array is also
+listed in the ``zarr_array`` table of ``regulas.db``.
+
+Measured here: with zarr 3, two processes that write parts of the same chunk lose
+updates silently (the regions read back as the fill value, no error). So the store
+API enforces two rules instead of trusting a convention:
+
+1. :meth:`StudyArrays.check_ownership` (driver, before any task runs) refuses a plan in
+   which a task's region is not made of whole write units (chunks, or shards when
+   the array is sharded) or in which two tasks' regions share a unit;
+2. :class:`RegionWriter` (worker) refuses a write outside the regions its task owns.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from regulas.errors import OwnershipError, StoreError
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """An array a study writes: its shape, write unit and meaning.
+
+    ``chunks`` is the chunk shape; with ``shards`` set, the shard is the write unit a
+    task must own whole (several chunks per shard file).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: str = "float64"
+    dims: tuple[str, ...] = ()
+    shards: tuple[int, ...] | None = None
+    fill_value: Any = math.nan
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.chunks) != len(self.shape) or (self.dims and len(self.dims) != len(self.shape)):
+            raise StoreError(f"array {self.name!r}: shape {self.shape}, chunks {self.chunks} and dims {self.dims} disagree")
+        if self.shards is not None and any(s % c for s, c in zip(self.shards, self.chunks)):
+            raise StoreError(f"array {self.name!r}: shards {self.shards} must be multiples of chunks {self.chunks}")
+
+    @property
+    def unit(self) -> tuple[int, ...]:
+        return self.shards if self.shards is not None else self.chunks
+
+
+@dataclass(frozen=True)
+class Region:
+    """A box ``[start, stop)`` of one array that one task owns."""
+
+    array: str
+    start: tuple[int, ...]
+    stop: tuple[int, ...]
+
+    @classmethod
+    def of(cls, array: str, *bounds: slice | int) -> Region:
+        start, stop = [], []
+        for b in bounds:
+            if isinstance(b, slice):
+                start.append(int(b.start or 0))
+                stop.append(int(b.stop))
+            else:
+                start.append(int(b))
+                stop.append(int(b) + 1)
+        return cls(array, tuple(start), tuple(stop))
+
+    @property
+    def slices(self) -> tuple[slice, ...]:
+        return tuple(slice(a, b) for a, b in zip(self.start, self.stop))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(b - a for a, b in zip(self.start, self.stop))
+
+    def contains(self, other: Region) -> bool:
+        return (
+            self.array == other.array
+            and len(self.start) == len(other.start)
+            and all(a <= c and d <= b for a, b, c, d in zip(self.start, self.stop, other.start, other.stop))
+        )
+
+
+def _units(region: Region, spec: ArraySpec) -> Iterable[tuple[int, ...]]:
+    ranges = [range(a // u, math.ceil(b / u)) for a, b, u in zip(region.start, region.stop, spec.unit)]
+    return _product(ranges)
+
+
+def _product(ranges: list[range]) -> Iterable[tuple[int, ...]]:
+    grids = np.meshgrid(*[np.asarray(r) for r in ranges], indexing="ij")
+    return zip(*(g.ravel().tolist() for g in grids))
+
+
+def check_aligned(region: Region, spec: ArraySpec) -> None:
+    if len(region.start) != len(spec.shape):
+        raise OwnershipError(f"region {region} has {len(region.start)} dimensions, array {spec.name!r} {len(spec.shape)}")
+    for dim, (a, b, u, n) in enumerate(zip(region.start, region.stop, spec.unit, spec.shape)):
+        if not (0 <= a < b <= n):
+            raise OwnershipError(f"region {region} is outside array {spec.name!r} of shape {spec.shape} (dim {dim})")
+        if a % u or (b % u and b != n):
+            raise OwnershipError(
+                f"region {region} of array {spec.name!r} does not cover whole write units along dim {dim} "
+                f"(unit {u}: start and stop must be multiples of {u}, or stop the end {n}); "
+                "zarr loses updates when two processes write parts of one chunk"
+            )
+
+
+class StudyArrays:
+    """The Zarr group of one study (driver side: create arrays, check the plan)."""
+
+    def __init__(self, store_path: Path, study: str) -> None:
+        self.store_path = Path(store_path)
+        self.study = study
+        self.specs: dict[str, ArraySpec] = {}
+
+    @property
+    def group_path(self) -> Path:
+        return self.store_path / self.study
+
+    def create(self, spec: ArraySpec, data: np.ndarray | None = None) -> zarr.Array:
+        """Create the array, or reopen it when a previous run made it with the same spec."""
+        path = f"{self.study}/{spec.name}"
+        try:
+            existing = zarr.open_array(store=str(self.store_path), path=path, mode="r+")
+        except (FileNotFoundError, zarr.errors.ArrayNotFoundError, zarr.errors.NodeTypeValidationError):
+            existing = None
+        if existing is not None:
+            if tuple(existing.shape) != spec.shape or tuple(existing.chunks) != spec.chunks:
+                raise StoreError(
+                    f"Zarr array {path} exists with shape {existing.shape} and chunks {existing.chunks}, "
+                    f"but this study needs {spec.shape} and {spec.chunks}; use another store.root"
+                )
+            arr = existing
+        else:
+            arr = zarr.create_array(
+                store=str(self.store_path),
+                name=path,
+                shape=spec.shape,
+                chunks=spec.chunks,
+                shards=spec.shards,
+                dtype=spec.dtype,
+                fill_value=spec.fill_value,
+                dimension_names=list(spec.dims) if spec.dims else None,
+                attributes={"description": spec.description},
+            )
+        if data is not None:
+            arr[...] = data
+        self.specs[spec.name] = spec
+        return arr
+
+    def check_ownership(self, owned: Iterable[tuple[str, Iterable[Region]]]) -> None:
+        """Refuse a plan unless every region is whole units and no unit has two owners."""
+        owners: dict[tuple[str, tuple[int, ...]], str] = {}
+        for task_key, regions in owned:
+            for region in regions:
+                spec = self.specs.get(region.array)
+                if spec is None:
+                    raise OwnershipError(f"task {task_key} owns a region of unknown array {region.array!r}")
+                check_aligned(region, spec)
+                for unit in _units(region, spec):
+                    other = owners.setdefault((region.array, unit), task_key)
+                    if other != task_key:
+                        raise OwnershipError(
+                            f"tasks {other} and {task_key} both own unit {unit} of array {region.array!r}; "
+                            "each chunk (or shard) must have exactly one writer"
+                        )
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": s.name,
+                "path": f"{self.study}/{s.name}",
+                "shape": s.shape,
+                "chunks": s.unit,
+                "dtype": s.dtype,
+                "dims": s.dims,
+                "description": s.description,
+            }
+            for s in self.specs.values()
+        ]
+
+
+@dataclass
+class RegionWriter:
+    """Worker-side access to a study's arrays: reads anything, writes only owned regions."""
+
+    store_path: str
+    study: str
+    owned: tuple[Region, ...] = ()
+    _open: dict[str, zarr.Array] = field(default_factory=dict, repr=False)
+
+    def array(self, name: str) -> zarr.Array:
+        arr = self._open.get(name)
+        if arr is None:
+            arr = zarr.open_array(store=self.store_path, path=f"{self.study}/{name}", mode="r+")
+            self._open[name] = arr
+        return arr
+
+    def read(self, name: str, selection: Any = Ellipsis) -> np.ndarray:
+        return np.asarray(self.array(name)[selection])
+
+    def write(self, region: Region, data: np.ndarray) -> None:
+        if not any(o.contains(region) for o in self.owned):
+            raise OwnershipError(
+                f"write to {region} refused: this task owns only {list(self.owned)}; "
+                "declare the region in the task's plan so the driver can check its ownership"
+            )
+        arr = self.array(region.array)
+        if tuple(np.shape(data)) != region.shape:
+            raise StoreError(f"data of shape {np.shape(data)} does not fit region {region} of shape {region.shape}")
+        arr[region.slices] = data

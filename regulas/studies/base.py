@@ -1,0 +1,77 @@
+"""The thin base every workload implements, and the context a task runs in.
+
+A workload turns its config section into inputs (written once, before any task), a
+plan of :class:`~regulas.execution.plan.Task` and a pure function that runs one task
+on a worker and returns small summaries; big arrays go to Zarr regions the task owns.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from sqlalchemy import Engine
+
+from regulas.execution.plan import Task
+from regulas.store.arrays import RegionWriter, StudyArrays
+from regulas.store.sink import Columns
+
+
+@dataclass(frozen=True)
+class StudyContext:
+    """What the driver knows about the study while it plans."""
+
+    name: str
+    root_seed: int
+    arrays: StudyArrays
+
+
+@dataclass
+class TaskContext:
+    """What a task gets on the worker: its seed and its (checked) array access."""
+
+    task: Task
+    arrays: RegionWriter
+
+    @property
+    def rng(self) -> np.random.Generator:
+        return np.random.default_rng(self.task.seed)
+
+
+@dataclass
+class TaskResult:
+    """Small summaries of one task: result rows per table, column-wise."""
+
+    rows: dict[str, Columns] = field(default_factory=dict)
+
+
+class Workload(ABC):
+    """One kind of study. Subclasses set ``name``, ``section`` and ``config_class``."""
+
+    name: ClassVar[str]
+    section: ClassVar[str]  # the config key holding this workload's settings
+    config_class: ClassVar[type]
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    @abstractmethod
+    def prepare(self, ctx: StudyContext) -> str:
+        """Write inputs and create output arrays (driver, before any task).
+
+        Returns a fingerprint of the input data; it enters every task key.
+        """
+
+    @abstractmethod
+    def plan(self, ctx: StudyContext, fingerprint: str) -> list[Task]:
+        """The full list of tasks of the study, in submission order."""
+
+    @abstractmethod
+    def run_task(self, ctx: TaskContext) -> TaskResult:
+        """Compute one task on a worker. Must be deterministic given ``ctx.task.seed``."""
+
+    def summarize(self, engine: Engine, study_id: int) -> str | None:
+        """A short human summary printed after the run (optional)."""
+        return None
