@@ -18,7 +18,7 @@ so every error surfaces before any work starts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +115,18 @@ def _split_override(item: str) -> tuple[bool, str, Any]:
     return add, key, _parse_value(value)
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
-    """Read, merge and resolve a study config; raise :class:`ConfigError` on any problem."""
+SectionDefaults = Callable[[DictConfig], dict[str, Any]]
+
+
+def load_config(
+    path: str | Path, overrides: Sequence[str] = (), section_defaults: SectionDefaults | None = None
+) -> DictConfig:
+    """Read, merge and resolve a study config; raise :class:`ConfigError` on any problem.
+
+    ``section_defaults(merged)`` may return defaults for sections that depend on the
+    merged config (a workload's own keys); they go under the file's keys, before the
+    overrides, so ``demo.sleep_s=1`` works without ``+`` and ``show-config`` lists them.
+    """
     config_path = Path(path)
     source = str(config_path)
     body = _read_yaml(config_path)
@@ -140,6 +150,11 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
     except OmegaConfBaseException as exc:
         raise ConfigError(f"cannot merge over the defaults: {exc}", source=source) from exc
     assert isinstance(merged, DictConfig)
+    if section_defaults is not None:
+        extra = section_defaults(merged)
+        if extra:
+            merged = OmegaConf.merge(OmegaConf.create(extra), merged)
+            assert isinstance(merged, DictConfig)
 
     for add, key, value in plain:
         _apply_override(merged, key, value, add)
@@ -155,10 +170,10 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
 
 
 def _apply_override(cfg: DictConfig, key: str, value: Any, add: bool) -> None:
-    exists = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False) is not _ABSENT
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, throw_on_missing=False) if parent else cfg
+    exists = isinstance(node, DictConfig) and leaf in node.keys()  # `in node` misses "???" values
     if not exists and not add:
-        parent, _, leaf = key.rpartition(".")
-        node = OmegaConf.select(cfg, parent) if parent else cfg
         allowed = ", ".join(str(k) for k in node.keys()) if isinstance(node, DictConfig) else "none"
         raise ConfigError(
             f"override {key}={value!r} sets a key the config does not have; use +{key}=... to add it "
@@ -170,9 +185,6 @@ def _apply_override(cfg: DictConfig, key: str, value: Any, add: bool) -> None:
         OmegaConf.update(cfg, key, value, merge=False, force_add=True)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"cannot set {key}={value!r}: {exc}", key=key, source="command line") from exc
-
-
-_ABSENT = object()
 
 
 def _check_missing(node: DictConfig | ListConfig, prefix: str) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
 
 from regulas.config.loader import load_config, to_container, to_yaml
 from regulas.config.sections import ExecutionSection, StoreSection, StudySection
@@ -15,7 +18,7 @@ from regulas.errors import ConfigError
 from regulas.execution.cluster import cluster_config
 from regulas.execution.cluster.base import ClusterConfigBase
 from regulas.execution.plan import stable_hash
-from regulas.studies import Workload, workload_class
+from regulas.studies import WORKLOADS, Workload, workload_class
 
 CORE_SECTIONS = ("seed", "study", "store", "execution", "cluster")
 #: sections that change how a study runs, not what it computes (left out of its hash)
@@ -45,10 +48,25 @@ class StudySpec:
         return stable_hash({k: v for k, v in self.tree.items() if k not in RUNTIME_SECTIONS}, length=64)
 
 
+def _workload_defaults(merged: DictConfig) -> dict[str, Any]:
+    """The chosen workload's dataclass defaults, as the base of its config section."""
+    name = OmegaConf.select(merged, "study.workload", throw_on_missing=False, default=None)
+    spec = WORKLOADS.get(name) if isinstance(name, str) else None
+    if spec is None:
+        return {}  # reported with the allowed names during validation
+    cls = workload_class(name)
+    defaults = {
+        f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+        for f in dataclasses.fields(cls.config_class)
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    }
+    return {cls.section: defaults}
+
+
 def load_study(path: str | Path, overrides: Sequence[str] = ()) -> StudySpec:
     """Load and validate a study config; every problem raises one :class:`ConfigError`."""
     source = str(path)
-    tree = to_container(load_config(path, overrides))
+    tree = to_container(load_config(path, overrides, section_defaults=_workload_defaults))
 
     study = build(StudySection, tree.get("study"), "study", source=source)
     workload_cls = workload_class(study.workload)

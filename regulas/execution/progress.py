@@ -32,12 +32,13 @@ class RunProgress:
             mode = "bar" if self.stream.isatty() else "log"
         self.mode = mode
         self.every_s = every_s
-        self.console = Console(file=self.stream, highlight=False)
+        self.console = Console(file=self.stream, highlight=False, soft_wrap=True)
         self.total = 0
         self.done = 0
         self.failed = 0
         self.ran = 0
         self._start = time.monotonic()
+        self._first: float | None = None  # first completion: the rate excludes cluster start-up
         self._last_line = 0.0
         self._bar: Progress | None = None
         self._bar_task: int | None = None
@@ -66,8 +67,10 @@ class RunProgress:
             self._bar_task = self._bar.add_task("tasks", total=total, completed=already_done, rate="", failed=0)
 
     def rate(self) -> float:
-        elapsed = time.monotonic() - self._start
-        return self.ran / elapsed if elapsed > 0 else 0.0
+        if self._first is None or self.ran < 2:
+            return 0.0
+        elapsed = time.monotonic() - self._first
+        return (self.ran - 1) / elapsed if elapsed > 0 else 0.0
 
     def eta(self) -> float:
         rate = self.rate()
@@ -76,6 +79,8 @@ class RunProgress:
 
     def update(self, ok: bool) -> None:
         self.ran += 1
+        if self._first is None:
+            self._first = time.monotonic()
         if ok:
             self.done += 1
         else:

@@ -184,7 +184,8 @@ def _execute(
         progress.message(f"starting {backend.describe()}")
         client = backend.start()
     try:
-        if client.dashboard_link:
+        # the scheduler's HTTP server runs even with the dashboard off: ask the config
+        if getattr(spec.cluster, "dashboard_address", "") is not None and client.dashboard_link:
             progress.message(f"dashboard: {client.dashboard_link}")
         threads = sum(client.nthreads().values()) or 1
         limit = spec.execution.max_in_flight or 4 * threads

@@ -1,0 +1,43 @@
+"""Shared helpers: run the real CLI in a subprocess, read the real SQLite file."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Test runs must not fight over the default dashboard port or print bars into logs.
+QUIET = ("cluster.dashboard_address=null", "execution.progress=log", "execution.progress_every_s=1")
+
+
+def regulas_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "regulas", *args]
+
+
+def run_cli(args: Sequence[str], *, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        regulas_cmd(*args), capture_output=True, text=True, timeout=timeout, cwd=cwd or REPO, env=env
+    )
+
+
+def query(db: Path, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return conn.execute(sql, tuple(params)).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def demo_config() -> Path:
+    return CONFIGS / "demo.yaml"

@@ -1,0 +1,206 @@
+"""End-to-end runs of the demo study on a real LocalCluster, real SQLite, real Zarr.
+
+Covers: the shipped demo; resume after SIGKILL of the driver (same results as an
+uninterrupted run, no done task computed again); a failing task (recorded with its
+traceback, siblings complete, exit code 1, retried on the next run up to the attempt
+limit); a worker process killed mid-run (study completes, no lost or duplicate rows).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from distributed import Client, LocalCluster
+from sklearn.linear_model import Ridge
+from sklearn.metrics import mean_squared_error, r2_score
+from sklearn.model_selection import KFold
+
+from conftest import QUIET, REPO, query, regulas_cmd, run_cli
+
+pytestmark = pytest.mark.slow
+
+SMALL = ("demo.n_targets=200", "demo.block_size=20", "demo.n_splits=5", "cluster.n_workers=2")
+
+
+def _scores(db: Path) -> list[tuple]:
+    return query(db, "SELECT target, method, split, metric, value, is_nan FROM score ORDER BY target, split, metric")
+
+
+def _task_status(db: Path) -> Counter:
+    return Counter(dict(query(db, "SELECT status, count(*) FROM task GROUP BY status")))
+
+
+def test_demo_end_to_end(tmp_path: Path, demo_config: Path) -> None:
+    root = tmp_path / "out"
+    proc = run_cli(["run", str(demo_config), f"store.root={root}", *QUIET])
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "dashboard" not in proc.stderr  # turned off above
+    db = root / "regulas.db"
+    assert _task_status(db) == Counter({"done": 100})
+    assert query(db, "SELECT name, status, root_seed FROM study") == [("demo", "done", 42)]
+    (n_rows,) = query(db, "SELECT count(*) FROM score")[0]
+    assert n_rows == 1000 * 5 * 2
+
+    # Independent check: refit one block with scikit-learn on the same split and compare
+    # predictions in Zarr and metrics in SQLite, for every target of the block.
+    group = zarr.open_group(str(root / "arrays.zarr"), path="demo", mode="r")
+    X, Y, pred = group["X"][:], group["Y"][:], group["pred"][:]
+    assert pred.shape == (5, 120, 1000)
+    block, split = query(db, "SELECT block, seed FROM task WHERE kind='demo.ridge' ORDER BY id LIMIT 1")[0][0], None
+    import json
+
+    b = json.loads(block)
+    start, stop, split = b["targets"][0], b["targets"][1], b["split"]
+    train, test = list(KFold(5, shuffle=True, random_state=b["split_seed"]).split(X))[split]
+    ref = Ridge(alpha=1.0).fit(X[train], Y[train, start:stop]).predict(X[test])
+    np.testing.assert_allclose(pred[split][np.ix_(test, np.arange(start, stop))], ref, rtol=0, atol=1e-10)
+    # every sample is a test sample in exactly one split
+    assert (np.isfinite(pred).sum(axis=0) == 1).all()
+    db_mse = dict(query(db, "SELECT target, value FROM score WHERE metric='mse' AND split=?", (split,)))
+    db_r2 = dict(query(db, "SELECT target, value FROM score WHERE metric='r2' AND split=?", (split,)))
+    for j in range(start, stop):
+        name = f"target{j:05d}"
+        assert db_mse[name] == pytest.approx(mean_squared_error(Y[test, j], pred[split, test, j]), rel=1e-12)
+        assert db_r2[name] == pytest.approx(r2_score(Y[test, j], pred[split, test, j]), rel=1e-10)
+    arrays = {r[0] for r in query(db, "SELECT name FROM zarr_array")}
+    assert arrays == {"X", "W", "Y", "pred", "coef"}
+
+
+def _wait_for_done(db: Path, at_least: int, proc: subprocess.Popen, timeout: float = 120) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the driver ended before it could be interrupted"
+        if db.is_file():
+            try:
+                done = _task_status(db).get("done", 0)
+            except Exception:  # noqa: BLE001 - the DB may not have its tables yet
+                done = 0
+            if done >= at_least:
+                return done
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {at_least} tasks done after {timeout} s")
+
+
+def _traces(trace_dir: Path) -> Counter:
+    return Counter(p.name.split(".")[0] for p in trace_dir.iterdir())
+
+
+def test_resume_after_driver_sigkill(tmp_path: Path, demo_config: Path) -> None:
+    common = [*SMALL, "demo.sleep_s=0.15", "execution.commit_every_s=0.1", *QUIET]
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    root = tmp_path / "interrupted"
+    db = root / "regulas.db"
+    argv = ["run", str(demo_config), f"store.root={root}", f"demo.trace_dir={traces}", *common]
+    proc = subprocess.Popen(regulas_cmd(*argv), cwd=REPO, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for_done(db, 12, proc)
+        status = run_cli(["status", str(root)])  # readable while the driver writes
+        assert status.returncode == 0 and "study 'demo' (demo): running" in status.stdout, status.stdout
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the orphaned LocalCluster workers
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == -signal.SIGKILL
+    done_before = {k for (k,) in query(db, "SELECT key FROM task WHERE status='done'")}
+    assert 12 <= len(done_before) < 50
+    rows_before = query(db, "SELECT count(*) FROM score")[0][0]
+    assert rows_before == len(done_before) * 20 * 2  # rows and done marks committed together
+    traces_before = _traces(traces)
+
+    resumed = run_cli(["run", str(demo_config), f"store.root={root}", f"demo.trace_dir={traces}", *common])
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"{len(done_before)} already done" in resumed.stderr
+    traces_after = _traces(traces)
+    recomputed = [k for k in done_before if traces_after[k] != traces_before[k]]
+    assert recomputed == []  # no task that was done is computed again
+    assert set(traces_after) == {k for (k,) in query(db, "SELECT key FROM task")}
+    assert _task_status(db) == Counter({"done": 50})
+    assert query(db, "SELECT status, runs FROM study") == [("done", 2)]
+
+    clean = tmp_path / "uninterrupted"
+    straight = run_cli(["run", str(demo_config), f"store.root={clean}", *common])
+    assert straight.returncode == 0, straight.stdout + straight.stderr
+    assert _scores(db) == _scores(clean / "regulas.db")
+    assert query(db, "SELECT key, seed FROM task ORDER BY key") == query(clean / "regulas.db", "SELECT key, seed FROM task ORDER BY key")
+    a = zarr.open_array(str(root / "arrays.zarr"), path="demo/pred", mode="r")[:]
+    b = zarr.open_array(str(clean / "arrays.zarr"), path="demo/pred", mode="r")[:]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_failing_task_is_recorded_and_siblings_complete(tmp_path: Path, demo_config: Path) -> None:
+    root = tmp_path / "out"
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    argv = ["run", str(demo_config), f"store.root={root}", f"demo.trace_dir={traces}",
+            "demo.fail_blocks=[3]", "execution.max_attempts=2", *SMALL, *QUIET]
+    first = run_cli(argv)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "5 task(s) not done" in first.stdout
+    db = root / "regulas.db"
+    assert _task_status(db) == Counter({"done": 45, "failed": 5})
+    failed = query(db, "SELECT block, attempts, error_type, error_message, traceback FROM task WHERE status='failed'")
+    for block, attempts, etype, message, tb in failed:
+        assert '"block": 3' in block and attempts == 1
+        assert etype == "builtins.RuntimeError"
+        assert message == "demo.fail_blocks asks block 3 to fail"
+        assert "Traceback (most recent call last)" in tb and "run_task" in tb
+    assert query(db, "SELECT count(*) FROM score")[0][0] == 45 * 20 * 2
+    assert query(db, "SELECT status FROM study") == [("failed",)]
+    status = run_cli(["status", str(root)])
+    assert "5 failed" in status.stdout and "builtins.RuntimeError: demo.fail_blocks" in status.stdout
+    assert "raise RuntimeError" in status.stdout  # the tail of each traceback
+
+    second = run_cli(argv)  # failed tasks are retried, done ones are not
+    assert second.returncode == 1
+    assert "5 failed before, retried: attempt limit 2" in second.stderr
+    assert {a for (a,) in query(db, "SELECT attempts FROM task WHERE status='failed'")} == {2}
+    counts = _traces(traces)
+    done_keys = {k for (k,) in query(db, "SELECT key FROM task WHERE status='done'")}
+    assert all(counts[k] == 1 for k in done_keys)
+    assert all(counts[k] == 2 for (k,) in query(db, "SELECT key FROM task WHERE status='failed'"))
+
+    third = run_cli(argv)  # the attempt limit is reached: nothing is run, still exit 1
+    assert third.returncode == 1
+    assert "5 failed 2 times and are not retried" in third.stderr
+    assert sum(_traces(traces).values()) == sum(counts.values())
+
+
+def test_worker_killed_mid_run(tmp_path: Path, demo_config: Path) -> None:
+    root = tmp_path / "out"
+    db = root / "regulas.db"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
+        argv = ["run", str(demo_config), f"store.root={root}", "cluster=address", f"cluster.address={cluster.scheduler_address}",
+                "demo.n_targets=200", "demo.block_size=20", "demo.sleep_s=0.2", "execution.commit_every_s=0.1",
+                "execution.progress=log"]
+        proc = subprocess.Popen(regulas_cmd(*argv), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            _wait_for_done(db, 10, proc)
+            pids = client.run(os.getpid)
+            victim = sorted(pids.values())[0]
+            os.kill(victim, signal.SIGKILL)
+            out, _ = proc.communicate(timeout=180)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, out
+        assert victim not in client.run(os.getpid).values()  # the nanny replaced it
+    assert _task_status(db) == Counter({"done": 50})
+    total, distinct = query(
+        db, "SELECT count(*), count(DISTINCT target || '/' || split || '/' || metric) FROM score"
+    )[0]
+    assert total == distinct == 200 * 5 * 2
+    pred = zarr.open_array(str(root / "arrays.zarr"), path="demo/pred", mode="r")[:]
+    assert (np.isfinite(pred).sum(axis=0) == 1).all()  # nothing lost in the arrays either
