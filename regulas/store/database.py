@@ -31,6 +31,9 @@ def _on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # 256 MiB of page cache: index pages of large result tables stay in memory while
+    # the sink inserts (the default 2 MiB made inserts ~20% slower here).
+    cursor.execute("PRAGMA cache_size=-262144")
     cursor.close()
 
 

