@@ -84,6 +84,8 @@ def _run(config: str, overrides: Sequence[str]) -> int:
     print(f"database: {summary.db_path}\narrays:   {summary.arrays_path}/{summary.study}", file=out)
     if summary.summary_text:
         print(summary.summary_text, file=out)
+    for figure in summary.figures:
+        print(f"figure:   {figure}", file=out)
     if summary.failures:
         print(f"\n{len(summary.failures)} task(s) not done:", file=out)
         for f in summary.failures[:10]:

@@ -59,6 +59,7 @@ class RunSummary:
     arrays_path: str
     failures: list[dict[str, Any]] = field(default_factory=list)
     summary_text: str | None = None
+    figures: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -146,7 +147,11 @@ def run_study(spec: StudySpec, *, client: Client | None = None, progress: RunPro
         failures = _failures(engine, study_id)
         final = "done" if not failures else "failed"
         finish_study(engine, study_id, final)
-        text = spec.workload.summarize(engine, study_id) if final == "done" else None
+        text, figures = None, []
+        if final == "done":
+            text = spec.workload.summarize(engine, study_id)
+            arrays = StudyArrays(spec.store.arrays_path, spec.study.name)
+            figures = spec.workload.plot(engine, study_id, arrays, spec.store.root_path / "figures" / spec.study.name)
         return RunSummary(
             study=spec.study.name,
             study_id=study_id,
@@ -163,6 +168,7 @@ def run_study(spec: StudySpec, *, client: Client | None = None, progress: RunPro
             arrays_path=str(spec.store.arrays_path),
             failures=failures,
             summary_text=text,
+            figures=[str(p) for p in figures],
         )
     finally:
         engine.dispose()

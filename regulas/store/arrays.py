@@ -158,6 +158,10 @@ class StudyArrays:
         self.specs[spec.name] = spec
         return arr
 
+    def open(self, name: str) -> zarr.Array:
+        """An array of this study, read-only (for summaries and plots after a run)."""
+        return zarr.open_array(store=str(self.store_path), path=f"{self.study}/{name}", mode="r")
+
     def check_ownership(self, owned: Iterable[tuple[str, Iterable[Region]]]) -> None:
         """Refuse a plan unless every region is whole units and no unit has two owners."""
         owners: dict[tuple[str, tuple[int, ...]], str] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -75,3 +76,7 @@ class Workload(ABC):
     def summarize(self, engine: Engine, study_id: int) -> str | None:
         """A short human summary printed after the run (optional)."""
         return None
+
+    def plot(self, engine: Engine, study_id: int, arrays: StudyArrays, out_dir: Path) -> list[Path]:
+        """Figures (PNG) of a finished study written into ``out_dir`` (optional)."""
+        return []

@@ -24,7 +24,7 @@ from sqlalchemy import Engine, text
 from regulas.config.typed import positive
 from regulas.errors import ConfigError
 from regulas.execution.plan import Task, derive_seed, make_task
-from regulas.store.arrays import ArraySpec, Region
+from regulas.store.arrays import ArraySpec, Region, StudyArrays
 from regulas.studies.base import StudyContext, TaskContext, TaskResult, Workload
 
 
@@ -174,3 +174,39 @@ class DemoWorkload(Workload):
         lines = ["metric  mean      min       max       n      NaN"]
         lines += [f"{m:<7} {mean:<9.4f} {lo:<9.4f} {hi:<9.4f} {n:<6d} {nan}" for m, mean, lo, hi, n, nan in rows]
         return "\n".join(lines)
+
+    def plot(self, engine: Engine, study_id: int, arrays: StudyArrays, out_dir: Path) -> list[Path]:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import pandas as pd
+
+        with engine.connect() as conn:
+            r2 = pd.read_sql(
+                text("SELECT target, split, value FROM score WHERE study_id = :s AND metric = 'r2' AND NOT is_nan"),
+                conn,
+                params={"s": study_id},
+            )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+        splits = sorted(r2.split.unique())
+        left.boxplot([r2.value[r2.split == s] for s in splits], tick_labels=[str(s) for s in splits])
+        left.set(xlabel="CV split", ylabel="test $R^2$ per target", title=f"{len(r2.target.unique())} targets")
+        left.axhline(0, color="grey", lw=0.8, ls="--")
+        best = r2.groupby("target").value.mean().nlargest(4).index
+        Y = arrays.open("Y")[:]
+        P = arrays.open("pred")[:]
+        for name in best:
+            j = int(name.removeprefix("target"))
+            p = np.nansum(P[:, :, j], axis=0)  # each sample is predicted in exactly one split
+            right.scatter(Y[:, j], p, s=10, label=name)
+        lo, hi = right.get_xlim()
+        right.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+        right.set(xlabel="true", ylabel="predicted (out of fold)", title="best targets by mean $R^2$")
+        right.legend(fontsize=8)
+        fig.tight_layout()
+        path = out_dir / "demo_performance.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return [path]
