@@ -47,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "status":
             return _status(Path(args.store_root), args.study, args.failures)
     except (ConfigError, RegulasError) as exc:
-        print(f"regulas: error: {exc}", file=sys.stderr)
+        # one line, whatever the YAML parser or OmegaConf put into the message
+        print("regulas: error: " + " ".join(str(exc).split()), file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("regulas: interrupted; finished tasks are saved, rerun the same command to resume", file=sys.stderr)

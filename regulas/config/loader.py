@@ -159,7 +159,7 @@ def load_config(
     for add, key, value in plain:
         _apply_override(merged, key, value, add)
 
-    _check_missing(merged, "")
+    _check_missing(merged, "", source)
     try:
         OmegaConf.resolve(merged)
     except OmegaConfBaseException as exc:
@@ -187,7 +187,7 @@ def _apply_override(cfg: DictConfig, key: str, value: Any, add: bool) -> None:
         raise ConfigError(f"cannot set {key}={value!r}: {exc}", key=key, source="command line") from exc
 
 
-def _check_missing(node: DictConfig | ListConfig, prefix: str) -> None:
+def _check_missing(node: DictConfig | ListConfig, prefix: str, source: str) -> None:
     keys = list(node.keys()) if isinstance(node, DictConfig) else list(range(len(node)))
     for k in keys:
         full = f"{prefix}.{k}" if prefix else str(k)
@@ -195,10 +195,11 @@ def _check_missing(node: DictConfig | ListConfig, prefix: str) -> None:
             raise ConfigError(
                 f"required value is missing ('???'); give it on the command line as {full}=VALUE",
                 key=full,
+                source=source,
             )
         child = node._get_node(k)  # noqa: SLF001 - walk without resolving interpolations
         if isinstance(child, (DictConfig, ListConfig)):
-            _check_missing(child, full)
+            _check_missing(child, full, source)
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:

@@ -69,7 +69,13 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> StudySpec:
     tree = to_container(load_config(path, overrides, section_defaults=_workload_defaults))
 
     study = build(StudySection, tree.get("study"), "study", source=source)
-    workload_cls = workload_class(study.workload)
+    try:
+        workload_cls = workload_class(study.workload)
+        cluster = cluster_config(tree.get("cluster"), source=source)
+    except ConfigError as exc:
+        if exc.source is not None:
+            raise
+        raise ConfigError(str(exc), source=source) from exc
     allowed = (*CORE_SECTIONS, workload_cls.section)
     for key in tree:
         if key not in allowed:
@@ -91,7 +97,7 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> StudySpec:
         study=study,
         store=build(StoreSection, tree.get("store"), "store", source=source),
         execution=build(ExecutionSection, tree.get("execution"), "execution", source=source),
-        cluster=cluster_config(tree.get("cluster"), source=source),
+        cluster=cluster,
         workload=workload_cls(workload_cfg),
     )
 

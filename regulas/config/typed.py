@@ -11,6 +11,7 @@ is allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -141,6 +142,6 @@ def positive(value: float | int | None, key: str, source: str | None, *, allow_z
     """Shared range check for counts and durations."""
     if value is None:
         return
-    if value < 0 or (value == 0 and not allow_zero):
+    if math.isnan(value) or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"out of range (given: {value!r}); expected a value {bound}", key=key, source=source)

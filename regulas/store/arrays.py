@@ -135,10 +135,12 @@ class StudyArrays:
         except (FileNotFoundError, zarr.errors.ArrayNotFoundError, zarr.errors.NodeTypeValidationError):
             existing = None
         if existing is not None:
-            if tuple(existing.shape) != spec.shape or tuple(existing.chunks) != spec.chunks:
+            found = (tuple(existing.shape), tuple(existing.chunks), existing.shards, np.dtype(existing.dtype))
+            wanted = (spec.shape, spec.chunks, spec.shards, np.dtype(spec.dtype))
+            if found != wanted:
                 raise StoreError(
-                    f"Zarr array {path} exists with shape {existing.shape} and chunks {existing.chunks}, "
-                    f"but this study needs {spec.shape} and {spec.chunks}; use another store.root"
+                    f"Zarr array {path} exists with (shape, chunks, shards, dtype) {found}, but this study "
+                    f"needs {wanted}; use another store.root"
                 )
             arr = existing
         else:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, select, text, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError
 
 from regulas.errors import StoreError
 from regulas.store import schema
@@ -73,7 +73,7 @@ def connect(db_path: Path, *, create: bool = True) -> Engine:
                 conn.execute(
                     schema.regulas_meta.insert(), [{"key": "schema_version", "value": str(SCHEMA_VERSION)}]
                 )
-    except OperationalError as exc:
+    except DatabaseError as exc:  # also "file is not a database"
         raise StoreError(f"cannot open {db_path} as an SQLite database: {exc.orig}") from exc
     return engine
 

@@ -21,6 +21,9 @@ from sqlalchemy import Engine, Table
 from regulas.errors import StoreError
 from regulas.store.schema import RESULT_TABLES
 
+#: what a task's rows can provoke: a broken constraint, an unknown table or column, a bad value
+_ROW_ERRORS = (sqlite3.IntegrityError, StoreError, ValueError, TypeError)
+
 #: rows of one table, column-wise: {column name: sequence of values}
 Columns = Mapping[str, Sequence[Any] | np.ndarray]
 
@@ -138,13 +141,13 @@ class Sink:
         batch, self._buffer, self._buffered_rows = self._buffer, [], 0
         try:
             self._write(batch)
-        except sqlite3.IntegrityError:
+        except _ROW_ERRORS:
             # One bad task must not take its batch-mates down: retry them one by one
-            # and record the offender as failed with the constraint that it broke.
+            # and record the offender as failed with what was wrong with its rows.
             for outcome in batch:
                 try:
                     self._write([outcome])
-                except sqlite3.IntegrityError as exc:
+                except _ROW_ERRORS as exc:
                     self._write([_as_failure(outcome, exc)])
         self._last_commit = time.monotonic()
 

@@ -1,0 +1,430 @@
+"""Bad configs fail before any work, with a message naming the key or file, the value
+given and what is allowed; good overrides and interpolations resolve.
+
+Every config here is a real YAML file in pytest's tmp_path. The group folders
+(``cluster/``, ``store/``) are copied beside it, because groups are looked up in the
+config's folder and its parents. A few cases go through the real CLI in subprocesses
+(started together, so the slow imports overlap).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from regulas import cli
+from regulas.config.loader import load_config
+from regulas.config.study import load_study
+from regulas.config.targets import check_targets, locate
+from regulas.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+DEMO: dict[str, Any] = yaml.safe_load((CONFIGS / "demo.yaml").read_text())
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _copy_groups(folder: Path) -> None:
+    for group in ("cluster", "store"):
+        shutil.copytree(CONFIGS / group, folder / group, dirs_exist_ok=True)
+
+
+def write_config(folder: Path, body: Any, name: str = "study.yaml") -> Path:
+    """Write ``body`` (a dict dumped as YAML, or raw text) beside copies of the group folders."""
+    _copy_groups(folder)
+    path = folder / name
+    path.write_text(body if isinstance(body, str) else yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+def demo_with(**patch: Any) -> dict[str, Any]:
+    """The shipped demo config with sections updated (``None`` deletes a key)."""
+    out = copy.deepcopy(DEMO)
+    for section, values in patch.items():
+        if isinstance(values, dict) and isinstance(out.get(section), dict):
+            for k, v in values.items():
+                if v is None:
+                    out[section].pop(k, None)
+                else:
+                    out[section][k] = v
+        else:
+            out[section] = values
+    return out
+
+
+def config_error(path: Path, overrides: Sequence[str] = ()) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load_study(path, overrides)
+    return info.value
+
+
+def assert_parts(message: str, parts: Sequence[str]) -> None:
+    missing = [p for p in parts if p not in message]
+    assert not missing, f"message lacks {missing}:\n{message}"
+
+
+# ------------------------------------------------------ bad configs, one case each
+#
+# (id, config body (dict or raw text), overrides, expected message parts). "{cfg}"
+# in an expected part stands for the config file's path.
+
+NO_DEFAULTS = {"seed": 1, "study": {"workload": "demo"}}  # no defaults list, no study.name
+
+CASES: list[tuple[str, Any, tuple[str, ...], tuple[str, ...]]] = [
+    (
+        "invalid-yaml",
+        "seed: 1\nstudy: {name: x\n",
+        (),
+        ("{cfg}: ", "not valid YAML", "line 2"),
+    ),
+    (
+        "top-level-list",
+        "- seed\n- study\n",
+        (),
+        ("{cfg}: ", "the top level must be a mapping of keys, got a list"),
+    ),
+    (
+        "unknown-top-level-key",
+        demo_with(extra={"a": 1}),
+        (),
+        (
+            "{cfg}: key 'extra'",
+            "unknown top-level key (given: {'a': 1})",
+            "allowed for workload 'demo': seed, study, store, execution, cluster, demo",
+        ),
+    ),
+    (
+        "unknown-key-in-section",
+        demo_with(execution={"max_inflight": 8}),
+        (),
+        ("{cfg}: key 'execution.max_inflight'", "unknown key (given: 8)", "allowed keys here: ", "max_in_flight"),
+    ),
+    (
+        "wrong-type-string-for-int",
+        demo_with(demo={"n_samples": "many"}),
+        (),
+        ("{cfg}: key 'demo.n_samples'", "wrong type (given: 'many')", "expected an integer"),
+    ),
+    (
+        "wrong-type-bool-for-int",
+        demo_with(execution={"max_attempts": True}),
+        (),
+        ("{cfg}: key 'execution.max_attempts'", "wrong type (given: True)", "expected an integer"),
+    ),
+    (
+        "wrong-type-literal",
+        demo_with(execution={"progress": "fancy"}),
+        (),
+        ("key 'execution.progress'", "(given: 'fancy')", "expected one of 'auto', 'bar', 'log', 'none'"),
+    ),
+    (
+        "section-not-a-mapping",
+        demo_with(execution=5),
+        (),
+        ("{cfg}: key 'execution'", "expected a mapping of keys, got 5"),
+    ),
+    (
+        "negative-seed",
+        demo_with(seed=-1),
+        (),
+        ("{cfg}: key 'seed'", "(given: -1)", "expected a non-negative integer"),
+    ),
+    (
+        "required-value-missing",
+        NO_DEFAULTS,
+        (),
+        ("key 'study.name'", "required value is missing ('???')", "study.name=VALUE"),
+    ),
+    (
+        "override-of-absent-key-without-plus",
+        demo_with(),
+        ("demo.nosuch=3",),
+        ("command line: key 'demo.nosuch'", "demo.nosuch=3", "use +demo.nosuch=... to add it", "n_samples"),
+    ),
+    (
+        "override-without-equals",
+        demo_with(),
+        ("demo.n_samples",),
+        ("command line", "override 'demo.n_samples'", "key=value, +key=value or group=option"),
+    ),
+    (
+        "override-with-empty-key",
+        demo_with(),
+        ("=5",),
+        ("command line", "override '=5'", "key=value"),
+    ),
+    (
+        "unknown-group-option",
+        demo_with(),
+        ("cluster=nosuch",),
+        ("{cfg}: key 'cluster'", "cluster/nosuch.yaml", "(given: cluster=nosuch)", "available: address, local"),
+    ),
+    (
+        "unknown-group-in-defaults-list",
+        {**demo_with(), "defaults": [{"model": "ridge"}, "_self_"]},
+        (),
+        ("{cfg}: key 'defaults'", "unknown config group 'model'", "allowed groups: cluster, store"),
+    ),
+    (
+        "unknown-cluster-backend",
+        demo_with(),
+        ("cluster.backend=slurm",),
+        ("key 'cluster.backend'", "unknown cluster backend (given: 'slurm')", "allowed: local, address"),
+    ),
+    (
+        "unknown-workload",
+        demo_with(study={"workload": "nosuch"}),
+        (),
+        ("key 'study.workload'", "unknown workload (given: 'nosuch')", "allowed: demo, noop"),
+    ),
+    (
+        # check_targets walks the whole tree right after the top-level key check, so a
+        # bad _target_ is reported as such, not as an unknown key of the demo section
+        "unimportable-target",
+        demo_with(demo={"model": {"_target_": "nosuch_pkg.mod.Ridge", "alpha": 1.0}}),
+        (),
+        (
+            "{cfg}: key 'demo.model._target_'",
+            "cannot import _target_ 'nosuch_pkg.mod.Ridge'",
+            "No module named 'nosuch_pkg'",
+        ),
+    ),
+    (
+        "n-splits-out-of-range",
+        demo_with(demo={"n_splits": 1}),
+        (),
+        ("{cfg}: key 'demo.n_splits'", "out of range (given: 1)", "expected 2 <= n_splits <= n_samples (120)"),
+    ),
+    (
+        "max-in-flight-zero",
+        demo_with(),
+        ("execution.max_in_flight=0",),
+        ("{cfg}: key 'execution.max_in_flight'", "out of range (given: 0)", "expected a value > 0"),
+    ),
+    (
+        "study-name-with-space",
+        demo_with(study={"name": "my study"}),
+        (),
+        ("{cfg}: key 'study.name'", "invalid study name (given: 'my study')", "letters, digits, '_', '.', '-'"),
+    ),
+    (
+        "study-name-with-slash",
+        demo_with(),
+        ("study.name=a/b",),
+        ("key 'study.name'", "invalid study name (given: 'a/b')", "letters, digits"),
+    ),
+    (
+        "unresolvable-interpolation",
+        demo_with(study={"description": "${nope}"}),
+        (),
+        ("{cfg}: key 'study.description'", "cannot resolve interpolation", "'nope' not found"),
+    ),
+    (
+        "store-db-with-slash",
+        demo_with(store={"db": "sub/regulas.db"}),
+        (),
+        ("{cfg}: key 'store.db'", "(given: 'sub/regulas.db')", "expected a plain file name inside store.root"),
+    ),
+    (
+        "store-arrays-dotdot",
+        demo_with(),
+        ("store.arrays=..",),
+        ("key 'store.arrays'", "(given: '..')", "plain file name"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "overrides", "parts"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_config(tmp_path: Path, body: Any, overrides: tuple[str, ...], parts: tuple[str, ...]) -> None:
+    cfg = write_config(tmp_path, body)
+    err = config_error(cfg, overrides)
+    assert_parts(str(err), [p.replace("{cfg}", str(cfg)) for p in parts])
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    err = config_error(missing)
+    assert str(err) == f"{missing}: config file not found (expected a YAML file)"
+    assert err.source == str(missing)
+
+
+def test_error_carries_key_and_source(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, demo_with(demo={"n_samples": "many"}))
+    err = config_error(cfg)
+    assert (err.key, err.source) == ("demo.n_samples", str(cfg))
+
+
+def test_store_root_that_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    cfg = write_config(tmp_path, demo_with(store={"root": str(tmp_path / "afile")}))
+    err = config_error(cfg)
+    assert_parts(str(err), ["key 'store.root'", f"(given: {str(tmp_path / 'afile')!r})", "not a folder"])
+
+
+# ------------------------------------------------------------ _target_ resolution
+
+
+def test_locate_refuses_undotted_and_missing_attribute() -> None:
+    with pytest.raises(ConfigError) as info:
+        locate("Ridge", key="m._target_", source="x.yaml")
+    assert_parts(
+        str(info.value), ["x.yaml: key 'm._target_'", "'Ridge' is not a dotted path", "sklearn.linear_model.Ridge"]
+    )
+    with pytest.raises(ConfigError) as info:
+        locate("sklearn.linear_model.NoSuchModel")
+    assert_parts(str(info.value), ["cannot import _target_ 'sklearn.linear_model.NoSuchModel'", "NoSuchModel"])
+
+
+def test_check_targets_walks_lists_and_names_the_key() -> None:
+    from sklearn.linear_model import Ridge
+
+    good = {"_target_": "sklearn.linear_model.Ridge", "alpha": 1.0}
+    assert locate(good["_target_"]) is Ridge
+    check_targets({"pipelines": [good, {"model": good}]}, source="t.yaml")  # all importable: no error
+    tree = {"pipelines": [good, {"model": {"_target_": "sklearn.linear_model.Nope"}}]}
+    with pytest.raises(ConfigError) as info:
+        check_targets(tree, source="t.yaml")
+    assert_parts(str(info.value), ["t.yaml: key 'pipelines[1].model._target_'", "'sklearn.linear_model.Nope'"])
+
+
+# ------------------------------------------------------------- documented bugs
+
+
+@pytest.mark.parametrize(
+    ("body", "overrides", "check"),
+    [
+        (NO_DEFAULTS, ("study.name=given",), lambda s: s.study.name == "given"),
+        (demo_with(), ("cluster=address", "cluster.address=tcp://127.0.0.1:8786"),
+         lambda s: s.cluster.address == "tcp://127.0.0.1:8786"),
+    ],
+    ids=["study.name", "cluster.address"],
+)
+def test_override_fills_required_value(
+    tmp_path: Path, body: Any, overrides: tuple[str, ...], check: Callable[[Any], bool]
+) -> None:
+    # the 'required value is missing' message tells the user to do exactly this
+    spec = load_study(write_config(tmp_path, body), overrides)
+    assert check(spec)
+
+
+@pytest.mark.parametrize("override", ["demo.alpha=.nan", "execution.commit_every_s=.nan"])
+def test_nan_is_out_of_range(tmp_path: Path, override: str) -> None:
+    err = config_error(write_config(tmp_path, demo_with()), (override,))
+    assert_parts(str(err), [f"key '{override.split('=')[0]}'", "nan"])
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["seed: 1\nstudy: {name: x\n", demo_with(study={"description": "${nope}"})],
+    ids=["invalid-yaml", "interpolation"],
+)
+def test_cli_error_is_one_line_for_parser_errors(
+    tmp_path: Path, body: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path, body)
+    code = cli.main(["show-config", str(cfg)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("regulas: error: ")
+    assert len(err.splitlines()) == 1, err
+
+
+# ---------------------------------------------------------------- through the CLI
+
+CLI_CASES: dict[str, tuple[Any, tuple[str, ...], tuple[str, ...]]] = {
+    # name: (config body, extra CLI args, expected parts of the error line)
+    "missing-name": (NO_DEFAULTS, (), ("key 'study.name'", "study.name=VALUE")),
+    "unknown-top-level": (demo_with(), ("+extra=3",), ("key 'extra'", "unknown top-level key (given: 3)")),
+    "out-of-range": (demo_with(), ("demo.n_splits=1",), ("key 'demo.n_splits'", "out of range (given: 1)")),
+}
+
+
+CliRun = tuple[subprocess.CompletedProcess[str], Path, Path]
+
+
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CliRun]:
+    """Start every CLI case at once; name -> (finished process, config, store root)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    started: dict[str, tuple[subprocess.Popen[str], list[str], Path, Path]] = {}
+    cases = {name: ("run", *case) for name, case in CLI_CASES.items()}
+    cases["show-config"] = (
+        "show-config",
+        demo_with(),
+        ("demo.alpha=2.5", "+demo.trace_dir=/tmp/traces", "study.description=${study.name}-seed${seed}"),
+        (),
+    )
+    for name, (command, body, extra, _) in cases.items():
+        folder = tmp_path_factory.mktemp(name)
+        cfg = write_config(folder, body)
+        root = folder / "out"
+        args = [sys.executable, "-m", "regulas", command, str(cfg), *extra, f"store.root={root}"]
+        proc = subprocess.Popen(args, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started[name] = (proc, args, cfg, root)
+    out = {}
+    for name, (proc, args, cfg, root) in started.items():
+        stdout, stderr = proc.communicate(timeout=180)
+        out[name] = (subprocess.CompletedProcess(args, proc.returncode, stdout, stderr), cfg, root)
+    return out
+
+
+@pytest.mark.parametrize("name", list(CLI_CASES))
+def test_cli_bad_config_exits_2_with_one_line(cli_runs: dict[str, CliRun], name: str) -> None:
+    proc, cfg, root = cli_runs[name]
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("regulas: error: ")
+    assert_parts(lines[0], CLI_CASES[name][2])
+    assert proc.stdout == ""
+    assert not (root / "regulas.db").exists()
+    assert not root.exists(), "nothing may be created before the config is valid"
+    assert not (cfg.parent / "regulas-out").exists()
+
+
+def test_cli_show_config_prints_resolved_overrides(cli_runs: dict[str, CliRun]) -> None:
+    proc, _cfg, root = cli_runs["show-config"]
+    assert proc.returncode == 0, proc.stderr
+    shown = yaml.safe_load(proc.stdout)
+    assert shown["demo"]["alpha"] == 2.5
+    assert shown["demo"]["trace_dir"] == "/tmp/traces"  # added with '+'
+    assert shown["demo"]["n_samples"] == DEMO["demo"]["n_samples"]  # untouched value kept
+    assert shown["study"]["description"] == f"demo-seed{DEMO['seed']}"  # interpolated
+    assert shown["store"]["root"] == str(root)
+    assert not root.exists()  # show-config creates nothing
+
+
+# ------------------------------------------------------------ loader, positive
+
+
+def test_loader_adds_keys_and_resolves_interpolation(tmp_path: Path) -> None:
+    body = demo_with(study={"description": "${study.name} with ${demo.n_samples} samples"})
+    cfg = write_config(tmp_path, body)
+    overrides = ["+demo.x=1", "+extra.deep.list=[1, 2]", "demo.alpha=0.5", "+study.tag=${study.name}-${seed}"]
+    loaded = load_config(cfg, overrides)
+    assert loaded.demo.x == 1
+    assert list(loaded.extra.deep.list) == [1, 2]
+    assert loaded.demo.alpha == 0.5
+    assert loaded.study.tag == f"demo-{DEMO['seed']}"
+    assert loaded.study.description == f"demo with {DEMO['demo']['n_samples']} samples"
+    # the group files were merged in: keys only the cluster/local.yaml file and defaults have
+    assert loaded.cluster.backend == "local" and loaded.store.db == "regulas.db"
+
+
+def test_loader_group_override_replaces_whole_section(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, demo_with())
+    loaded = load_config(cfg, ["cluster=address", "+cluster.address=tcp://127.0.0.1:8786"])
+    assert loaded.cluster.backend == "address"
+    assert loaded.cluster.address == "tcp://127.0.0.1:8786"
+    assert "n_workers" not in loaded.cluster  # the local backend's keys are not inherited
