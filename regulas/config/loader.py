@@ -4,9 +4,9 @@ Merge order (later wins):
 
 1. ``regulas/config/defaults.yaml`` (the one commented defaults file);
 2. the config groups the file selects in its ``defaults:`` list, e.g.
-   ``- cluster: local`` reads ``cluster/local.yaml`` from the config's folder or one of
-   its parents; a group *replaces* the whole section, so a backend never inherits
-   another backend's keys;
+   ``- cluster: local`` reads ``cluster/local.yaml`` (see :func:`group_search_path`);
+   a group *replaces* the whole section, so a backend never inherits another
+   backend's keys;
 3. the file's own keys;
 4. overrides ``a.b=value`` (the key must exist), ``+a.b=value`` (adds a key) and
    ``group=option`` (selects another group file, e.g. ``cluster=slurm``).
@@ -18,6 +18,7 @@ so every error surfaces before any work starts.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,10 +49,19 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+#: the configs/ folder of a source checkout (editable install), searched last
+SHIPPED_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
 def group_search_path(config_path: Path) -> list[Path]:
-    """Folders searched for ``<group>/<option>.yaml``: the config's folder and its parents."""
+    """Folders searched for ``<group>/<option>.yaml``, first match wins.
+
+    The config's folder and its parents, then the folders of ``$REGULAS_CONFIG_PATH``
+    (``:``-separated), then the ``configs/`` folder shipped with a source checkout.
+    """
     folder = config_path.resolve().parent
-    return [folder, *folder.parents]
+    extra = [Path(p) for p in os.environ.get("REGULAS_CONFIG_PATH", "").split(os.pathsep) if p]
+    return [folder, *folder.parents, *extra, SHIPPED_CONFIGS]
 
 
 def _find_group_file(group: str, option: str, search: list[Path], source: str) -> Path:
@@ -146,15 +156,13 @@ def load_config(
         group_file = _find_group_file(group, option, search, source)
         merged[group] = OmegaConf.create(_read_yaml(group_file))
     try:
-        merged = OmegaConf.merge(merged, OmegaConf.create(body))
+        merged = _merge(merged, OmegaConf.create(body))
     except OmegaConfBaseException as exc:
         raise ConfigError(f"cannot merge over the defaults: {exc}", source=source) from exc
-    assert isinstance(merged, DictConfig)
     if section_defaults is not None:
         extra = section_defaults(merged)
         if extra:
-            merged = OmegaConf.merge(OmegaConf.create(extra), merged)
-            assert isinstance(merged, DictConfig)
+            merged = _merge(OmegaConf.create(extra), merged)
 
     for add, key, value in plain:
         _apply_override(merged, key, value, add)
@@ -187,8 +195,14 @@ def _apply_override(cfg: DictConfig, key: str, value: Any, add: bool) -> None:
         raise ConfigError(f"cannot set {key}={value!r}: {exc}", key=key, source="command line") from exc
 
 
+def _merge(base: DictConfig, top: DictConfig) -> DictConfig:
+    merged = OmegaConf.merge(base, top)
+    assert isinstance(merged, DictConfig)
+    return merged
+
+
 def _check_missing(node: DictConfig | ListConfig, prefix: str, source: str) -> None:
-    keys = list(node.keys()) if isinstance(node, DictConfig) else list(range(len(node)))
+    keys: list[Any] = list(node.keys()) if isinstance(node, DictConfig) else list(range(len(node)))
     for k in keys:
         full = f"{prefix}.{k}" if prefix else str(k)
         if OmegaConf.is_missing(node, k):

@@ -89,7 +89,7 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> StudySpec:
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"wrong type (given: {seed!r}); expected a non-negative integer", key="seed", source=source)
     check_targets(tree, source=source)
-    workload_cfg = build(workload_cls.config_class, tree.get(workload_cls.section), workload_cls.section, source=source)
+    workload_cfg: Any = build(workload_cls.config_class, tree.get(workload_cls.section), workload_cls.section, source=source)
     return StudySpec(
         source=source,
         tree=tree,

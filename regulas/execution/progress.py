@@ -7,7 +7,15 @@ import time
 from typing import TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -41,7 +49,7 @@ class RunProgress:
         self._first: float | None = None  # first completion: the rate excludes cluster start-up
         self._last_line = 0.0
         self._bar: Progress | None = None
-        self._bar_task: int | None = None
+        self._bar_task: TaskID | None = None
 
     def message(self, text: str) -> None:
         if self.mode != "none":

@@ -134,16 +134,14 @@ def run_study(spec: StudySpec, *, client: Client | None = None, progress: RunPro
             commit_every_s=spec.execution.commit_every_s,
             commit_every_rows=spec.execution.commit_every_rows,
         )
-        finished = False
         try:
             if todo:
                 _execute(spec, todo, sink, progress, client, total=len(tasks), already_done=skipped)
-            sink.close()
-            finished = True
-        finally:
-            if not finished:
-                sink.close()  # commit what did finish before the interruption
-                finish_study(engine, study_id, "interrupted")
+        except BaseException:
+            sink.close()  # commit what did finish before the interruption (Ctrl-C, cluster loss)
+            finish_study(engine, study_id, "interrupted")
+            raise
+        sink.close()
         failures = _failures(engine, study_id)
         final = "done" if not failures else "failed"
         finish_study(engine, study_id, final)
@@ -198,7 +196,7 @@ def _execute(
         blas = getattr(spec.cluster, "blas_threads", 1)
         store_path = str(spec.store.arrays_path)
         pending = iter(todo)
-        in_flight: dict[str, Task] = {}
+        in_flight: dict[object, Task] = {}
         completed = as_completed()
 
         def submit_next() -> None:

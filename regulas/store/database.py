@@ -116,8 +116,8 @@ def open_study(
                     status="running",
                 )
             )
-            (study_id,) = result.inserted_primary_key or (None,)
-            return StudyRecord(int(study_id), name, config_hash, "running", resumed=False)
+            study_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            return StudyRecord(study_id, name, config_hash, "running", resumed=False)
         if row["config_hash"] != config_hash:
             raise StoreError(
                 f"study {name!r} already exists in this store with a different config "
@@ -135,6 +135,8 @@ def open_study(
 def finish_study(engine: Engine, study_id: int, status: str) -> None:
     with engine.begin() as conn:
         conn.execute(update(study).where(study.c.id == study_id).values(status=status, finished_at=time.time()))
+        # tasks submitted but never collected did not run to completion as far as we know
+        conn.exec_driver_sql("UPDATE task SET status='pending' WHERE study_id=? AND status='running'", (study_id,))
 
 
 def register_tasks(engine: Engine, study_id: int, tasks: Sequence[Any]) -> dict[str, tuple[int, str, int]]:

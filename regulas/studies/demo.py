@@ -195,8 +195,8 @@ class DemoWorkload(Workload):
         left.set(xlabel="CV split", ylabel="test $R^2$ per target", title=f"{len(r2.target.unique())} targets")
         left.axhline(0, color="grey", lw=0.8, ls="--")
         best = r2.groupby("target").value.mean().nlargest(4).index
-        Y = arrays.open("Y")[:]
-        P = arrays.open("pred")[:]
+        Y = np.asarray(arrays.open("Y")[:])
+        P = np.asarray(arrays.open("pred")[:])
         for name in best:
             j = int(name.removeprefix("target"))
             p = np.nansum(P[:, :, j], axis=0)  # each sample is predicted in exactly one split
