@@ -10,6 +10,7 @@ config's folder and its parents. A few cases go through the real CLI in subproce
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -428,3 +429,24 @@ def test_loader_group_override_replaces_whole_section(tmp_path: Path) -> None:
     assert loaded.cluster.backend == "address"
     assert loaded.cluster.address == "tcp://127.0.0.1:8786"
     assert "n_workers" not in loaded.cluster  # the local backend's keys are not inherited
+
+
+@dataclasses.dataclass(frozen=True)
+class _WithPaths:
+    table: str = dataclasses.field(default="x.tsv", metadata={"path": "file"})
+    folder: str | None = dataclasses.field(default=None, metadata={"path": "dir"})
+
+
+def test_missing_input_file_and_folder_are_named(tmp_path: Path) -> None:
+    from regulas.config.typed import build
+
+    present = tmp_path / "psi.tsv"
+    present.write_text("a\n")
+    assert build(_WithPaths, {"table": str(present)}, "data").table == str(present)
+    with pytest.raises(ConfigError) as err:
+        build(_WithPaths, {"table": str(tmp_path / "nope.tsv")}, "data", source="exp.yaml")
+    msg = str(err.value)
+    assert msg.startswith("exp.yaml: key 'data.table': file not found")
+    assert "nope.tsv" in msg and "expected an existing file" in msg
+    with pytest.raises(ConfigError, match=r"key 'data.folder': folder not found .* expected an existing folder"):
+        build(_WithPaths, {"table": str(present), "folder": str(present)}, "data")  # a file is not a folder
