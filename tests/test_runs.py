@@ -207,3 +207,25 @@ def test_worker_killed_mid_run(tmp_path: Path, demo_config: Path) -> None:
     assert total == distinct == 200 * 5 * 2
     pred = zarr.open_array(str(root / "arrays.zarr"), path="demo/pred", mode="r")[:]
     assert (np.isfinite(pred).sum(axis=0) == 1).all()  # nothing lost in the arrays either
+
+
+def _blas_threads() -> tuple[str | None, int]:
+    from threadpoolctl import threadpool_info
+
+    return os.environ.get("OPENBLAS_NUM_THREADS"), max((p["num_threads"] for p in threadpool_info()), default=1)
+
+
+def test_local_backend_one_thread_per_worker_and_blas_pinned() -> None:
+    from regulas.execution.cluster.base import default_workers
+    from regulas.execution.cluster.local import LocalBackend, LocalClusterConfig
+
+    backend = LocalBackend(LocalClusterConfig(dashboard_address=None))
+    client = backend.start()
+    try:
+        nthreads = client.nthreads()
+        assert len(nthreads) == default_workers() and set(nthreads.values()) == {1}
+        for env_value, pool_threads in client.run(_blas_threads).values():
+            assert env_value == "1" and pool_threads == 1
+    finally:
+        backend.close()
+    assert backend.client is None and backend.cluster is None
