@@ -229,3 +229,18 @@ def test_local_backend_one_thread_per_worker_and_blas_pinned() -> None:
     finally:
         backend.close()
     assert backend.client is None and backend.cluster is None
+
+
+def test_task_that_kills_its_worker_is_recorded(tmp_path: Path, demo_config: Path) -> None:
+    """A task that takes its worker process down (segfault, OOM kill) every time: Dask
+    gives up on it after its allowed failures; it is recorded and the rest completes."""
+    root = tmp_path / "out"
+    proc = run_cli(["run", str(demo_config), f"store.root={root}", "demo.n_targets=100", "demo.block_size=20",
+                    "demo.n_splits=2", "demo.crash_blocks=[2]", "cluster.n_workers=2", *QUIET])
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    db = root / "regulas.db"
+    assert _task_status(db) == Counter({"done": 8, "failed": 2})
+    for block, etype, message in query(db, "SELECT block, error_type, error_message FROM task WHERE status='failed'"):
+        assert '"block": 2' in block
+        assert etype == "distributed.scheduler.KilledWorker" and "died" in message
+    assert query(db, "SELECT count(*) FROM score")[0][0] == 8 * 20 * 2

@@ -11,6 +11,7 @@ stand for splicing events, features for RBPs) and exercises every part of the sp
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,7 @@ class DemoConfig:
     # Knobs for testing the machinery (all off by default):
     sleep_s: float = 0.0  # extra seconds per task
     fail_blocks: list[int] = field(default_factory=list)  # blocks whose tasks raise
+    crash_blocks: list[int] = field(default_factory=list)  # blocks whose tasks kill their worker process
     trace_dir: str | None = None  # one empty file per task execution, to count them
 
     def check(self, prefix: str, source: str | None) -> None:
@@ -127,6 +129,8 @@ class DemoWorkload(Workload):
         block = ctx.task.block
         if c.trace_dir:
             Path(c.trace_dir, f"{ctx.task.key}.{uuid.uuid4().hex}").touch()
+        if block["block"] in c.crash_blocks:
+            os._exit(70)  # what a segfault or the OOM killer does to a worker
         if block["block"] in c.fail_blocks:
             raise RuntimeError(f"demo.fail_blocks asks block {block['block']} to fail")
         if c.sleep_s:
