@@ -450,3 +450,13 @@ def test_missing_input_file_and_folder_are_named(tmp_path: Path) -> None:
     assert "nope.tsv" in msg and "expected an existing file" in msg
     with pytest.raises(ConfigError, match=r"key 'data.folder': folder not found .* expected an existing folder"):
         build(_WithPaths, {"table": str(present), "folder": str(present)}, "data")  # a file is not a folder
+
+
+def test_study_hash_ignores_how_a_study_runs_but_not_what_it_computes() -> None:
+    demo = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    base = load_study(demo, ["store.root=/tmp/a"]).config_hash
+    runtime = ["store.root=/tmp/b", "demo.sleep_s=0.5", "demo.trace_dir=/tmp/t", "cluster.n_workers=1",
+               "execution.max_attempts=5", "study.description=again"]
+    assert load_study(demo, runtime).config_hash == base  # a resume with other run settings is allowed
+    for changed in ("demo.alpha=2.0", "seed=7", "demo.fail_blocks=[1]", "demo.n_splits=4"):
+        assert load_study(demo, [changed]).config_hash != base, changed

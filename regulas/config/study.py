@@ -21,8 +21,6 @@ from regulas.execution.plan import stable_hash
 from regulas.studies import WORKLOADS, Workload, workload_class
 
 CORE_SECTIONS = ("seed", "study", "store", "execution", "cluster")
-#: sections that change how a study runs, not what it computes (left out of its hash)
-RUNTIME_SECTIONS = ("store", "execution", "cluster")
 
 
 @dataclass(frozen=True)
@@ -44,8 +42,14 @@ class StudySpec:
 
     @property
     def config_hash(self) -> str:
-        """Hash of what determines results: everything but store, execution and cluster."""
-        return stable_hash({k: v for k, v in self.tree.items() if k not in RUNTIME_SECTIONS}, length=64)
+        """Hash of what determines results: the seed, the workload and its result-relevant keys.
+
+        Store, execution and cluster settings, the description and the workload's
+        ``runtime_keys`` (e.g. the demo's ``sleep_s``) may change between runs of a study.
+        """
+        return stable_hash(
+            {"seed": self.seed, "workload": self.study.workload, "config": self.workload.result_config()}, length=64
+        )
 
 
 def _workload_defaults(merged: DictConfig) -> dict[str, Any]:

@@ -7,6 +7,7 @@ on a worker and returns small summaries; big arrays go to Zarr regions the task 
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,9 +55,15 @@ class Workload(ABC):
     name: ClassVar[str]
     section: ClassVar[str]  # the config key holding this workload's settings
     config_class: ClassVar[type]
+    #: keys of the section that change how tasks run, not what they compute
+    runtime_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any) -> None:
         self.config = config
+
+    def result_config(self) -> dict[str, Any]:
+        """The part of the config that determines results; enters task keys and the study hash."""
+        return {k: v for k, v in dataclasses.asdict(self.config).items() if k not in self.runtime_keys}
 
     @abstractmethod
     def prepare(self, ctx: StudyContext) -> str:

@@ -14,7 +14,7 @@ import hashlib
 import os
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +66,7 @@ class DemoWorkload(Workload):
     section = "demo"
     config_class = DemoConfig
     config: DemoConfig
+    runtime_keys = ("sleep_s", "trace_dir")
 
     def prepare(self, ctx: StudyContext) -> str:
         c = self.config
@@ -101,7 +102,7 @@ class DemoWorkload(Workload):
     def plan(self, ctx: StudyContext, fingerprint: str) -> list[Task]:
         c = self.config
         split_seed = derive_seed(ctx.root_seed, "demo.splits", {})
-        config = {k: v for k, v in asdict(c).items() if k not in ("sleep_s", "trace_dir")}
+        config = self.result_config()
         tasks = []
         for b, start in enumerate(range(0, c.n_targets, c.block_size)):
             stop = min(start + c.block_size, c.n_targets)

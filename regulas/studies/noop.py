@@ -35,7 +35,7 @@ class NoopWorkload(Workload):
                 kind="noop",
                 block={"i": i},
                 root_seed=ctx.root_seed,
-                config={"rows_per_task": self.config.rows_per_task},
+                config=self.result_config(),
                 data_fingerprint=fingerprint,
             )
             for i in range(self.config.n_tasks)
