@@ -8,6 +8,7 @@ limit); a worker process killed mid-run (study completes, no lost or duplicate r
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -54,9 +55,7 @@ def test_demo_end_to_end(tmp_path: Path, demo_config: Path) -> None:
     group = zarr.open_group(str(root / "arrays.zarr"), path="demo", mode="r")
     X, Y, pred = group["X"][:], group["Y"][:], group["pred"][:]
     assert pred.shape == (5, 120, 1000)
-    block, split = query(db, "SELECT block, seed FROM task WHERE kind='demo.ridge' ORDER BY id LIMIT 1")[0][0], None
-    import json
-
+    (block,) = query(db, "SELECT block FROM task WHERE kind='demo.ridge' ORDER BY id LIMIT 1")[0]
     b = json.loads(block)
     start, stop, split = b["targets"][0], b["targets"][1], b["split"]
     train, test = list(KFold(5, shuffle=True, random_state=b["split_seed"]).split(X))[split]

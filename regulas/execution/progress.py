@@ -55,8 +55,8 @@ class RunProgress:
         if self.mode != "none":
             self.console.print(text)
 
-    def start(self, *, total: int, already_done: int, to_run: int) -> None:
-        self.total, self.done, self.to_run = total, already_done, to_run
+    def start(self, *, total: int, already_done: int) -> None:
+        self.total, self.done = total, already_done
         self._start = time.monotonic()
         if self.mode == "bar":
             self._bar = Progress(

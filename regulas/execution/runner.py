@@ -217,7 +217,7 @@ def _execute(
             sink.submitted(task.key)
             completed.add(future)
 
-        progress.start(total=total, already_done=already_done, to_run=len(todo))
+        progress.start(total=total, already_done=already_done)
         try:
             for _ in range(limit):
                 submit_next()
