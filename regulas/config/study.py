@@ -55,8 +55,7 @@ class StudySpec:
 def _workload_defaults(merged: DictConfig) -> dict[str, Any]:
     """The chosen workload's dataclass defaults, as the base of its config section."""
     name = OmegaConf.select(merged, "study.workload", throw_on_missing=False, default=None)
-    spec = WORKLOADS.get(name) if isinstance(name, str) else None
-    if spec is None:
+    if not isinstance(name, str) or name not in WORKLOADS:
         return {}  # reported with the allowed names during validation
     cls = workload_class(name)
     defaults = {

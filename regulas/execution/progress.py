@@ -45,7 +45,6 @@ class RunProgress:
         self.done = 0
         self.failed = 0
         self.ran = 0
-        self._start = time.monotonic()
         self._first: float | None = None  # first completion: the rate excludes cluster start-up
         self._last_line = 0.0
         self._bar: Progress | None = None
@@ -57,7 +56,6 @@ class RunProgress:
 
     def start(self, *, total: int, already_done: int) -> None:
         self.total, self.done = total, already_done
-        self._start = time.monotonic()
         if self.mode == "bar":
             self._bar = Progress(
                 TextColumn("[bold]tasks"),
