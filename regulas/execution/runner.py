@@ -25,7 +25,14 @@ from regulas.execution.progress import RunProgress
 from regulas.execution.worker import execute_task
 from regulas.store import schema
 from regulas.store.arrays import StudyArrays
-from regulas.store.database import connect, finish_study, open_study, register_arrays, register_tasks
+from regulas.store.database import (
+    connect,
+    finish_study,
+    open_study,
+    register_arrays,
+    register_tasks,
+    write_study_rows,
+)
 from regulas.store.sink import Sink, TaskOutcome
 from regulas.studies.base import StudyContext
 
@@ -101,6 +108,7 @@ def plan_study(spec: StudySpec, engine: Engine) -> tuple[int, bool, list[Task], 
         raise StoreError(f"the plan has {len(duplicated)} duplicated task keys (e.g. {duplicated[0]}): a workload bug")
     arrays.check_ownership((t.key, t.regions) for t in tasks)
     register_arrays(engine, record.id, arrays.describe())
+    write_study_rows(engine, record.id, spec.workload.study_rows(ctx))
     status = register_tasks(engine, record.id, tasks)
     return record.id, record.resumed, tasks, status
 

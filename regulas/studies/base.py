@@ -80,6 +80,14 @@ class Workload(ABC):
     def run_task(self, ctx: TaskContext) -> TaskResult:
         """Compute one task on a worker. Must be deterministic given ``ctx.task.seed``."""
 
+    def study_rows(self, ctx: StudyContext) -> dict[str, Columns]:
+        """Rows of study-level tables (``schema.STUDY_TABLES``), written before any task.
+
+        For what describes the whole study rather than one task, e.g. the pipelines
+        it compares.
+        """
+        return {}
+
     def summarize(self, engine: Engine, study_id: int) -> str | None:
         """A short human summary printed after the run (optional)."""
         return None
