@@ -120,6 +120,7 @@ def run_study(spec: StudySpec, *, client: Client | None = None, progress: RunPro
     """
     t0 = time.monotonic()
     progress = progress or RunProgress(spec.execution.progress, spec.execution.progress_every_s)
+    spec.workload.check_inputs(spec.seed)  # bad data stops the run before the store exists
     spec.store.root_path.mkdir(parents=True, exist_ok=True)
     engine = connect(spec.store.db_path)
     try:
@@ -157,7 +158,7 @@ def run_study(spec: StudySpec, *, client: Client | None = None, progress: RunPro
         if final == "done":
             text = spec.workload.summarize(engine, study_id)
             arrays = StudyArrays(spec.store.arrays_path, spec.study.name)
-            figures = spec.workload.plot(engine, study_id, arrays, spec.store.root_path / "figures" / spec.study.name)
+            figures = spec.workload.plot(engine, study_id, arrays, spec.store.root_path / "reports" / spec.study.name)
         return RunSummary(
             study=spec.study.name,
             study_id=study_id,
