@@ -61,10 +61,14 @@ class RidgeFactor:
         """The spectral filter s / (s² + α) (1 / s for α = 0): ``(r,)``."""
         return self.s / (self.s * self.s + alpha)
 
+    def rotate(self, X_new: np.ndarray) -> np.ndarray:
+        """(X' - x̄) V: ``(n_new, r)``, the new rows in the singular basis."""
+        return (np.asarray(X_new, dtype=np.float64) - self.x_mean) @ self.Vt.T
+
     def predict(self, X_new: np.ndarray, Y: np.ndarray, alphas: np.ndarray) -> np.ndarray:
         """Predictions ``(n_alphas, n_new, n_events)`` at X_new ``(n_new, n_features)``."""
         UtY, y_mean = self.project(Y)
-        A = (np.asarray(X_new, dtype=np.float64) - self.x_mean) @ self.Vt.T
+        A = self.rotate(X_new)
         out = np.empty((len(alphas), A.shape[0], Y.shape[1]))
         for i, alpha in enumerate(alphas):
             np.matmul(A, self.shrink(alpha)[:, None] * UtY, out=out[i])
@@ -167,27 +171,31 @@ def fit_batched_group(b: BlockWork, setup: RidgeSetup, rows: np.ndarray, events:
         if b.nested
         else [(c, c, np.arange(len(events))) for c in range(len(b.candidates))]
     )
-    coefs = []
+    UtY, y_mean = factor.project(Y_train)
+    A = factor.rotate(X_test)
+    n_features = b.X.shape[1]
+    kept = []
     for out, c, cols in jobs:
-        alpha = setup.alphas[c]
-        b.pred[out][:, events[cols]] = factor.predict(X_test, Y_train[:, cols], np.array([alpha]))[0]
-        W, intercept = factor.coef(Y_train[:, cols], alpha)
-        coefs.append((out, c, cols, W, intercept))
+        M = factor.shrink(setup.alphas[c])[:, None] * UtY[:, cols]  # diag(s/(s²+α)) Uᵀ Yc
+        b.pred[out][:, events[cols]] = A @ M + y_mean[cols]
+        W = factor.Vt.T @ M
+        if W.shape[0] == n_features:
+            b.set_importance("coef", out, events[cols], W)
+        if b.permutation is not None:
+            kept.append((out, cols, W, y_mean[cols] - factor.x_mean @ W))
         for j in cols:
             b.params[out][events[j]] = dict(b.candidates[c])
     # One shared computation: its time is split evenly over the events and outputs.
     b.fit_time_s[:, events] = (time.perf_counter() - t0) / (len(events) * b.n_out)
-    n_features = b.X.shape[1]
-    for out, c, cols, W, intercept in coefs:
-        if W.shape[0] == n_features:
-            b.set_importance("coef", out, events[cols], W)
-        if b.permutation is None:
-            continue
+    options = b.permutation
+    if options is None:
+        return
+    for out, cols, W, intercept in kept:
         for j, e in enumerate(events[cols].tolist()):
             obs = b.test_rows(e)
             if len(obs) >= 2:
                 model = FittedLinear(fitted, W[:, j], float(intercept[j]))
                 values = permutation_scores(
-                    model, b.X[b.test[obs]], b.Y[b.test[obs], e], b.permutation, scoring=b.scoring, seed=b.seed
+                    model, b.X[b.test[obs]], b.Y[b.test[obs], e], options, scoring=b.scoring, seed=b.seed
                 )
                 b.set_importance("permutation", out, e, values)
