@@ -21,7 +21,16 @@ import zarr
 from sklearn.feature_selection import VarianceThreshold
 
 from regulas.config.targets import instantiate, locate
-from regulas.data import DataError, PickleLoader, SplicingData, TableLoader, write_table
+from regulas.data import (
+    DataError,
+    JunctionPSILoader,
+    PickleLoader,
+    SplicingData,
+    TableLoader,
+    XenaLoader,
+    psi_from_junctions,
+    write_table,
+)
 from regulas.errors import ConfigError
 
 from conftest import SHARED_DATA
@@ -251,6 +260,152 @@ def test_pickle_loader_regulas_format_and_alias(tmp_path: Path, frames: Any) -> 
     np.testing.assert_array_equal(several.Y.to_numpy(), Y[["ev1", "ev2"]].to_numpy())
 
 
+# --------------------------------------------------------------------------- junction reads -> PSI
+
+JSAMPLES = ["S0", "S1", "S2", "S3", "S4", "S5"]
+
+
+def make_junctions(seed: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Inclusion and exclusion read tables (junction ID, event, one column per sample)."""
+    rng = np.random.default_rng(seed)
+    inc_events = ["e1", "e1", "e2", "e2", "e3", "e3"]
+    exc_events = ["e1", "e2", "e2", "e3"]
+    inc = pd.DataFrame(rng.integers(0, 40, (6, 6)).astype(float), columns=JSAMPLES)
+    exc = pd.DataFrame(rng.integers(0, 40, (4, 6)).astype(float), columns=JSAMPLES)
+    inc.loc[[0, 1], "S1"] = [3.0, 9.0]  # e1 in S1: every junction below 10 reads
+    exc.loc[0, "S1"] = 2.0
+    inc.loc[[4, 5], "S2"] = 0.0  # e3 in S2: no reads at all
+    exc.loc[3, "S2"] = 0.0
+    inc.loc[2, "S3"] = np.nan  # an empty cell counts as 0 reads
+    inc.insert(0, "event", inc_events)
+    exc.insert(0, "event", exc_events)
+    inc.index = [f"inc{i}" for i in range(6)]
+    exc.index = [f"exc{i}" for i in range(4)]
+    return inc.rename_axis("junction"), exc.rename_axis("junction")
+
+
+def reference_psi(inc: pd.DataFrame, exc: pd.DataFrame, min_reads: float, divisor: float = 2.0) -> pd.DataFrame:
+    """The junction PSI model written out cell by cell (independent of the vectorised code)."""
+    out = pd.DataFrame(index=JSAMPLES, columns=["e1", "e2", "e3"], dtype=float)
+    for e in out.columns:
+        for s_ in JSAMPLES:
+            i_reads = [0.0 if np.isnan(r) else r for r in inc.loc[inc["event"] == e, s_]]
+            e_reads = [0.0 if np.isnan(r) else r for r in exc.loc[exc["event"] == e, s_]]
+            covered = any(r >= min_reads for r in i_reads + e_reads)
+            i_half = sum(i_reads) / divisor
+            den = i_half + sum(e_reads)
+            out.loc[s_, e] = i_half / den if covered and den > 0 else np.nan
+    return out
+
+
+@pytest.fixture
+def junction_set(tmp_path: Path) -> dict[str, str]:
+    inc, exc = make_junctions()
+    X, _, _ = make_frames()
+    X = X.iloc[:6].set_axis(JSAMPLES, axis=0)
+    inc.to_csv(tmp_path / "inc.tsv", sep="\t")
+    exc.to_csv(tmp_path / "exc.csv.gz")
+    write_text(X.T, tmp_path / "expr.tsv")  # genes x samples
+    return {"inclusion": str(tmp_path / "inc.tsv"), "exclusion": str(tmp_path / "exc.csv.gz"),
+            "expression": str(tmp_path / "expr.tsv"), "expression_layout": "genes_x_samples"}
+
+
+@pytest.mark.parametrize(("min_reads", "divisor"), [(10, 2.0), (0, 2.0), (25, 1.0)])
+def test_junction_psi_matches_the_model_cell_by_cell(junction_set: dict[str, str], min_reads: float, divisor: float) -> None:
+    inc, exc = make_junctions()
+    data = JunctionPSILoader(**junction_set, min_reads=min_reads, inclusion_divisor=divisor, all_nan_events="drop").load()
+    ref = reference_psi(inc, exc, min_reads, divisor).loc[:, list(data.events)]
+    np.testing.assert_allclose(data.Y.to_numpy(), ref.to_numpy(), rtol=1e-15, equal_nan=True)
+    assert np.isnan(data.Y.loc["S2", "e3"])  # no reads: missing whatever the cutoff
+    if min_reads == 10:
+        assert np.isnan(data.Y.loc["S1", "e1"]) and not np.isnan(data.Y.loc["S1", "e2"])
+    X, _, _ = make_frames()
+    pd.testing.assert_frame_equal(data.X, X.iloc[:6].set_axis(JSAMPLES, axis=0))
+
+
+def test_psi_from_junctions_function_counts_low_coverage() -> None:
+    inc = pd.DataFrame({"A": [4.0, 6.0, 0.0], "B": [1.0, 1.0, 20.0]})
+    exc = pd.DataFrame({"A": [3.0, 0.0], "B": [2.0, 5.0]})
+    psi, n_low = psi_from_junctions(inc, ["x", "x", "y"], exc, ["x", "y"], min_reads=5)
+    # x in A: (10/2)/(5+3); x in B: all reads < 5 -> NaN; y in A: 0 reads -> NaN; y in B: (20/2)/(10+5)
+    np.testing.assert_allclose(psi.to_numpy(), [[5 / 8, np.nan], [np.nan, 10 / 15]], equal_nan=True)
+    assert n_low == 2 and list(psi.columns) == ["x", "y"] and list(psi.index) == ["A", "B"]
+
+
+# --------------------------------------------------------------------------- UCSC Xena layout
+
+# sample -> (study, sample type, primary site); expression for all but T9, PSI for all but G9
+PHENO = {
+    "TCGA-01": ("TCGA", "Primary Tumor", "Breast"), "TCGA-02": ("TCGA", "Primary Tumor", "Breast"),
+    "TCGA-03": ("TCGA", "Primary Tumor", "Breast"), "TCGA-04": ("TCGA", "Primary Tumor", "Lung"),
+    "TCGA-05": ("TCGA", "Primary Tumor", "Lung"), "TCGA-06": ("TCGA", "Solid Tissue Normal", "Breast"),
+    "TCGA-07": ("TCGA", "Metastatic", "Breast"), "T9": ("TCGA", "Primary Tumor", "Lung"),
+    "GTEX-1": ("GTEX", "Normal Tissue", "Breast"), "GTEX-2": ("GTEX", "Normal Tissue", "Breast"),
+    "GTEX-3": ("GTEX", "Normal Tissue", "Liver"), "G9": ("GTEX", "Normal Tissue", "Liver"),
+    "TARGET-1": ("TARGET", "Primary Tumor", "Blood"),
+}
+IDS = ["ENSG01.1", "ENSG02.4", "ENSG03.2", "ENSG04.1", "ENSG05.7"]
+SYMBOLS = ["HNRNPA1", "SRSF1", "ACTB", "HNRNPA1", "PTBP1"]  # ENSG04 repeats a symbol
+
+
+@pytest.fixture
+def xena_set(tmp_path: Path) -> dict[str, str]:
+    rng = np.random.default_rng(3)
+    with_expr = [s_ for s_ in PHENO if s_ != "T9"]
+    with_psi = [s_ for s_ in PHENO if s_ != "G9"]
+    expr = pd.DataFrame(rng.normal(3, 2, (5, len(with_expr))), index=IDS, columns=with_expr)  # log2(tpm + 0.001)
+    write_text(expr, tmp_path / "tpm.tsv.gz")
+    psi = pd.DataFrame(rng.uniform(0, 1, (len(with_psi), 3)), index=with_psi, columns=["ev_a", "ev_b", "ev_c"])
+    write_text(psi, tmp_path / "psi.tsv")
+    pheno = pd.DataFrame.from_dict(PHENO, orient="index", columns=["_study", "_sample_type", "_primary_site"])
+    pheno.insert(0, "detailed_category", "x")
+    write_text(pheno, tmp_path / "phenotype.txt.gz")
+    pd.DataFrame({"id": IDS, "gene": SYMBOLS, "chrom": "chr1"}).to_csv(tmp_path / "probemap.tsv", sep="\t", index=False)
+    return {"expression": str(tmp_path / "tpm.tsv.gz"), "phenotype": str(tmp_path / "phenotype.txt.gz"),
+            "psi": str(tmp_path / "psi.tsv"), "gene_map": str(tmp_path / "probemap.tsv")}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({}, ["TCGA-01", "TCGA-02", "TCGA-03", "TCGA-04", "TCGA-05"]),
+        ({"include_adjacent_normal": True}, ["TCGA-01", "TCGA-02", "TCGA-03", "TCGA-04", "TCGA-05", "TCGA-06"]),
+        ({"sample_type": "Normal"}, ["GTEX-1", "GTEX-2", "GTEX-3"]),
+        ({"sample_type": "Combined", "paired": True}, ["TCGA-01", "TCGA-02", "TCGA-03", "GTEX-1", "GTEX-2"]),
+        ({"sample_type": "Combined", "min_samples_per_tissue": 3}, ["TCGA-01", "TCGA-02", "TCGA-03", "GTEX-1", "GTEX-2"]),
+        ({"sample_type": "Combined", "tissues": ["Lung", "Liver"]}, ["TCGA-04", "TCGA-05", "GTEX-3"]),
+    ],
+)
+def test_xena_sample_selection(xena_set: dict[str, str], kwargs: dict[str, Any], expected: list[str]) -> None:
+    data = XenaLoader(**xena_set, **kwargs).load()
+    assert list(data.samples) == expected
+    assert data.meta is not None and list(data.meta.columns) == ["tissue", "cohort", "sample_type"]
+    assert list(data.meta.loc[expected, "tissue"]) == [PHENO[s_][2] for s_ in expected]
+
+
+def test_xena_gene_map_and_rbp_list(xena_set: dict[str, str], rbp_file: Path) -> None:
+    data = XenaLoader(**xena_set, rbp_list=str(rbp_file)).load()
+    assert list(data.features) == ["HNRNPA1", "SRSF1", "PTBP1"]  # ACTB not an RBP; repeated HNRNPA1 dropped
+    expr = pd.read_csv(xena_set["expression"], sep="\t", index_col=0)
+    np.testing.assert_array_equal(data.X["PTBP1"].to_numpy(), expr.loc["ENSG05.7", list(data.samples)].to_numpy())
+    assert any("dropped 0 unmapped and 1 repeated symbols" in m for m in data.log)
+    plain = XenaLoader(**{k: v for k, v in xena_set.items() if k != "gene_map"}).load()
+    assert list(plain.features) == IDS
+
+
+def test_xena_with_junction_reads(tmp_path: Path, xena_set: dict[str, str]) -> None:
+    inc, exc = make_junctions()
+    names = dict(zip(JSAMPLES, ["TCGA-01", "TCGA-02", "TCGA-04", "GTEX-1", "GTEX-2", "TARGET-1"], strict=True))
+    inc.rename(columns=names).to_csv(tmp_path / "inc.tsv", sep="\t")
+    exc.rename(columns=names).to_csv(tmp_path / "exc.tsv", sep="\t")
+    kw = {k: v for k, v in xena_set.items() if k != "psi"}
+    data = XenaLoader(**kw, inclusion=str(tmp_path / "inc.tsv"), exclusion=str(tmp_path / "exc.tsv"),
+                      sample_type="Combined", all_nan_events="drop").load()
+    assert list(data.samples) == ["TCGA-01", "TCGA-02", "TCGA-04", "GTEX-1", "GTEX-2"]
+    ref = reference_psi(inc, exc, 10).rename(index=names).loc[list(data.samples), list(data.events)]
+    np.testing.assert_allclose(data.Y.to_numpy(), ref.to_numpy(), equal_nan=True)
+
+
 # --------------------------------------------------------------------------- bad inputs
 
 
@@ -324,6 +479,20 @@ def _bad_cases() -> list[tuple[str, Callable[[Path, dict[str, str]], Any], str]]
          r"key 'experiment.dataset.objective': objective column 'psi' not found"),
         ("pickle not a DataFrame", lambda t, p: PickleLoader(path_to_file=_pickle(t, [1, 2])).load(),
          r"the pickle holds a list; expected a pandas DataFrame"),
+        ("junction event column absent", lambda t, p: JunctionPSILoader(inclusion=table(t / "i.tsv", "j\tS00\nj1\t3\n"), exclusion=table(t / "e.tsv", "j\tevent\tS00\nj2\te\t1\n"), expression=p["features"]).load(),
+         r"i.tsv: key 'experiment.dataset.inclusion': no event column 'event' \(columns start 'S00'\)"),
+        ("junction events unmatched", lambda t, p: JunctionPSILoader(inclusion=table(t / "i.tsv", "j\tevent\tS00\nj1\ta\t3\nj3\tb\t1\n"), exclusion=table(t / "e.tsv", "j\tevent\tS00\nj2\ta\t1\nj4\tc\t1\n"), expression=p["features"]).load(),
+         r"events without both junction kinds: 1 only in inclusion \('b'\), 1 only in exclusion \('c'\)"),
+        ("junction samples differ", lambda t, p: JunctionPSILoader(inclusion=table(t / "i.tsv", "j\tevent\tS00\nj1\ta\t3\n"), exclusion=table(t / "e.tsv", "j\tevent\tS01\nj2\ta\t1\n"), expression=p["features"]).load(),
+         r"the junction tables have different samples: only in inclusion \('S00'\), only in exclusion \('S01'\)"),
+        ("negative read count", lambda t, p: JunctionPSILoader(inclusion=table(t / "i.tsv", "j\tevent\tS00\nj1\ta\t-3\n"), exclusion=table(t / "e.tsv", "j\tevent\tS00\nj2\ta\t1\n"), expression=p["features"]).load(),
+         r"negative read count at junction 'j1', sample 'S00': -3.0"),
+        ("xena phenotype columns", lambda t, p: XenaLoader(expression=p["features"], phenotype=p["metadata"], psi=p["targets"]).load(),
+         r"meta.tsv: key 'experiment.dataset.phenotype': missing phenotype columns \['_primary_site', '_study', '_sample_type'\]"),
+        ("xena psi twice", lambda t, p: XenaLoader(expression=p["features"], phenotype=p["metadata"], psi=p["targets"], inclusion=p["targets"], exclusion=p["targets"]),
+         r"give PSI either as psi: TABLE or as inclusion: \+ exclusion:"),
+        ("xena bad sample_type", lambda t, p: XenaLoader(expression=p["features"], phenotype=p["metadata"], psi=p["targets"], sample_type="tumour"),
+         r"key 'experiment.dataset.sample_type': invalid value \(given: 'tumour'\); expected one of 'Tumor', 'Normal', 'Combined'"),
     ]
 
 

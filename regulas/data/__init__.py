@@ -12,18 +12,23 @@ missing-value policies).
 """
 
 from regulas.data.dataset import SplicingData
+from regulas.data.junctions import JunctionPSILoader, psi_from_junctions
 from regulas.data.loaders import Loader, PickleLoader, TableLoader
 from regulas.data.options import LoadOptions
 from regulas.data.tables import read_table, write_table
+from regulas.data.xena import XenaLoader
 from regulas.errors import DataError
 
 __all__ = [
     "DataError",
+    "JunctionPSILoader",
     "LoadOptions",
     "Loader",
     "PickleLoader",
     "SplicingData",
     "TableLoader",
+    "XenaLoader",
+    "psi_from_junctions",
     "read_table",
     "write_table",
 ]

@@ -71,6 +71,14 @@ def index_col_arg(value: Any) -> int | str:
     return value
 
 
+def read_metadata(path: str | None, index_col: int | str) -> Part | None:
+    """The optional ``metadata`` table (samples x annotations, any column types)."""
+    if path is None:
+        return None
+    frame = read_table(path, index_col=index_col, numeric=False, key=key_of("metadata"))
+    return Part(frame, path, key_of("metadata"))
+
+
 def oriented(frame: pd.DataFrame, layout: str) -> pd.DataFrame:
     """Samples as rows: transpose a table stored with samples as columns."""
     return frame.T if layout in SAMPLE_COLUMNS else frame
@@ -146,14 +154,10 @@ class TableLoader(Loader):
         x_key, y_key = key_of("features"), key_of("targets")
         X = oriented(read_table(self.features, index_col=self.index_col, key=x_key), self.features_layout)
         Y = oriented(read_table(self.targets, index_col=self.index_col, key=y_key), self.targets_layout)
-        meta = None
-        if self.metadata is not None:
-            m = read_table(self.metadata, index_col=self.index_col, numeric=False, key=key_of("metadata"))
-            meta = Part(m, self.metadata, key_of("metadata"))
         return RawData(
             X=Part(X, self.features, x_key, key_of("features_layout")),
             Y=Part(Y, self.targets, y_key, key_of("targets_layout")),
-            meta=meta,
+            meta=read_metadata(self.metadata, self.index_col),
         )
 
 

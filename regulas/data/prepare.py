@@ -260,9 +260,9 @@ def prepare(raw: RawData, opts: LoadOptions, *, name: str = "", description: str
     X, Y, meta = _align(raw, opts, log)
     X = _prepare_x(X, opts, raw, log)
     Y = _prepare_y(Y, opts, raw, log)
-    X, Y = X.rename_axis(index=None), Y.rename_axis(index=None)
+    X, Y = X.rename_axis(index=None, columns=None), Y.rename_axis(index=None, columns=None)
     if meta is not None:
-        meta = meta.rename_axis(index=None)
+        meta = meta.rename_axis(index=None, columns=None)
     data = SplicingData(X=X, Y=Y, meta=meta, name=name, description=description, log=tuple(log))
     logger.info("loaded %s: %s", name or raw.Y.source, data.summary())
     return data

@@ -31,7 +31,7 @@ import csv
 import gzip
 import lzma
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -132,7 +132,9 @@ def _duplicates(labels: pd.Index | list[str]) -> list[str]:
     return [str(v) for v in index[index.duplicated()].unique()[:5]]
 
 
-def _read_text(file: Path, fmt: Format, index_col: int | str, numeric: bool, key: str | None) -> pd.DataFrame:
+def _read_text(
+    file: Path, fmt: Format, index_col: int | str, numeric: bool, key: str | None, columns: Collection[str] | None = None
+) -> pd.DataFrame:
     sep = _TEXT_SEP[fmt]
     header = _read_header(file, sep, key)
     if isinstance(index_col, str):
@@ -156,6 +158,13 @@ def _read_text(file: Path, fmt: Format, index_col: int | str, numeric: bool, key
         raise DataError(f"duplicate column names in the header: {dup}; expected unique IDs", key=key, source=str(file))
     # Own column names (unique by construction) so pandas never mangles or guesses them.
     names = [f"c{i}" for i in range(len(header))]
+    usecols = None
+    if columns is not None:
+        # Only the wanted columns are parsed (a Xena matrix has ~19,000 samples).
+        wanted = set(columns)
+        keep = [i for i, h in enumerate(header) if i == pos or (h in wanted)]
+        usecols = [names[i] for i in keep]
+        data_names = [header[i] for i in keep if i != pos]
 
     def parse(dtype: Any) -> pd.DataFrame:
         with warnings.catch_warnings():
@@ -167,7 +176,8 @@ def _read_text(file: Path, fmt: Format, index_col: int | str, numeric: bool, key
                 header=None,
                 skiprows=1,
                 names=names,
-                index_col=pos,
+                index_col=names[pos],
+                usecols=usecols,
                 engine="c",
                 dtype=dtype,
                 converters={names[pos]: str},
@@ -253,21 +263,27 @@ def _layout_arrays(node: Any, where: str, layout: str, key: str | None) -> tuple
 
 
 def read_table(
-    path: str | Path, *, index_col: int | str = 0, numeric: bool = True, key: str | None = None
+    path: str | Path,
+    *,
+    index_col: int | str = 0,
+    numeric: bool = True,
+    key: str | None = None,
+    columns: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """Read one table; rows and columns as stored (no transposition), row IDs as strings.
 
     With ``numeric=True`` every cell must be a number: the result is float64 and a non-numeric
-    cell raises :class:`DataError` naming the file, row, column and value.
+    cell raises :class:`DataError` naming the file, row, column and value. ``columns`` keeps
+    only the named columns (text files: the others are not even parsed).
     """
     fmt = check_exists(path, key=key)
     file, group = split_group(path)
     if fmt in _TEXT_SEP:
-        frame = _read_text(file, fmt, index_col, numeric, key)
-    elif fmt == "parquet":
-        frame = _read_parquet(file, index_col, key)
+        frame = _read_text(file, fmt, index_col, numeric, key, columns)
     else:
-        frame = _read_arrays(file, group, fmt, key)
+        frame = _read_parquet(file, index_col, key) if fmt == "parquet" else _read_arrays(file, group, fmt, key)
+        if columns is not None:
+            frame = frame.loc[:, frame.columns.isin(list(columns))]
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise DataError(
             f"empty table ({frame.shape[0]} rows x {frame.shape[1]} columns); expected at least one row and one column",
