@@ -449,6 +449,8 @@ def _bad_cases() -> list[tuple[str, Callable[[Path, dict[str, str]], Any], str]]
          r"2 missing PSI values \(3.3%\), first at event 'ev3', sample 'S01'; expected none"),
         ("no genes after RBP filter", lambda t, p: TableLoader(**p, rbp_list=table(t / "r.tsv", "symbol\nELAVL1\nQKI\n")).load(),
          r"r.tsv: key 'experiment.dataset.rbp_list': no genes left after the RBP filter: none of the 2 symbols"),
+        ("rbp_list file absent", lambda t, p: TableLoader(**p, rbp_list=str(t / "none.tsv")),
+         r"key 'experiment.dataset.rbp_list': file not found \(given: .*none.tsv"),
         ("rbp column absent", lambda t, p: TableLoader(**p, rbp_list=table(t / "r2.tsv", "gene\nELAVL1\n")).load(),
          r"column 'symbol' not found \(columns: 'gene'\); expected rbp_column to name the column"),
         ("empty data", lambda t, p: TableLoader(features=table(t / "xe.tsv", "sample\tA\tB\n"), targets=p["targets"]).load(),

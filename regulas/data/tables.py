@@ -316,13 +316,13 @@ def as_float(frame: pd.DataFrame, *, source: str, key: str | None) -> pd.DataFra
     (alignment, filters, ``to_numpy``) a plain array operation.
     """
     kinds = np.array([d.kind for d in frame.dtypes])
-    if (kinds == "f").all() or frame.shape[1] == 0:
+    if np.isin(kinds, ["f", "i", "u"]).all() or frame.shape[1] == 0:
         values = frame.to_numpy(dtype=np.float64)
     else:
         columns = []
         for j in range(frame.shape[1]):
             original = frame.iloc[:, j]
-            if kinds[j] in "fiu":
+            if kinds[j] in ("f", "i", "u"):
                 columns.append(original.to_numpy(dtype=np.float64))
                 continue
             col = frame.columns[j]
