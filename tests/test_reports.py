@@ -301,6 +301,17 @@ def _expected_ranking(fitted: Fitted, m: int, e: int) -> pd.Series:
     return pd.Series(total / N_SPLITS, index=FEATURES).sort_values(ascending=False, kind="stable")
 
 
+def test_feature_ranking_equals_the_sql_view(store: tuple[Path, Fitted, Fitted]) -> None:
+    root, nested, _ = store
+    results = results_of(root, nested.name)
+    keys = ["event", "pipeline", "kind", "rank"]
+    ours = results.feature_ranking().sort_values(keys).reset_index(drop=True)
+    view = results.feature_ranking_view().sort_values(keys).reset_index(drop=True)
+    assert len(ours) == len(view) > N_EVENTS * 2 * TOP_K_STORED
+    pd.testing.assert_frame_equal(ours[keys[:-1] + ["feature"]], view[keys[:-1] + ["feature"]], check_dtype=False)
+    np.testing.assert_allclose(ours["score"], view["score"], rtol=1e-12)
+
+
 def test_feature_ranking_takes_the_top_models_and_features(store: tuple[Path, Fitted, Fitted], tmp_path: Path) -> None:
     root, nested, _ = store
     results = results_of(root, nested.name)

