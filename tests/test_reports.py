@@ -581,3 +581,21 @@ def test_export_refuses_names_that_are_not_file_names() -> None:
     with pytest.raises(ConfigError, match="cannot be file names"):
         check_reports({"../x": _perf(), "CSV": {"_target_": "regulas.reports.ExportCSV", "_depends_on_": ["../x"]}})
     assert ExportCSV(output_dir="out", sep="\t").sep == "\t"
+
+
+def test_inconsistent_or_missing_arrays_are_refused(store: tuple[Path, Fitted, Fitted], tmp_path: Path) -> None:
+    import shutil
+
+    import zarr
+
+    root, nested, _ = store
+    copy = tmp_path / "store"
+    shutil.copytree(root, copy)
+    y = zarr.open_array(store=str(copy / "arrays.zarr"), path=f"{nested.name}/Y", mode="r+")
+    y.attrs["events"] = [f"other{i}" for i in range(N_EVENTS)]
+    with pytest.raises(StoreError, match=r"events \['SE_0', 'SE_1'.*not on the event axis of Zarr array Y"):
+        ModelPerformanceReport(loss_fn="sklearn.metrics.max_error").generate(results_of(copy, nested.name), {}, tmp_path)
+    shutil.rmtree(copy / "arrays.zarr")
+    with pytest.raises(StoreError, match=r"Zarr array 'Y' of study 'splice_nested' not found"):
+        run(copy, nested.name, None, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
