@@ -310,6 +310,9 @@ def test_feature_ranking_equals_the_sql_view(store: tuple[Path, Fitted, Fitted])
     assert len(ours) == len(view) > N_EVENTS * 2 * TOP_K_STORED
     pd.testing.assert_frame_equal(ours[keys[:-1] + ["feature"]], view[keys[:-1] + ["feature"]], check_dtype=False)
     np.testing.assert_allclose(ours["score"], view["score"], rtol=1e-12)
+    subset = results.feature_ranking(EVENTS[2:5]).sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(subset, ours[ours["event"].isin(EVENTS[2:5])].reset_index(drop=True))
+    assert results.models_with_importance() == nested.labels
 
 
 def test_feature_ranking_takes_the_top_models_and_features(store: tuple[Path, Fitted, Fitted], tmp_path: Path) -> None:
