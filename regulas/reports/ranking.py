@@ -109,7 +109,8 @@ class FeatureRankingReport(Report):
         )
         if source is None:
             raise ReportError(
-                f"FeatureRankingReport: no input among {', '.join(inputs)} has columns event, pipeline and {self.sort_by!r}"
+                f"FeatureRankingReport: no input among {', '.join(inputs)} has columns "
+                f"event, pipeline and {self.sort_by!r}"
             )
         chosen = self.choose_models(source, results)
         ranking = results.feature_ranking()

@@ -1,7 +1,9 @@
-"""Read access to one finished splicing study: the documented SQL views and the Zarr arrays.
+"""Read access to one finished splicing study: its SQLite summaries and Zarr arrays.
 
-Reports read summaries through the views ``performance`` and ``feature_ranking`` (the
-stable interface, see :mod:`regulas.store.schema`) and raw predictions from Zarr:
+Reports read per-split metrics through the view ``performance`` (the stable interface,
+see :mod:`regulas.store.schema`), feature ranks with the definition of the view
+``feature_ranking`` (computed from ``splice_importance``, much faster than the view's SQL
+on large studies) and raw predictions from Zarr:
 
 - ``Y`` (sample x event) PSI, attrs ``events``;
 - ``test_index`` (split x max_test) sample rows of each outer test part, -1 = padding;
@@ -19,7 +21,7 @@ import numpy as np
 import pandas as pd
 import yaml
 import zarr
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from regulas.errors import StoreError
 from regulas.store.arrays import StudyArrays
@@ -37,7 +39,7 @@ class StudyResults:
     ----------
     db_path : the store's ``regulas.db``.
     arrays_path : the store's ``arrays.zarr``.
-    study : the study name.
+    study_name : the study's name.
     """
 
     def __init__(self, db_path: Path, arrays_path: Path, study_name: str) -> None:
@@ -60,15 +62,15 @@ class StudyResults:
                 .order_by(splice_model.c.model),
                 conn,
             )
-            n_scores = conn.execute(
-                select(func.count()).select_from(splice_score).where(splice_score.c.study_id == self.study_id)
-            ).scalar_one()
+            has_scores = conn.execute(
+                select(splice_score.c.event).where(splice_score.c.study_id == self.study_id).limit(1)
+            ).first()
         if self.models.empty:
             raise StoreError(
                 f"study {study_name!r} in {self.db_path} has no splicing models (table splice_model): "
                 "reports need a splicing (regulAS) study"
             )
-        if n_scores == 0:
+        if has_scores is None:
             raise StoreError(
                 f"study {study_name!r} in {self.db_path} has no finished results yet (table splice_score is empty); "
                 "run the study before its reports"
