@@ -351,6 +351,10 @@ def test_feature_ranking_takes_the_top_models_and_features(store: Store, tmp_pat
         assert rows[column].is_monotonic_decreasing and rows[column].iloc[0] > rows[column].iloc[1]
         assert (rows["rank"] == 1).all()
 
+    # no pipeline has permutation importances: none is chosen, the table is empty
+    none = FeatureRankingReport(sort_by=column, kind="permutation").generate(results, {"MSE": mse}, tmp_path).frame
+    assert none is not None and none.empty and "feature" in none.columns
+
 
 # ------------------------------------------------------------------ run_reports: export, order, sample config
 
@@ -642,3 +646,28 @@ def test_inconsistent_or_missing_arrays_are_refused(store: Store, tmp_path: Path
     with pytest.raises(StoreError, match=r"Zarr array 'Y' of study 'splice_nested' not found"):
         run(copy, nested.name, None, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_pipelines_without_importances_do_not_count_toward_top_k(store: Store, tmp_path: Path) -> None:
+    import shutil
+    import sqlite3
+
+    root, nested, _ = store
+    copy = tmp_path / "store"
+    shutil.copytree(root, copy)
+    results = results_of(copy, nested.name)
+    mse = ModelPerformanceReport(loss_fn=MSE).generate(results, {}, tmp_path).frame
+    assert mse is not None
+    best = mse.drop_duplicates("event").set_index("event")["pipeline"]  # rows are best first per event
+    event = EVENTS[0]
+    conn = sqlite3.connect(copy / "regulas.db")
+    with conn:  # the best pipeline of one event has no importances (as an SVR with an RBF kernel)
+        model = nested.labels.index(best[event])
+        conn.execute("DELETE FROM splice_importance WHERE event = ? AND model = ?", (event, model))
+    conn.close()
+    report = FeatureRankingReport(sort_by=f"{MSE}:test:mean", top_k_models=1, top_k_features=1)
+    frame = report.generate(results_of(copy, nested.name), {"MSE": mse}, tmp_path).frame
+    assert frame is not None
+    chosen = frame.set_index("event")["pipeline"]
+    assert chosen[event] != best[event] and chosen[event] in nested.labels
+    assert (chosen.drop(event) == best.drop(event)).all()
