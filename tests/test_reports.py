@@ -46,7 +46,7 @@ from regulas.reports.config import plan_reports
 from regulas.reports.performance import per_split_from_arrays
 from regulas.store.arrays import ArraySpec, StudyArrays
 from regulas.store.database import connect, open_study, register_tasks, write_study_rows
-from regulas.store.sink import Sink, TaskOutcome
+from regulas.store.sink import Columns, Sink, TaskOutcome
 
 N_SAMPLES, N_FEATURES, N_EVENTS, N_SPLITS = 30, 6, 8, 3
 TOP_K_STORED = 4  # importances kept in SQLite per (event, model, split), as the workload's importance.top_k
@@ -93,6 +93,9 @@ class Fitted:
             ],
             columns=["event", "pipeline", "mean", "std"],
         )
+
+
+Store = tuple[Path, "Fitted", "Fitted"]  # root, nested-selection study, outer-selection study
 
 
 def _data() -> tuple[np.ndarray, np.ndarray]:
@@ -158,7 +161,8 @@ def build_study(
         {"splice_model": _model_rows(labels, [m[1] for m in models], [m[2] for m in models], [m[3] for m in models])},
     )
     arrays = StudyArrays(root / "arrays.zarr", name)
-    arrays.create(ArraySpec("X", x.shape, x.shape), x).attrs.update({"samples": [f"S{i}" for i in range(N_SAMPLES)], "features": FEATURES})
+    samples = [f"S{i}" for i in range(N_SAMPLES)]
+    arrays.create(ArraySpec("X", x.shape, x.shape), x).attrs.update({"samples": samples, "features": FEATURES})
     arrays.create(ArraySpec("Y", y.shape, y.shape), y).attrs.update({"events": EVENTS})
     arrays.create(
         ArraySpec("test_index", (N_SPLITS, n_test + 2), (1, n_test + 2), dtype="int64", fill_value=-1),
@@ -181,7 +185,8 @@ def build_study(
         m, s = task.block["model"], task.block["split"]
         test = splits[s][1]
         metrics: dict[str, list[float]] = {k: [] for k in ("mse", "mae", "r2", "pearson", "spearman")}
-        importance: dict[str, list[Any]] = {k: [] for k in ("event", "model", "split", "kind", "rank", "feature", "score")}
+        columns = ("event", "model", "split", "kind", "rank", "feature", "score")
+        importance: dict[str, list[Any]] = {k: [] for k in columns}
         for e in range(N_EVENTS):
             keep = np.isfinite(y[test, e])
             t, p = y[test, e][keep], pred[m, s, keep, e]
@@ -195,7 +200,7 @@ def build_study(
                 for col, value in (("event", EVENTS[e]), ("model", m), ("split", s), ("kind", "coef"),
                                    ("rank", rank), ("feature", FEATURES[f]), ("score", coef[m, s, f, e])):
                     importance[col].append(value)
-        rows = {
+        rows: dict[str, Columns] = {
             "splice_score": {
                 "event": EVENTS, "model": [m] * N_EVENTS, "split": [s] * N_EVENTS,
                 "n_train": [21] * N_EVENTS, "n_test": [int(np.isfinite(y[test, e]).sum()) for e in range(N_EVENTS)],
@@ -225,7 +230,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Fitted, Fitte
         root,
         "splice_outer",
         [
-            (f"ZScore+Ridge{{alpha={a}}}", "ZScore+Ridge", i, {"alpha": a}, make_pipeline(StandardScaler(), Ridge(alpha=a)))
+            (f"ZScore+Ridge{{alpha={a}}}", "ZScore+Ridge", i, {"alpha": a}, make_pipeline(StandardScaler(), Ridge(a)))
             for i, a in enumerate([0.1, 30.0])
         ],
         {"experiment": {"name": "outer_run", "selection": "outer"}},
@@ -250,7 +255,7 @@ def _compare(frame: pd.DataFrame, expected: pd.DataFrame, path: str) -> None:
 # ------------------------------------------------------------------ ModelPerformanceReport
 
 
-def test_mse_and_pearson_reports_equal_independent_computation(store: tuple[Path, Fitted, Fitted], tmp_path: Path) -> None:
+def test_mse_and_pearson_reports_equal_independent_computation(store: Store, tmp_path: Path) -> None:
     root, nested, _ = store
     results = results_of(root, nested.name)
     mse = ModelPerformanceReport(loss_fn=MSE).generate(results, {}, tmp_path).frame
@@ -269,7 +274,7 @@ def test_mse_and_pearson_reports_equal_independent_computation(store: tuple[Path
         assert group[f"{PEARSON}:test:mean"].is_monotonic_decreasing  # a score: highest first
 
 
-def test_custom_functions_are_computed_from_zarr(store: tuple[Path, Fitted, Fitted], tmp_path: Path) -> None:
+def test_custom_functions_are_computed_from_zarr(store: Store, tmp_path: Path) -> None:
     root, nested, _ = store
     results = results_of(root, nested.name)
     for kwargs, fn in (
@@ -301,7 +306,21 @@ def _expected_ranking(fitted: Fitted, m: int, e: int) -> pd.Series:
     return pd.Series(total / N_SPLITS, index=FEATURES).sort_values(ascending=False, kind="stable")
 
 
-def test_feature_ranking_takes_the_top_models_and_features(store: tuple[Path, Fitted, Fitted], tmp_path: Path) -> None:
+def test_feature_ranking_equals_the_sql_view(store: Store) -> None:
+    root, nested, _ = store
+    results = results_of(root, nested.name)
+    keys = ["event", "pipeline", "kind", "rank"]
+    ours = results.feature_ranking().sort_values(keys).reset_index(drop=True)
+    view = results.feature_ranking_view().sort_values(keys).reset_index(drop=True)
+    assert len(ours) == len(view) > N_EVENTS * 2 * TOP_K_STORED
+    pd.testing.assert_frame_equal(ours[keys[:-1] + ["feature"]], view[keys[:-1] + ["feature"]], check_dtype=False)
+    np.testing.assert_allclose(ours["score"], view["score"], rtol=1e-12)
+    subset = results.feature_ranking(EVENTS[2:5]).sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(subset, ours[ours["event"].isin(EVENTS[2:5])].reset_index(drop=True))
+    assert results.models_with_importance() == nested.labels
+
+
+def test_feature_ranking_takes_the_top_models_and_features(store: Store, tmp_path: Path) -> None:
     root, nested, _ = store
     results = results_of(root, nested.name)
     mse = ModelPerformanceReport(loss_fn=MSE).generate(results, {}, tmp_path).frame
@@ -331,6 +350,10 @@ def test_feature_ranking_takes_the_top_models_and_features(store: tuple[Path, Fi
         assert list(rows["model_rank"]) == [1, 2]
         assert rows[column].is_monotonic_decreasing and rows[column].iloc[0] > rows[column].iloc[1]
         assert (rows["rank"] == 1).all()
+
+    # no pipeline has permutation importances: none is chosen, the table is empty
+    none = FeatureRankingReport(sort_by=column, kind="permutation").generate(results, {"MSE": mse}, tmp_path).frame
+    assert none is not None and none.empty and "feature" in none.columns
 
 
 # ------------------------------------------------------------------ run_reports: export, order, sample config
@@ -377,10 +400,11 @@ def _assert_png(path: Path) -> None:
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, f"{path} is not a real PNG ({len(data)} bytes)"
 
 
-def test_regulas_sample_report_config_checks_and_runs(store: tuple[Path, Fitted, Fitted], tmp_path: Path) -> None:
+def test_regulas_sample_report_config_checks_and_runs(store: Store, tmp_path: Path) -> None:
     root, nested, _ = store
     cfg = OmegaConf.create(REGULAS_SAMPLE_REPORTS)
-    reports = OmegaConf.to_container(cfg, resolve=True)["experiment"]["reports"]  # type: ignore[index]
+    tree: Any = OmegaConf.to_container(cfg, resolve=True)
+    reports = tree["experiment"]["reports"]
     assert reports["FeatureRanking"]["sort_by"] == f"{MSE}:test:mean"
     check_reports(reports)
     check_reports(cfg.experiment.reports)  # an unresolved DictConfig section works too
@@ -408,11 +432,15 @@ def test_regulas_sample_report_config_checks_and_runs(store: tuple[Path, Fitted,
         _assert_png(tmp_path / png)
 
 
-def test_reports_run_in_dependency_order_and_chain_outputs(store: tuple[Path, Fitted, Fitted], tmp_path: Path) -> None:
+def test_reports_run_in_dependency_order_and_chain_outputs(store: Store, tmp_path: Path) -> None:
     root, nested, _ = store
     column = f"{MSE}:test:mean"
     reports = {  # listed consumers first: the order must come from _depends_on_
-        "Export": {"_target_": "regulas.reports.ExportCSV", "_depends_on_": ["Ranking", "Listing"], "output_dir": str(tmp_path / "abs")},
+        "Export": {
+            "_target_": "regulas.reports.ExportCSV",
+            "_depends_on_": ["Ranking", "Listing"],
+            "output_dir": str(tmp_path / "abs"),
+        },
         "Listing": {"_target_": "regulas.reports.ExportCSV", "_depends_on_": ["Ranking"], "sep": "\t"},
         "Ranking": {"_target_": "regulas.reports.FeatureRankingReport", "_depends_on_": ["Loss"], "sort_by": column,
                     "top_k_models": 1, "top_k_features": 2},
@@ -432,7 +460,7 @@ def test_reports_run_in_dependency_order_and_chain_outputs(store: tuple[Path, Fi
     assert list(chained["report"]) == ["Ranking"] and Path(chained["path"][0]) == listing
 
 
-def test_outer_selection_is_marked_optimistic(store: tuple[Path, Fitted, Fitted], tmp_path: Path) -> None:
+def test_outer_selection_is_marked_optimistic(store: Store, tmp_path: Path) -> None:
     root, _, outer = store
     results = results_of(root, outer.name)
     assert results.selection == "outer" and "optimistic" in results.note
@@ -461,7 +489,8 @@ def _perf(**extra: Any) -> dict[str, Any]:
 
 
 def _ranking(**extra: Any) -> dict[str, Any]:
-    return {"_target_": "regulAS.reports.FeatureRankingReport", "_depends_on_": ["MSE"], "sort_by": f"{MSE}:test:mean", **extra}
+    target = "regulAS.reports.FeatureRankingReport"
+    return {"_target_": target, "_depends_on_": ["MSE"], "sort_by": f"{MSE}:test:mean", **extra}
 
 
 BAD_REPORTS: list[tuple[str, dict[str, Any], str, str]] = [
@@ -521,18 +550,36 @@ BAD_REPORTS: list[tuple[str, dict[str, Any], str, str]] = [
         "experiment.reports.MSE._target_",
         "is not a report class",
     ),
-    ("top_k_models zero", {"MSE": _perf(), "Rank": _ranking(top_k_models=0)}, "experiment.reports.Rank.top_k_models", "positive integer"),
-    ("missing sort_by", {"MSE": _perf(), "Rank": {"_target_": "regulAS.reports.FeatureRankingReport", "_depends_on_": ["MSE"]}},
-     "experiment.reports.Rank.sort_by", "needs argument(s) sort_by"),
-    ("export without dependency", {"CSV": {"_target_": "regulAS.reports.ExportCSV"}}, "experiment.reports.CSV._depends_on_", "name them in _depends_on_"),
-    ("bad separator", {"MSE": _perf(), "CSV": {"_target_": "regulAS.reports.ExportCSV", "_depends_on_": ["MSE"], "sep": ";;"}},
-     "experiment.reports.CSV.sep", "one separator character"),
+    (
+        "top_k_models zero",
+        {"MSE": _perf(), "Rank": _ranking(top_k_models=0)},
+        "experiment.reports.Rank.top_k_models",
+        "positive integer",
+    ),
+    (
+        "missing sort_by",
+        {"MSE": _perf(), "Rank": {"_target_": "regulAS.reports.FeatureRankingReport", "_depends_on_": ["MSE"]}},
+        "experiment.reports.Rank.sort_by",
+        "needs argument(s) sort_by",
+    ),
+    (
+        "export without dependency",
+        {"CSV": {"_target_": "regulAS.reports.ExportCSV"}},
+        "experiment.reports.CSV._depends_on_",
+        "name them in _depends_on_",
+    ),
+    (
+        "bad separator",
+        {"MSE": _perf(), "CSV": {"_target_": "regulAS.reports.ExportCSV", "_depends_on_": ["MSE"], "sep": ";;"}},
+        "experiment.reports.CSV.sep",
+        "one separator character",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("case", "reports", "key", "message"), BAD_REPORTS, ids=[c[0] for c in BAD_REPORTS])
 def test_bad_report_configs_are_refused_before_any_work(
-    case: str, reports: dict[str, Any], key: str, message: str, store: tuple[Path, Fitted, Fitted], tmp_path: Path
+    case: str, reports: dict[str, Any], key: str, message: str, store: Store, tmp_path: Path
 ) -> None:
     with pytest.raises(ConfigError) as info:
         check_reports(reports, source="report.yaml")
@@ -545,9 +592,10 @@ def test_bad_report_configs_are_refused_before_any_work(
     assert not (tmp_path / "out").exists()
 
 
-def test_wrong_experiment_or_study_is_refused_before_writing(store: tuple[Path, Fitted, Fitted], tmp_path: Path) -> None:
+def test_wrong_experiment_or_study_is_refused_before_writing(store: Store, tmp_path: Path) -> None:
     root, nested, _ = store
-    with pytest.raises(ConfigError, match=r"key 'experiment.reports.MSE.experiment_name'.*'other'.*study 'splice_nested'"):
+    expected = r"key 'experiment.reports.MSE.experiment_name'.*'other'.*study 'splice_nested'"
+    with pytest.raises(ConfigError, match=expected):
         run(root, nested.name, {"MSE": _perf(experiment_name="other")}, tmp_path / "out")
     with pytest.raises(StoreError, match="no study named 'nope'.*studies there: splice_nested, splice_outer"):
         run(root, "nope", None, tmp_path / "out")
@@ -557,7 +605,7 @@ def test_wrong_experiment_or_study_is_refused_before_writing(store: tuple[Path, 
     assert check[0].report.experiment_name == "splice_nested"
 
 
-def test_no_reports_still_writes_the_default_figures(store: tuple[Path, Fitted, Fitted], tmp_path: Path) -> None:
+def test_no_reports_still_writes_the_default_figures(store: Store, tmp_path: Path) -> None:
     root, nested, _ = store
     check_reports(None)
     files = run(root, nested.name, None, tmp_path)
@@ -570,3 +618,56 @@ def test_export_refuses_names_that_are_not_file_names() -> None:
     with pytest.raises(ConfigError, match="cannot be file names"):
         check_reports({"../x": _perf(), "CSV": {"_target_": "regulas.reports.ExportCSV", "_depends_on_": ["../x"]}})
     assert ExportCSV(output_dir="out", sep="\t").sep == "\t"
+
+
+def test_inconsistent_or_missing_arrays_are_refused(store: Store, tmp_path: Path) -> None:
+    import shutil
+
+    import zarr
+
+    root, nested, _ = store
+    copy = tmp_path / "store"
+    shutil.copytree(root, copy)
+    y = zarr.open_array(store=str(copy / "arrays.zarr"), path=f"{nested.name}/Y", mode="r+")
+    y.attrs["events"] = [f"other{i}" for i in range(N_EVENTS)]
+    with pytest.raises(StoreError, match=r"events \['SE_0', 'SE_1'.*not on the event axis of Zarr array Y"):
+        report = ModelPerformanceReport(loss_fn="sklearn.metrics.max_error")
+        report.generate(results_of(copy, nested.name), {}, tmp_path)
+    engine = connect(copy / "regulas.db")
+    empty = open_study(engine, name="empty", workload="splicing", config_yaml="{}", config_hash="e" * 64,
+                       root_seed=0, package_versions={})
+    with pytest.raises(StoreError, match="study 'empty' .* has no splicing models"):
+        results_of(copy, "empty")
+    write_study_rows(engine, empty.id, {"splice_model": _model_rows(["A"], ["A"], [-1], [{}])})
+    engine.dispose()
+    with pytest.raises(StoreError, match="study 'empty' .* has no finished results yet"):
+        results_of(copy, "empty")
+    shutil.rmtree(copy / "arrays.zarr")
+    with pytest.raises(StoreError, match=r"Zarr array 'Y' of study 'splice_nested' not found"):
+        run(copy, nested.name, None, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_pipelines_without_importances_do_not_count_toward_top_k(store: Store, tmp_path: Path) -> None:
+    import shutil
+    import sqlite3
+
+    root, nested, _ = store
+    copy = tmp_path / "store"
+    shutil.copytree(root, copy)
+    results = results_of(copy, nested.name)
+    mse = ModelPerformanceReport(loss_fn=MSE).generate(results, {}, tmp_path).frame
+    assert mse is not None
+    best = mse.drop_duplicates("event").set_index("event")["pipeline"]  # rows are best first per event
+    event = EVENTS[0]
+    conn = sqlite3.connect(copy / "regulas.db")
+    with conn:  # the best pipeline of one event has no importances (as an SVR with an RBF kernel)
+        model = nested.labels.index(best[event])
+        conn.execute("DELETE FROM splice_importance WHERE event = ? AND model = ?", (event, model))
+    conn.close()
+    report = FeatureRankingReport(sort_by=f"{MSE}:test:mean", top_k_models=1, top_k_features=1)
+    frame = report.generate(results_of(copy, nested.name), {"MSE": mse}, tmp_path).frame
+    assert frame is not None
+    chosen = frame.set_index("event")["pipeline"]
+    assert chosen[event] != best[event] and chosen[event] in nested.labels
+    assert (chosen.drop(event) == best.drop(event)).all()

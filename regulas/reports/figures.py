@@ -94,12 +94,14 @@ def _preferred_kind(ranking: pd.DataFrame) -> pd.DataFrame:
 
 def top_regulators(results: StudyResults, r2: pd.DataFrame, path: Path) -> Path:
     title = "top regulators of the best-predicted events"
-    ranking = results.feature_ranking()
-    if ranking.empty:
+    with_importance = r2[r2["pipeline"].isin(results.models_with_importance())]
+    if with_importance.empty:
         return _message(path, _title(results, title), "no feature importances are stored for this study")
-    ranking = _preferred_kind(ranking)
-    with_importance = r2.merge(ranking[["event", "pipeline"]].drop_duplicates(), on=["event", "pipeline"])
-    best = best_per_event(with_importance).head(HEATMAP_EVENTS)
+    # pairs without rows (e.g. an event whose fits all failed) have no ranking: take a margin
+    candidates = best_per_event(with_importance).head(4 * HEATMAP_EVENTS)
+    ranking = _preferred_kind(results.feature_ranking(list(candidates["event"])))
+    best = candidates.merge(ranking[["event", "pipeline"]].drop_duplicates(), on=["event", "pipeline"])
+    best = best.head(HEATMAP_EVENTS)
     if best.empty:
         return _message(path, _title(results, title), "no event with a finite test R² and stored importances")
     top = ranking.merge(best[["event", "pipeline"]], on=["event", "pipeline"])

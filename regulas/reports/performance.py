@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from regulas.config.targets import locate
-from regulas.errors import ConfigError
+from regulas.errors import ConfigError, StoreError
 from regulas.reports.base import NOTE, TITLE, Report, ReportError, ReportOutput, ReportParamError
 from regulas.reports.results import StudyResults
 
@@ -63,8 +63,15 @@ def per_split_from_arrays(results: StudyResults, fn: Callable[..., Any], name: s
     events = results.events
     position = {e: i for i, e in enumerate(events)}
     done = results.finished()
+    rows = done["event"].map(position)
+    if rows.isna().any():
+        unknown = sorted(set(done.loc[rows.isna(), "event"]))
+        raise StoreError(
+            f"study {results.study!r}: events {unknown[:5]} have results in the database but are not on the event "
+            f"axis of Zarr array Y in {results.arrays_path} (attribute 'events'); the store is inconsistent"
+        )
     wanted = np.zeros((n_models, n_splits, n_events), dtype=bool)
-    wanted[done["model"].to_numpy(), done["split"].to_numpy(), done["event"].map(position).to_numpy()] = True
+    wanted[done["model"].to_numpy(), done["split"].to_numpy(), rows.to_numpy(dtype=int)] = True
     values = np.full(wanted.shape, np.nan)
     step = max(1, EVENT_BLOCK // pred.chunks[3]) * pred.chunks[3]
     for e0 in range(0, n_events, step):

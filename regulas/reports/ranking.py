@@ -41,8 +41,10 @@ class FeatureRankingReport(Report):
     kind : only this importance kind (coef | feature_importances | permutation); null = all.
     experiment_name : see :class:`~regulas.reports.base.Report`.
 
-    Output columns: ``event``, ``pipeline``, ``model_rank`` (1 = best by ``sort_by``),
-    the ``sort_by`` column, ``kind``, ``feature``, ``rank``, ``score``.
+    Output columns: ``event``, ``pipeline``, ``model_rank`` (1 = best by ``sort_by`` among the
+    event's pipelines with stored importances: as in regulAS, a model without a ranking does
+    not count toward ``top_k_models``), the ``sort_by`` column, ``kind``, ``feature``,
+    ``rank``, ``score``.
     """
 
     def __init__(
@@ -109,12 +111,15 @@ class FeatureRankingReport(Report):
         )
         if source is None:
             raise ReportError(
-                f"FeatureRankingReport: no input among {', '.join(inputs)} has columns event, pipeline and {self.sort_by!r}"
+                f"FeatureRankingReport: no input among {', '.join(inputs)} has columns "
+                f"event, pipeline and {self.sort_by!r}"
             )
-        chosen = self.choose_models(source, results)
         ranking = results.feature_ranking()
         if self.kind is not None:
             ranking = ranking[ranking["kind"] == self.kind]
+        # as in regulAS, a pipeline without stored importances does not count toward top_k_models
+        ranked = source.merge(ranking[["event", "pipeline"]].drop_duplicates(), on=["event", "pipeline"])
+        chosen = self.choose_models(ranked, results)
         if self.top_k_features is not None:
             ranking = ranking[ranking["rank"] <= self.top_k_features]
         frame = chosen.merge(ranking, on=["event", "pipeline"], how="inner")

@@ -38,14 +38,16 @@ def run_reports(
     study: str,
     out_dir: Path,
     source: str | None = None,
+    key: str = "experiment.reports",
 ) -> list[Path]:
     """Run the configured reports in dependency order, then write the default figures.
 
     Each report receives the output tables of the reports named in its ``_depends_on_``.
     The config, the study and its arrays are all checked before anything is written.
-    Returns the files written (CSV exports, then the figures).
+    Returns the files written (CSV exports, then the figures). ``key`` and ``source``
+    name the config section in error messages.
     """
-    plan = plan_reports(reports, source=source)
+    plan = plan_reports(reports, key=key, source=source)
     results = StudyResults(Path(db_path), Path(arrays_path), study)
     _check_experiment_names(plan, results, source)
     results.events  # noqa: B018 - fail on missing Zarr arrays before writing anything
