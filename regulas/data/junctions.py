@@ -27,6 +27,7 @@ from regulas.data.checks import few, first_cell
 from regulas.data.loaders import (
     Loader,
     choice_arg,
+    column_arg,
     index_col_arg,
     key_of,
     oriented,
@@ -173,9 +174,7 @@ class JunctionPSILoader(Loader):
         self.expression = path_arg(expression, "expression")
         self.metadata = None if metadata is None else path_arg(metadata, "metadata")
         self.expression_layout = choice_arg(expression_layout, "expression_layout", ("samples_x_genes", "genes_x_samples"))
-        if not isinstance(event_column, str) or not event_column:
-            raise ConfigError(f"expected a column name (given: {event_column!r})", key=key_of("event_column"))
-        self.event_column = event_column
+        self.event_column = column_arg(event_column, "event_column")
         self.min_reads = number_arg(min_reads, "min_reads", allow_zero=True)
         self.inclusion_divisor = number_arg(inclusion_divisor, "inclusion_divisor", allow_zero=False)
         self.index_col = index_col_arg(index_col)

@@ -23,7 +23,6 @@ from regulas.data.prepare import Part, RawData, prepare
 from regulas.data.tables import as_float, check_exists, read_table
 from regulas.errors import ConfigError, DataError
 
-SAMPLE_ROWS = ("samples_x_genes", "samples_x_features", "samples_x_events")
 SAMPLE_COLUMNS = ("genes_x_samples", "features_x_samples", "events_x_samples")
 
 
@@ -52,6 +51,12 @@ def choice_arg(value: Any, kwarg: str, allowed: tuple[str, ...]) -> str:
             f"invalid value (given: {value!r}); expected one of {', '.join(repr(a) for a in allowed)}",
             key=key_of(kwarg),
         )
+    return value
+
+
+def column_arg(value: Any, kwarg: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"expected a column name (given: {value!r})", key=key_of(kwarg))
     return value
 
 

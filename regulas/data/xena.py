@@ -34,7 +34,7 @@ import pandas as pd
 
 from regulas.data.checks import few
 from regulas.data.junctions import junction_psi, number_arg
-from regulas.data.loaders import Loader, choice_arg, index_col_arg, key_of, oriented, path_arg
+from regulas.data.loaders import Loader, choice_arg, column_arg, key_of, oriented, path_arg
 from regulas.data.prepare import Part, RawData
 from regulas.data.tables import read_columns, read_table
 from regulas.errors import ConfigError, DataError
@@ -145,7 +145,7 @@ class XenaLoader(Loader):
         self.min_samples_per_tissue = min_samples_per_tissue
         self.gene_map = None if gene_map is None else path_arg(gene_map, "gene_map")
         self.psi_layout = choice_arg(psi_layout, "psi_layout", ("samples_x_events", "events_x_samples"))
-        self.event_column = event_column
+        self.event_column = column_arg(event_column, "event_column")
         self.min_reads = number_arg(min_reads, "min_reads", allow_zero=True)
         self.inclusion_divisor = number_arg(inclusion_divisor, "inclusion_divisor", allow_zero=False)
         super().__init__(name=name, meta=meta, **options)
