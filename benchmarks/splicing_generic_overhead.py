@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
-    n_events, repeats = (20, 2) if args.quick else (300, 5)
+    n_events, repeats = (10, 2) if args.quick else (200, 3)
     repeats = args.repeats or repeats
     X, Y, source = load_study(n_events)
     splits = list(ShuffleSplit(n_splits=5, test_size=0.2, random_state=0).split(X))
