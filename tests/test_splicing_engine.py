@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+from omegaconf import OmegaConf
 from sklearn.base import clone
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
@@ -347,6 +348,7 @@ def test_spec_from_regulas_item_and_identity_includes_transformations():
     assert spec.name == "StandardScaler+ElasticNet"
     assert spec.candidates() == [{"alpha": 0.1}, {"alpha": 0.5}, {"alpha": 1.0}]
     assert spec.identity == PipelineSpec.from_config(SAMPLE).identity
+    assert PipelineSpec.from_config(OmegaConf.create(SAMPLE)) == spec
     other = {**SAMPLE, "transformations": {"StandardScaler": {"_target_": "sklearn.preprocessing.MinMaxScaler"}}}
     assert PipelineSpec.from_config(other).identity != spec.identity
     bare = {"model": SAMPLE["model"]}

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from omegaconf import OmegaConf
 from sklearn.linear_model import LinearRegression, Ridge, RidgeCV
 from sklearn.model_selection import ParameterGrid
 from sklearn.pipeline import Pipeline
@@ -160,7 +161,12 @@ class PipelineSpec:
 
     @classmethod
     def from_config(cls, item: Any, key: str = "pipelines[0]", source: str | None = None) -> PipelineSpec:
-        """Validate one regulAS ``pipelines[]`` item and build its spec (ConfigError on bad input)."""
+        """Validate one regulAS ``pipelines[]`` item and build its spec (ConfigError on bad input).
+
+        ``item`` is a plain mapping or an OmegaConf node (resolved here).
+        """
+        if OmegaConf.is_config(item):
+            item = OmegaConf.to_container(item, resolve=True)
         if not isinstance(item, dict):
             raise ConfigError(f"a pipeline must be a mapping with 'model' (and optional 'transformations'), got {item!r}", key=key, source=source)
         unknown = sorted(set(item) - {"transformations", "model"})
