@@ -7,11 +7,13 @@ clone/fit/predict, permutation_importance) or from SciPy, never from regulas its
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+from omegaconf import OmegaConf
 from sklearn.base import clone
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
@@ -142,6 +144,32 @@ def test_batched_ridge_variants_equal_sklearn(transformations, kwargs):
     X, Y = data(p=40, e=6, seed=2)
     spec = pipeline("sklearn.linear_model.Ridge", transformations=transformations, **kwargs)
     check_nested(spec, X, Y, path="batched")
+
+
+@pytest.mark.parametrize("n, p", [(36, 80), (60, 15)], ids=["p>n", "n>p"])
+def test_batched_ridgecv_leave_one_out_equals_sklearn(n, p):
+    X, Y = data(n=n, p=p, e=10, seed=15)
+    Y[::7, 2] = np.nan
+    alphas = [0.1, 1.0, 10.0, 100.0, 1000.0]
+    spec = pipeline("sklearn.linear_model.RidgeCV", transformations={"sklearn.preprocessing.StandardScaler": {}}, alphas=alphas)
+    assert spec.batched()
+    train, test = split(n)
+    for selection in ("nested", "outer"):
+        fits = evaluate_block(X, Y, train, test, spec, selection=selection, random_state=0)
+        assert fits.path == "batched" and fits.pred.shape == (1, len(test), 10)
+        for e in range(10):
+            obs = train[~np.isnan(Y[train, e])]
+            model = spec.build().fit(X[obs], Y[obs, e])
+            assert fits.params[0][e] == {"alpha_": model.steps[-1][1].alpha_}
+            seen = ~np.isnan(Y[test, e])
+            np.testing.assert_allclose(fits.pred[0, seen, e], model.predict(X[test[seen]]), rtol=0, atol=TOL)
+    assert len({f["alpha_"] for f in fits.params[0]}) > 1
+    # RidgeCV with k-fold inside goes through the generic path and still reports its alpha_.
+    kfold = pipeline("sklearn.linear_model.RidgeCV", alphas=alphas, cv=3)
+    assert not kfold.batched()
+    fits = evaluate_block(X, Y, train, test, kfold, random_state=0)
+    model = kfold.build().fit(X[train], Y[train, 0])
+    assert fits.path == "generic" and fits.params[0][0] == {"alpha_": model.steps[-1][1].alpha_}
 
 
 def test_batched_nested_with_mae_scoring_and_shuffled_inner_cv():
@@ -320,6 +348,7 @@ def test_spec_from_regulas_item_and_identity_includes_transformations():
     assert spec.name == "StandardScaler+ElasticNet"
     assert spec.candidates() == [{"alpha": 0.1}, {"alpha": 0.5}, {"alpha": 1.0}]
     assert spec.identity == PipelineSpec.from_config(SAMPLE).identity
+    assert PipelineSpec.from_config(OmegaConf.create(SAMPLE)) == spec
     other = {**SAMPLE, "transformations": {"StandardScaler": {"_target_": "sklearn.preprocessing.MinMaxScaler"}}}
     assert PipelineSpec.from_config(other).identity != spec.identity
     bare = {"model": SAMPLE["model"]}
@@ -328,6 +357,7 @@ def test_spec_from_regulas_item_and_identity_includes_transformations():
     assert [d["class"] for d in described] == ["sklearn.preprocessing.StandardScaler", "sklearn.linear_model.ElasticNet"]
     assert described[1]["params"]["alpha"] == 0.5 and described[1]["params"]["l1_ratio"] == 0.2
     assert described[1]["version"] is not None
+    assert json.loads(json.dumps(described)) == described
 
 
 @pytest.mark.parametrize(
@@ -374,8 +404,13 @@ def _bad(**changes):
         (_bad(**{"transformations/StandardScaler/_varargs_": {"with_mean": [True, False]}}), "pipelines[1].transformations.StandardScaler._varargs_", "model only"),
         (_bad(**{"transformations/StandardScaler/_target_": "sklearn.linear_model.Ridge"}), "pipelines[1].transformations.StandardScaler._target_", "no transform method"),
         (_bad(**{"extra": 1}), "pipelines[1].extra", "unknown pipeline keys"),
+        (_bad(**{"model/ElasticNet/l1_ratio": 2.0}), "pipelines[1].model.ElasticNet", "invalid value"),
+        (_bad(**{"transformations/StandardScaler/with_mean": "yes"}), "pipelines[1].transformations.StandardScaler", "invalid value"),
     ],
-    ids=["unknown-target", "unknown-kwarg", "empty-grid", "two-models", "no-model", "grid-unknown-param", "grid-bad-value", "grid-on-transformation", "not-a-transformer", "unknown-key"],
+    ids=[
+        "unknown-target", "unknown-kwarg", "empty-grid", "two-models", "no-model", "grid-unknown-param", "grid-bad-value",
+        "grid-on-transformation", "not-a-transformer", "unknown-key", "bad-fixed-value", "bad-transformation-value",
+    ],
 )
 def test_bad_pipeline_configs_name_the_key(item, key, message):
     with pytest.raises(ConfigError) as err:

@@ -41,6 +41,14 @@ def _select(b: BlockWork, protos: list[Any], splits: Splits, X: np.ndarray, y: n
     return int(best_candidate(scores)[0])
 
 
+def chosen_params(pipe: Any, candidate: dict[str, Any]) -> dict[str, Any]:
+    """The candidate, plus ``alpha_`` when the model chose it itself (RidgeCV, LassoCV, ...)."""
+    alpha = getattr(pipe.steps[-1][1], "alpha_", None)
+    if isinstance(alpha, (int, float, np.number)):
+        return {**candidate, "alpha_": float(alpha)}
+    return dict(candidate)
+
+
 def fit_generic_group(b: BlockWork, rows: np.ndarray, events: np.ndarray) -> None:
     """Fit the events that share the training rows ``rows`` one by one."""
     protos = [b.spec.build(c, random_state=b.seed) for c in b.candidates]
@@ -62,7 +70,7 @@ def fit_generic_group(b: BlockWork, rows: np.ndarray, events: np.ndarray) -> Non
             pipe = clone(protos[c]).fit(X_train, y)
             b.pred[out, :, e] = pipe.predict(X_test)
             b.fit_time_s[out, e] = time.perf_counter() - t1 + search_time
-            b.params[out][e] = dict(b.candidates[c])
+            b.params[out][e] = chosen_params(pipe, b.candidates[c])
             for kind, values in model_importances(pipe, n_features).items():
                 b.set_importance(kind, out, int(e), values)
             if b.permutation is not None:

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model import LinearRegression, Ridge
+from omegaconf import OmegaConf
+from sklearn.linear_model import LinearRegression, Ridge, RidgeCV
 from sklearn.model_selection import ParameterGrid
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
@@ -160,7 +161,12 @@ class PipelineSpec:
 
     @classmethod
     def from_config(cls, item: Any, key: str = "pipelines[0]", source: str | None = None) -> PipelineSpec:
-        """Validate one regulAS ``pipelines[]`` item and build its spec (ConfigError on bad input)."""
+        """Validate one regulAS ``pipelines[]`` item and build its spec (ConfigError on bad input).
+
+        ``item`` is a plain mapping or an OmegaConf node (resolved here).
+        """
+        if OmegaConf.is_config(item):
+            item = OmegaConf.to_container(item, resolve=True)
         if not isinstance(item, dict):
             raise ConfigError(f"a pipeline must be a mapping with 'model' (and optional 'transformations'), got {item!r}", key=key, source=source)
         unknown = sorted(set(item) - {"transformations", "model"})
@@ -201,18 +207,18 @@ class PipelineSpec:
         model_key = f"{key}.model.{self.model_name}"
         singles: list[dict[str, Any]] = [{p: v} for p, values in self.grid.items() for v in values]
         for params in [{}, *singles]:
-            pipe = self.build(params)
-            for name, est in pipe.steps:
+            for name, est in self.build(params).steps:
+                if name == self.model_name:
+                    where = f"{model_key}._varargs_.{next(iter(params))}" if params else model_key
+                elif params:
+                    continue  # transformations do not change with the grid: checked once
+                else:
+                    where = f"{key}.transformations.{name}"
                 validate = getattr(est, "_validate_params", None)
-                if not callable(validate):
-                    continue
                 try:
-                    validate()
+                    if callable(validate):
+                        validate()
                 except (ValueError, TypeError) as exc:
-                    where = (
-                        f"{model_key}._varargs_.{next(iter(params))}" if params and name == self.model_name
-                        else (model_key if name == self.model_name else f"{key}.transformations.{name}")
-                    )
                     raise ConfigError(f"invalid value: {exc}", key=where, source=source) from None
 
     @property
@@ -266,7 +272,8 @@ class PipelineSpec:
     def batched(self) -> bool:
         """True when the ridge-family fast path applies (one SVD per split for all events).
 
-        Model: Ridge (exact solver, positive=False, alpha > 0, grid over alpha only) or
+        Model: Ridge (exact solver, positive=False, alpha > 0, grid over alpha only),
+        RidgeCV (leave-one-out: cv=None, scoring=None, alphas > 0, no grid) or
         LinearRegression (positive=False, no grid); transformations: per-feature affine scalers.
         """
         classes = self.classes()
@@ -280,6 +287,12 @@ class PipelineSpec:
                 return False
             alphas = self.grid.get("alpha", [est.alpha])
             return all(_positive_scalar(a) for a in alphas)
+        if model is RidgeCV:
+            est = RidgeCV(**kwargs)
+            # Only the efficient leave-one-out mode with its own MSE; cv=k / scorers go generic.
+            return est.cv is None and est.scoring is None and not self.grid and all(
+                _positive_scalar(a) for a in np.ravel(est.alphas)
+            )
         if model is LinearRegression:
             return not LinearRegression(**kwargs).positive and not self.grid
         return False

@@ -15,7 +15,8 @@ events at once::
 so one SVD per training set serves every event and every α, and a prediction costs one
 matrix product per α. For α = 0 the singular values at or below ``cond · s_max`` count as
 zero, which is the minimum-norm least-squares solution of LAPACK ``gelsd`` as scipy's
-``lstsq`` (and so LinearRegression) computes it.
+``lstsq`` (and so LinearRegression) computes it. RidgeCV (leave-one-out) picks each
+event's α from the same SVD through the exact leave-one-out residuals.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 import scipy.linalg
 import sklearn
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.linear_model import LinearRegression, Ridge
+from sklearn.linear_model import LinearRegression, Ridge, RidgeCV
 
 from regulas.splicing.block import BlockWork, fit_transformations
 from regulas.splicing.importance import permutation_scores
@@ -75,6 +76,24 @@ class RidgeFactor:
             out[i] += y_mean
         return out
 
+    def loo_scores(self, Y: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+        """Minus the mean squared leave-one-out error per α and event: ``(n_alphas, n_events)``.
+
+        Ridge with an unpenalised intercept is a linear smoother with hat matrix
+        H(α) = 11ᵀ/n + U diag(s²/(s²+α)) Uᵀ, so the leave-one-out residual of sample i is
+        exactly (y_i - ŷ_i) / (1 - H_ii) (what RidgeCV's efficient LOO computes).
+        """
+        UtY, y_mean = self.project(Y)
+        Yc = Y - y_mean
+        U2 = self.U * self.U
+        base = 1.0 / Y.shape[0] if self.fit_intercept else 0.0
+        out = np.empty((len(alphas), Y.shape[1]))
+        for i, alpha in enumerate(alphas):
+            g = self.s * self.shrink(alpha)  # s² / (s² + α)
+            resid = (Yc - self.U @ (g[:, None] * UtY)) / (1.0 - (U2 @ g + base))[:, None]
+            out[i] = np.mean(-(resid * resid), axis=0)
+        return out
+
     def coef(self, Y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
         """(coefficients ``(n_features, n_events)``, intercepts ``(n_events,)``) at one α."""
         UtY, y_mean = self.project(Y)
@@ -86,9 +105,10 @@ class RidgeFactor:
 class RidgeSetup:
     """What the batched path needs from a ridge-family spec: one α per candidate."""
 
-    alphas: np.ndarray  # (n_candidates,)
+    alphas: np.ndarray  # (n_candidates,), or RidgeCV's own alphas when ``loo``
     fit_intercept: bool
     cond: float  # relative singular-value cutoff (0 for Ridge, lstsq's for LinearRegression)
+    loo: bool = False  # RidgeCV: α chosen per event by leave-one-out on the training part
 
 
 def _lstsq_cond(model: LinearRegression) -> float:
@@ -103,6 +123,8 @@ def ridge_setup(spec: PipelineSpec, candidates: list[dict[str, Any]]) -> RidgeSe
     model = spec.build().steps[-1][1]
     if isinstance(model, LinearRegression):
         return RidgeSetup(np.zeros(len(candidates)), bool(model.fit_intercept), _lstsq_cond(model))
+    if isinstance(model, RidgeCV):
+        return RidgeSetup(np.asarray(model.alphas, dtype=np.float64).ravel(), bool(model.fit_intercept), 0.0, loo=True)
     if isinstance(model, Ridge):
         alphas = np.array([float(c.get("alpha", model.alpha)) for c in candidates])
         return RidgeSetup(alphas, bool(model.fit_intercept), 0.0)
@@ -157,18 +179,20 @@ def fit_batched_group(b: BlockWork, setup: RidgeSetup, rows: np.ndarray, events:
         return
     t0 = time.perf_counter()
     X_train, Y_train = b.X[rows], b.Y[np.ix_(rows, events)]
+    best = np.zeros(len(events), dtype=np.intp)
     if b.nested and len(b.candidates) > 1:
-        best = _choose_alphas(b, setup, X_train, Y_train)
-        if best is None:
+        chosen = _choose_alphas(b, setup, X_train, Y_train)
+        if chosen is None:
             return
-    else:
-        best = np.zeros(len(events), dtype=np.intp)
+        best = chosen
     fitted, (X_fit, X_test) = fit_transformations(b.transformations(), X_train, b.X[b.test])
     factor = RidgeFactor(X_fit, fit_intercept=setup.fit_intercept, cond=setup.cond)
-    # (output slot, candidate, events' columns within the group)
+    if setup.loo:  # RidgeCV: first α with the best leave-one-out score, as RidgeCV.fit
+        best = best_candidate(factor.loo_scores(Y_train, setup.alphas)[None])
+    # (output slot, index into setup.alphas, events' columns within the group)
     jobs: list[tuple[int, int, np.ndarray]] = (
         [(0, c, np.flatnonzero(best == c)) for c in np.unique(best).tolist()]
-        if b.nested
+        if b.nested or setup.loo
         else [(c, c, np.arange(len(events))) for c in range(len(b.candidates))]
     )
     UtY, y_mean = factor.project(Y_train)
@@ -183,8 +207,9 @@ def fit_batched_group(b: BlockWork, setup: RidgeSetup, rows: np.ndarray, events:
             b.set_importance("coef", out, events[cols], W)
         if b.permutation is not None:
             kept.append((out, cols, W, y_mean[cols] - factor.x_mean @ W))
+        params = {"alpha_": float(setup.alphas[c])} if setup.loo else dict(b.candidates[c])
         for j in cols:
-            b.params[out][events[j]] = dict(b.candidates[c])
+            b.params[out][events[j]] = dict(params)
     # One shared computation: its time is split evenly over the events and outputs.
     b.fit_time_s[:, events] = (time.perf_counter() - t0) / (len(events) * b.n_out)
     options = b.permutation
