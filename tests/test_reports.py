@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import scipy.stats
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from sklearn.base import clone
 from sklearn.linear_model import Lasso, Ridge
 from sklearn.metrics import (
@@ -358,41 +358,11 @@ def test_feature_ranking_takes_the_top_models_and_features(store: Store, tmp_pat
 
 # ------------------------------------------------------------------ run_reports: export, order, sample config
 
-REGULAS_SAMPLE_REPORTS = """
-random_state: 42
-experiment:
-  name: lr_svr_tmr
-  dataset: null
-  split: null
-  pipelines: null
-  reports:
-    MSE:
-      _target_: regulAS.reports.ModelPerformanceReport
-      experiment_name: ${experiment.name}
-      loss_fn: sklearn.metrics.mean_squared_error
-    PearsonR:
-      _target_: regulAS.reports.ModelPerformanceReport
-      experiment_name: ${experiment.name}
-      score_fn: scipy.stats.pearsonr
-    FeatureRanking:
-      _depends_on_: ["MSE"]
-      _target_: regulAS.reports.FeatureRankingReport
-      experiment_name: ${experiment.name}
-      sort_by: "${experiment.reports.MSE.loss_fn}:test:mean"
-      sort_ascending: true
-      top_k_models: 3
-      top_k_features: null
-    PerformanceCSV:
-      _depends_on_: ["MSE", "PearsonR"]
-      _target_: regulAS.reports.ExportCSV
-      output_dir: reports
-      sep: ";"
-    RankingCSV:
-      _depends_on_: ["FeatureRanking"]
-      _target_: regulAS.reports.ExportCSV
-      output_dir: reports
-      sep: ";"
-"""
+def _sample_reports_tree() -> DictConfig:
+    """regulAS's sample report file (the one tests/test_splicing.py runs as written), in its experiment scope."""
+    from test_splicing import REGULAS_REPORTS
+
+    return OmegaConf.create({"random_state": 42, "experiment": yaml.safe_load(REGULAS_REPORTS)})
 
 
 def _assert_png(path: Path) -> None:
@@ -402,7 +372,7 @@ def _assert_png(path: Path) -> None:
 
 def test_regulas_sample_report_config_checks_and_runs(store: Store, tmp_path: Path) -> None:
     root, nested, _ = store
-    cfg = OmegaConf.create(REGULAS_SAMPLE_REPORTS)
+    cfg = _sample_reports_tree()
     tree: Any = OmegaConf.to_container(cfg, resolve=True)
     reports = tree["experiment"]["reports"]
     assert reports["FeatureRanking"]["sort_by"] == f"{MSE}:test:mean"

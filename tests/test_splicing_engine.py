@@ -81,8 +81,14 @@ def check_nested(spec: PipelineSpec, X, Y, *, scoring="neg_mean_squared_error", 
         np.testing.assert_allclose(got, want, rtol=0, atol=tol)
         assert np.isnan(fits.pred[0, ~np.isin(test, obs_te), e]).all()
         assert fits.metrics["mse"][0, e] == pytest.approx(mean_squared_error(Y[obs_te, e], want), rel=1e-6, abs=tol)
-        coef = gs.best_estimator_.steps[-1][1].coef_.ravel()
-        np.testing.assert_allclose(fits.importance["coef"][0, :, e], coef, rtol=0, atol=max(tol, 1e-6 * np.abs(coef).max()))
+        model = gs.best_estimator_.steps[-1][1]
+        if hasattr(model, "coef_"):
+            coef = model.coef_.ravel()
+            np.testing.assert_allclose(
+                fits.importance["coef"][0, :, e], coef, rtol=0, atol=max(tol, 1e-6 * np.abs(coef).max())
+            )
+        else:
+            assert "coef" not in fits.importance
     return fits
 
 
@@ -230,6 +236,25 @@ def test_regulas_sample_elasticnet_through_generic_path_equals_gridsearchcv():
     )
     assert not spec.batched()
     check_nested(spec, X, Y, path="generic")
+
+
+def test_failing_candidates_score_nan_as_in_gridsearchcv_and_events_fail_alone():
+    """KNN with more neighbours than an inner fold's samples: GridSearchCV's error_score=nan."""
+    import warnings
+
+    X, Y = data(n=12, p=5, e=4, seed=3)
+    spec = pipeline("sklearn.neighbors.KNeighborsRegressor", grid={"n_neighbors": [2, 6]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # GridSearchCV's FitFailedWarning
+        check_nested(spec, X, Y, inner=KFold(3), path="generic")  # 6 > 4-6 inner training samples: NaN, 2 wins
+    # an event whose every candidate fails (6 neighbours, 6 training samples minus a fold) is NaN on its own
+    Y2 = Y.copy()
+    train, test = split(len(X))
+    Y2[train[:4], 0] = np.nan  # event 0 keeps 5 training samples: KFold(3) folds train on 3-4 < 6
+    only6 = pipeline("sklearn.neighbors.KNeighborsRegressor", grid={"n_neighbors": [6, 7]})
+    fits = evaluate_block(X, Y2, train, test, only6, inner_cv=KFold(3), random_state=1)
+    assert np.isnan(fits.pred[0, :, 0]).all() and "error" in fits.params[0][0]
+    assert np.isfinite(fits.pred[0, :, 1:]).all()  # the other events of the block are fitted
 
 
 def test_regulas_sample_linear_svr_nested_and_outer_equal_sklearn():

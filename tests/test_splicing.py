@@ -1,0 +1,380 @@
+"""The splicing (regulAS) workload end to end: real files, real LocalCluster, real SQLite and Zarr.
+
+Every stored metric and prediction is checked against an independent scikit-learn
+computation on the stored outer splits (GridSearchCV for the nested search).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
+from sklearn.linear_model import Ridge
+from sklearn.svm import SVR
+
+from conftest import QUIET, SHARED_DATA, query, run_cli
+
+N_SAMPLES, N_GENES, N_EVENTS = 48, 10, 24
+
+
+def write_dataset(folder: Path, *, missing: bool = True, seed: int = 3) -> tuple[Path, Path]:
+    """Expression (samples x genes) and PSI (samples x events) TSVs with a known signal."""
+    rng = np.random.default_rng(seed)
+    samples = [f"S{i:03d}" for i in range(N_SAMPLES)]
+    genes = [f"RBP{j}" for j in range(N_GENES)]
+    X = rng.gamma(2.0, 2.0, size=(N_SAMPLES, N_GENES))
+    W = rng.standard_normal((N_GENES, N_EVENTS)) * (rng.random((N_GENES, N_EVENTS)) < 0.3)
+    logit = (X - X.mean(0)) / X.std(0) @ W * 0.5 + 0.3 * rng.standard_normal((N_SAMPLES, N_EVENTS))
+    psi = np.round(1 / (1 + np.exp(-logit)), 4)
+    if missing:
+        psi[rng.random(psi.shape) < 0.05] = np.nan
+    folder.mkdir(parents=True, exist_ok=True)
+    expr = folder / "expression.tsv"
+    targets = folder / "psi.tsv.gz"
+    pd.DataFrame(X, index=pd.Index(samples, name="sample"), columns=genes).to_csv(expr, sep="\t")
+    pd.DataFrame(psi, index=pd.Index(samples, name="sample"), columns=[f"EV{k:03d}" for k in range(N_EVENTS)]).to_csv(
+        targets, sep="\t"
+    )
+    return expr, targets
+
+
+def study_config(folder: Path, expr: Path, psi: Path, *, selection: str = "nested", extra: str = "") -> Path:
+    config = folder / "study.yaml"
+    config.write_text(textwrap.dedent(f"""\
+        seed: 7
+        study: {{name: small, workload: splicing}}
+        store: {{root: {folder / 'out'}}}
+        experiment:
+          name: small
+          dataset:
+            _target_: regulas.data.TableLoader
+            features: {expr}
+            targets: {psi}
+          split:
+            _target_: sklearn.model_selection.ShuffleSplit
+            n_splits: 3
+            test_size: 0.25
+            random_state: 11
+          pipelines:
+            - transformations:
+                ZScore: {{_target_: sklearn.preprocessing.StandardScaler}}
+              model:
+                Ridge:
+                  _target_: sklearn.linear_model.Ridge
+                  _varargs_: {{alpha: [0.5, 5.0, 50.0]}}
+            - transformations:
+                MinMax: {{_target_: sklearn.preprocessing.MinMaxScaler}}
+              model:
+                SupportVectorMachine:
+                  _target_: sklearn.svm.SVR
+                  kernel: linear
+                  _varargs_: {{C: [0.1, 1.0]}}
+          block_size: 10
+          selection: {selection}
+          inner_cv: 3
+        """) + textwrap.indent(textwrap.dedent(extra), "  "))
+    return config
+
+
+def reference_pipeline(p: int) -> tuple[Pipeline, dict[str, list[float]]]:
+    if p == 0:
+        return Pipeline([("ZScore", StandardScaler()), ("Ridge", Ridge())]), {"Ridge__alpha": [0.5, 5.0, 50.0]}
+    return Pipeline([("MinMax", MinMaxScaler()), ("SupportVectorMachine", SVR(kernel="linear"))]), {
+        "SupportVectorMachine__C": [0.1, 1.0]
+    }
+
+
+def load_arrays(root: Path, study: str) -> dict[str, np.ndarray]:
+    names = ("X", "Y", "train_index", "test_index", "pred", "importance")
+    return {n: zarr.open_array(str(root / "arrays.zarr"), path=f"{study}/{n}", mode="r")[...] for n in names}
+
+
+@pytest.fixture(scope="module")
+def nested_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    folder = tmp_path_factory.mktemp("nested")
+    expr, psi = write_dataset(folder)
+    config = study_config(folder, expr, psi)
+    proc = run_cli(["run", str(config), "cluster.n_workers=2", *QUIET])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return folder, proc
+
+
+def test_nested_study_equals_gridsearchcv_on_the_stored_splits(nested_run: tuple[Path, object]) -> None:
+    folder, _ = nested_run
+    root = folder / "out"
+    db = root / "regulas.db"
+    a = load_arrays(root, "small")
+    events = zarr.open_array(str(root / "arrays.zarr"), path="small/Y", mode="r").attrs["events"]
+    assert query(db, "SELECT count(*) FROM splice_score") == [(N_EVENTS * 2 * 3,)]
+    assert query(db, "SELECT model, label, candidate FROM splice_model ORDER BY model") == [
+        (0, "ZScore+Ridge", -1), (1, "MinMax+SupportVectorMachine", -1)
+    ]
+    rows = {
+        (e, m, s): (mse, mae, r2, r, rho, json.loads(params), n_test)
+        for e, m, s, mse, mae, r2, r, rho, params, n_test in query(
+            db, "SELECT event, model, split, mse, mae, r2, pearson, spearman, params, n_test FROM splice_score"
+        )
+    }
+    X, Y = a["X"], a["Y"]
+    checked = 0
+    for s in range(3):
+        train = a["train_index"][s][a["train_index"][s] >= 0]
+        test = a["test_index"][s][a["test_index"][s] >= 0]
+        for j in (0, 5, 13, 23):
+            for m in (0, 1):
+                pipe, grid = reference_pipeline(m)
+                tr = train[~np.isnan(Y[train, j])]
+                te_mask = ~np.isnan(Y[test, j])
+                te = test[te_mask]
+                search = GridSearchCV(pipe, grid, cv=KFold(3), scoring="neg_mean_squared_error").fit(X[tr], Y[tr, j])
+                pred = search.predict(X[te])
+                stored = a["pred"][m, s, : len(test), j]
+                np.testing.assert_allclose(stored[te_mask], pred, rtol=0, atol=1e-8)
+                assert np.isnan(stored[~te_mask]).all()
+                mse, mae, r2, r, rho, params, n_test = rows[(events[j], m, s)]
+                assert n_test == len(te)
+                assert {k.split("__")[1]: v for k, v in search.best_params_.items()} == params
+                assert mse == pytest.approx(mean_squared_error(Y[te, j], pred), rel=1e-9, abs=1e-12)
+                assert mae == pytest.approx(mean_absolute_error(Y[te, j], pred), rel=1e-9, abs=1e-12)
+                assert r2 == pytest.approx(r2_score(Y[te, j], pred), rel=1e-9, abs=1e-12)
+                assert r == pytest.approx(pearsonr(Y[te, j], pred)[0], rel=1e-9, abs=1e-12)
+                assert rho == pytest.approx(spearmanr(Y[te, j], pred)[0], rel=1e-9, abs=1e-12)
+                checked += 1
+    assert checked == 24
+
+
+def test_views_importances_and_reports(nested_run: tuple[Path, object]) -> None:
+    folder, proc = nested_run
+    db = folder / "out" / "regulas.db"
+    assert query(db, "SELECT count(*) FROM performance") == [(N_EVENTS * 2 * 3 * 5,)]
+    assert query(db, "SELECT DISTINCT metric FROM performance ORDER BY metric") == [
+        ("mae",), ("mse",), ("pearson",), ("r2",), ("spearman",)
+    ]
+    # the ridge pipeline has coef_; top-k is min(20, n_features) per (event, model, split)
+    assert query(db, "SELECT count(*) FROM splice_importance WHERE model = 0 AND kind = 'coef'") == [
+        (N_EVENTS * 3 * N_GENES,)
+    ]
+    a = load_arrays(folder / "out", "small")
+    top = query(
+        db, "SELECT feature, score FROM splice_importance WHERE event = 'EV000' AND model = 0 AND split = 0 AND rank = 1"
+    )
+    full = a["importance"][0, 0, :, 0]
+    features = zarr.open_array(str(folder / "out" / "arrays.zarr"), path="small/X", mode="r").attrs["features"]
+    assert top == [(features[int(np.argmax(np.abs(full)))], pytest.approx(full[np.argmax(np.abs(full))]))]
+    ranking = query(db, "SELECT count(DISTINCT event), min(rank) FROM feature_ranking WHERE pipeline = 'ZScore+Ridge'")
+    assert ranking == [(N_EVENTS, 1)]
+    steps = json.loads(query(db, "SELECT steps FROM splice_model WHERE model = 1")[0][0])
+    assert [s["class"] for s in steps] == ["sklearn.preprocessing.MinMaxScaler", "sklearn.svm.SVR"]
+    assert steps[1]["params"]["kernel"] == "linear" and steps[1]["version"]
+    pngs = sorted((folder / "out" / "reports" / "small").glob("*.png"))
+    assert pngs and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    assert "ZScore+Ridge" in proc.stdout  # the summary table
+
+
+def test_report_command_reruns_reports_without_refitting(nested_run: tuple[Path, object]) -> None:
+    folder, _ = nested_run
+    db = folder / "out" / "regulas.db"
+    tasks_before = query(db, "SELECT key, finished_at FROM task ORDER BY key")
+    config = folder / "study.yaml"
+    proc = run_cli(["report", str(config)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert query(db, "SELECT key, finished_at FROM task ORDER BY key") == tasks_before
+    assert "report file(s)" in proc.stdout
+
+
+def test_outer_selection_scores_every_grid_point(tmp_path: Path) -> None:
+    expr, psi = write_dataset(tmp_path, missing=False)
+    config = study_config(tmp_path, expr, psi, selection="outer")
+    proc = run_cli(["run", str(config), "cluster.n_workers=1", *QUIET])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    db = tmp_path / "out" / "regulas.db"
+    labels = [r[0] for r in query(db, "SELECT label FROM splice_model ORDER BY model")]
+    assert labels == [
+        'ZScore+Ridge {"alpha": 0.5}', 'ZScore+Ridge {"alpha": 5.0}', 'ZScore+Ridge {"alpha": 50.0}',
+        'MinMax+SupportVectorMachine {"C": 0.1}', 'MinMax+SupportVectorMachine {"C": 1.0}',
+    ]
+    assert query(db, "SELECT count(*) FROM splice_score") == [(N_EVENTS * 5 * 3,)]
+    a = load_arrays(tmp_path / "out", "small")
+    train = a["train_index"][1][a["train_index"][1] >= 0]
+    test = a["test_index"][1][a["test_index"][1] >= 0]
+    ref = Pipeline([("s", MinMaxScaler()), ("m", SVR(kernel="linear", C=0.1))]).fit(a["X"][train], a["Y"][train, 7])
+    np.testing.assert_allclose(a["pred"][3, 1, : len(test), 7], ref.predict(a["X"][test]), rtol=0, atol=1e-8)
+    assert "optimistic" in proc.stdout
+
+
+REGULAS_EXPERIMENT = """\
+name: lr_svr_tmr
+
+dataset:
+  _target_: regulAS.utils.PickleLoader
+  name: RNA-Seq
+  meta: some fancy description
+  path_to_file: ???
+  objective: psi
+
+split:
+  _target_: sklearn.model_selection.ShuffleSplit
+  n_splits: 5
+  test_size: 0.2
+  train_size: null
+  random_state: ${random_state}
+
+pipelines:
+  - transformations:
+      ZScore:
+        _target_: sklearn.preprocessing.StandardScaler
+    model:
+      LinearRegression:
+        _target_: sklearn.linear_model.ElasticNet
+        l1_ratio: 0.2
+        _varargs_:
+          alpha: [0.1, 0.5, 1.0]
+
+  - transformations:
+      MinMax:
+        _target_: sklearn.preprocessing.MinMaxScaler
+    model:
+      SupportVectorMachine:
+        _target_: sklearn.svm.SVR
+        kernel: linear
+        _varargs_:
+          C: [0.1, 0.5, 1.0]
+
+reports: null
+"""
+
+REGULAS_REPORTS = """\
+name: lr_svr_tmr
+
+dataset: null
+split: null
+pipelines: null
+
+reports:
+  MSE:
+    _target_: regulAS.reports.ModelPerformanceReport
+    experiment_name: ${experiment.name}
+    loss_fn: sklearn.metrics.mean_squared_error
+
+  PearsonR:
+    _target_: regulAS.reports.ModelPerformanceReport
+    experiment_name: ${experiment.name}
+    score_fn: scipy.stats.pearsonr
+
+  FeatureRanking:
+    _depends_on_: ["MSE"]
+    _target_: regulAS.reports.FeatureRankingReport
+    experiment_name: ${experiment.name}
+    sort_by: "${experiment.reports.MSE.loss_fn}:test:mean"
+    sort_ascending: true
+    top_k_models: 3
+    top_k_features: null
+
+  PerformanceCSV:
+    _depends_on_: ["MSE", "PearsonR"]
+    _target_: regulAS.reports.ExportCSV
+    output_dir: reports
+    sep: ";"
+
+  RankingCSV:
+    _depends_on_: ["FeatureRanking"]
+    _target_: regulAS.reports.ExportCSV
+    output_dir: reports
+    sep: ";"
+"""
+
+
+def test_regulas_sample_experiment_and_report_configs_run_as_written(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.standard_normal((40, 6)), columns=[f"G{i}" for i in range(6)],
+                     index=[f"s{i}" for i in range(40)])
+    frame = X.assign(psi=1 / (1 + np.exp(-(X["G0"] - X["G3"] + 0.2 * rng.standard_normal(40)))))
+    data = tmp_path / "data" / "a.pkl"
+    data.parent.mkdir()
+    with data.open("wb") as fh:
+        pickle.dump(frame, fh)
+    (tmp_path / "experiments").mkdir()
+    experiment = tmp_path / "experiments" / "experiment_tasks.yaml"
+    experiment.write_text(REGULAS_EXPERIMENT)
+    reports = tmp_path / "experiments" / "report_tasks.yaml"
+    reports.write_text(REGULAS_REPORTS)
+    store = f"store.root={tmp_path / 'out'}"
+
+    proc = run_cli(["run", str(experiment), f"dataset.path_to_file={data}", "random_state=42", store, *QUIET],
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    db = tmp_path / "out" / "regulas.db"
+    assert query(db, "SELECT name, root_seed, status FROM study") == [("lr_svr_tmr", 42, "done")]
+    assert query(db, "SELECT count(*) FROM splice_score") == [(1 * 2 * 5,)]
+    assert query(db, "SELECT DISTINCT event FROM splice_score") == [("psi",)]
+
+    rep = run_cli(["run", str(reports), "+random_state=42", store], cwd=tmp_path)
+    assert rep.returncode == 0, rep.stdout + rep.stderr
+    folder = tmp_path / "out" / "reports" / "lr_svr_tmr" / "reports"
+    assert sorted(p.name for p in folder.glob("*.csv")) == ["FeatureRanking.csv", "MSE.csv", "PearsonR.csv"]
+    mse = pd.read_csv(folder / "MSE.csv", sep=";")
+    column = "sklearn.metrics.mean_squared_error:test:mean"
+    means = dict(query(db, "SELECT m.label, avg(r.mse) FROM splice_score r JOIN splice_model m USING (study_id, model) "
+                           "GROUP BY m.label"))
+    assert len(mse) == 2 and dict(zip(mse["pipeline"], mse[column])) == pytest.approx(means, rel=1e-12)
+    ranking = pd.read_csv(folder / "FeatureRanking.csv", sep=";")
+    assert set(ranking["feature"]) <= {f"G{i}" for i in range(6)} and len(ranking) > 0
+
+
+def run_shipped(name: str, root: Path) -> Path:
+    """Run a config of configs/ into ``root``; return its database."""
+    config = Path(__file__).resolve().parents[1] / "configs" / name
+    proc = run_cli(["run", str(config), f"store.root={root}", *QUIET], timeout=1500)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    print(proc.stdout.strip().splitlines()[-8:])  # the summary, kept by pytest -rA for the CI log
+    return root / "regulas.db"
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "gse114922").is_dir(), reason="../shared/data/gse114922 is absent")
+def test_gse114922_all_events_end_to_end(tmp_path: Path) -> None:
+    db = run_shipped("splicing_gse114922.yaml", tmp_path)
+    n_models = query(db, "SELECT count(*) FROM splice_model")[0][0]
+    kept = zarr.open_array(str(tmp_path / "arrays.zarr"), path="gse114922/Y", mode="r").attrs["events"]
+    assert len(kept) >= 9900  # all 9,990 events but those the config's filters drop (constant PSI)
+    assert query(db, "SELECT count(DISTINCT event) FROM splice_score") == [(len(kept),)]
+    assert query(db, "SELECT count(*) FROM splice_score") == [(len(kept) * n_models * 5,)]
+    assert query(db, "SELECT count(*) FROM task WHERE status != 'done'") == [(0,)]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "shalek2013").is_dir(), reason="../shared/data/shalek2013 is absent")
+def test_shalek2013_missing_psi_kept_per_event(tmp_path: Path) -> None:
+    db = run_shipped("splicing_shalek2013.yaml", tmp_path)
+    a = load_arrays(tmp_path, "shalek2013")
+    Y, X = a["Y"], a["X"]
+    assert np.isnan(Y).mean() > 0.2  # missing PSI kept, not imputed
+    assert ((~np.isnan(Y)).sum(axis=0) >= 10).all()  # min_samples_per_event
+    events = zarr.open_array(str(tmp_path / "arrays.zarr"), path="shalek2013/Y", mode="r").attrs["events"]
+    # each event is fitted and scored on its own measured cells: check one with gaps by hand
+    j = int(np.argmax(np.isnan(Y).sum(axis=0)))
+    s = 0
+    train = a["train_index"][s][a["train_index"][s] >= 0]
+    test = a["test_index"][s][a["test_index"][s] >= 0]
+    tr, te = train[~np.isnan(Y[train, j])], test[~np.isnan(Y[test, j])]
+    ((n_train, n_test, mse),) = query(
+        db, "SELECT n_train, n_test, mse FROM splice_score WHERE event = ? AND model = 0 AND split = 0", (events[j],)
+    )
+    assert (n_train, n_test) == (len(tr), len(te))
+    if len(te) >= 1 and len(tr) >= 3:
+        search = GridSearchCV(
+            Pipeline([("z", StandardScaler()), ("r", Ridge())]), {"r__alpha": [1.0, 10.0, 100.0]},
+            cv=KFold(3), scoring="neg_mean_squared_error",
+        ).fit(X[tr], Y[tr, j])
+        assert mse == pytest.approx(mean_squared_error(Y[te, j], search.predict(X[te])), rel=1e-9, abs=1e-12)
+    n_models = query(db, "SELECT count(*) FROM splice_model")[0][0]
+    assert query(db, "SELECT count(*) FROM splice_score") == [(len(events) * n_models * 4,)]
