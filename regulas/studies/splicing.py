@@ -311,6 +311,9 @@ class SplicingWorkload(Workload):
                 ms = [m.index for m in self.models if m.pipeline == p]
                 m0, m1 = ms[0], ms[-1] + 1
                 for s in range(n_splits):
+                    # randomised estimators and permutation importance: one seed per (pipeline,
+                    # split), so an event's result does not depend on its block
+                    fit_seed = derive_seed(ctx.root_seed, "splicing.fit", {"pipeline": p, "split": s}) % 2**32
                     regions = (
                         Region.of("pred", slice(m0, m1), s, slice(0, max_test), slice(start, stop)),
                         Region.of("importance", slice(m0, m1), s, slice(0, n_features), slice(start, stop)),
@@ -319,7 +322,7 @@ class SplicingWorkload(Workload):
                         study=ctx.name,
                         kind="splicing.fit",
                         block={"block": b, "events": [start, stop], "pipeline": p, "models": [m0, m1], "split": s,
-                               "data": fingerprint[:16]},
+                               "fit_seed": fit_seed, "data": fingerprint[:16]},
                         root_seed=ctx.root_seed,
                         config=config,
                         data_fingerprint=fingerprint,
@@ -359,7 +362,7 @@ class SplicingWorkload(Workload):
         fits = evaluate_block(
             X, Y, train, test, self.specs[blk["pipeline"]],
             selection=c.selection, inner_cv=self.inner_cv(), scoring=c.scoring, permutation=c.permutation,
-            random_state=ctx.task.seed % 2**32,
+            random_state=blk["fit_seed"],
         )
         n_cand, n_test, n_ev = fits.pred.shape
         max_test = ctx.arrays.array("pred").shape[2]
