@@ -133,12 +133,15 @@ def plot_results(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     for ax, metric, what in zip(axes, ("kl_V", "kl_Sigma"), ("signal V", "noise Sigma")):
         part = fits[fits.metric == metric]
         for method in methods:
-            s = part[part.method == method].groupby("fraction").value.median()
-            ax.plot(s.index, s.to_numpy(), marker="o", label=method)
-        ax.set(xlabel="signal fraction f", ylabel=f"median KL, {what}", yscale="log",
+            values = part[part.method == method]
+            finite = values[np.isfinite(values.value)]
+            singular = float(np.mean(np.isinf(values.value))) if len(values) else 0.0
+            s = finite.groupby("fraction").value.median()
+            ax.plot(s.index, s.to_numpy(), marker="o", label=f"{method} ({singular:.0%} singular estimates)")
+        ax.set(xlabel="signal fraction f", ylabel=f"median KL (non-singular), {what}", yscale="log",
                title=f"KL(N(0, {what.split()[1]}) || N(0, estimate / trace))")
+        ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
     fig.tight_layout()
     paths.append(out_dir / "regnet_kl.png")
     fig.savefig(paths[-1], dpi=100)
