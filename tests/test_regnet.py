@@ -237,6 +237,7 @@ def test_bad_motif_files(tmp_path: Path) -> None:
         assert part in str(info.value)
 
 
+@needs_motifs
 def test_shipped_configs_validate() -> None:
     for name in ("regnet.yaml", "regnet_paper.yaml"):
         spec = load_study(CONFIGS / name)
