@@ -37,6 +37,8 @@ from regulas.lmm.scoring import fisher_scoring
 from regulas.lmm.validation import LMMInputError, check_choice, check_design, check_matrix
 
 _ESCAPE_STEPS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # multiples of the mean variance, internal units
+_SCREEN_TOL, _SCREEN_ITER = 1e-6, 50  # screening runs of every start
+_N_POLISH = 2  # starts polished to full tolerance
 
 
 @dataclass
@@ -135,10 +137,14 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
 
         # evaluations work on r x P and P x P arrays: BLAS threads only add overhead below P ~ 64
         with threadpool_limits(1 if P < 64 else None):
-            runs = [self._optimise(problem, sig, noi, theta, name) for name, theta in self._starts(problem, sig, noi, rng)]
-            best = max(runs, key=lambda run: run.loglik)
+            # screen every start loosely, then polish the most promising ones to full tolerance
+            screened = [self._optimise(problem, sig, noi, theta, name, loose=True) for name, theta in self._starts(problem, sig, noi, rng)]
+            screened.sort(key=lambda run: -run.loglik)
+            polished = [self._optimise(problem, sig, noi, run.theta, run.start) for run in screened[:_N_POLISH]]
+            best = max(polished, key=lambda run: run.loglik)
             best, escape_iter = self._escape(problem, sig, noi, best)
-        n_iter = sum(r.n_iter for r in runs) + escape_iter
+        runs = polished + screened[_N_POLISH:]
+        n_iter = sum(r.n_iter for r in screened + polished) + escape_iter
 
         n0 = sig.n_params
         theta0, theta1 = best.theta[:n0], best.theta[n0:]
@@ -207,13 +213,18 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
 
         return f
 
-    def _optimise(self, problem: KronSumProblem, sig: Structure, noi: Structure, theta: np.ndarray, name: str) -> _Run:
+    def _optimise(
+        self, problem: KronSumProblem, sig: Structure, noi: Structure, theta: np.ndarray, name: str, *, loose: bool = False
+    ) -> _Run:
+        """Fisher scoring (where available) then L-BFGS-B from ``theta``; ``loose``: a cheap screening run."""
         n0, scored = sig.n_params, 0
+        tol = max(float(self.tol), _SCREEN_TOL) if loose else float(self.tol)
+        max_iter = min(int(self.max_iter), _SCREEN_ITER) if loose else int(self.max_iter)
         if self.noise == "freeform" and self.signal in ("freeform", "lowrank_k"):
             # Fisher scoring in covariance space first; L-BFGS on the factors then polishes
             rank = int(self.rank) if self.signal == "lowrank_k" else None  # type: ignore[arg-type]
             C0, C1, _, scored = fisher_scoring(
-                problem, sig.cov(theta[:n0]), noi.cov(theta[n0:]), rank=rank, max_iter=int(self.max_iter), tol=float(self.tol)
+                problem, sig.cov(theta[:n0]), noi.cov(theta[n0:]), rank=rank, max_iter=max_iter, tol=tol
             )
             theta = np.concatenate([sig.from_cov(C0), noi.from_cov(C1)])
         f = self._objective(problem, sig, noi)
@@ -222,7 +233,7 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
             theta,
             jac=True,
             method="L-BFGS-B",
-            options={"maxiter": int(self.max_iter), "ftol": float(self.tol), "gtol": float(self.tol) * 10, "maxcor": 20},
+            options={"maxiter": max_iter, "ftol": tol, "gtol": tol * 10, "maxcor": 20},
         )
         return _Run(np.asarray(res.x), -float(res.fun) * problem.n_eff, bool(res.success), int(res.nit) + scored, name, [name])
 
