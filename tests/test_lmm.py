@@ -311,3 +311,21 @@ def test_ridge_gcv_matches_dense_hat_matrix():
         E = Y - Y.mean(0) - (H - 1.0 / 60) @ Yc
         expected = np.mean(E**2, axis=0) / (1 - np.trace(H) / 60) ** 2
         np.testing.assert_allclose(fit.cv_values_[k], expected, rtol=1e-10)
+
+
+def test_escape_step_leaves_a_collapsed_signal():
+    # C0 = L L^T with L = 0 is a stationary point in L although C0 = 0 is far from optimal;
+    # the covariance-space step must leave it
+    from regulas.lmm.kronsum import _Run
+
+    _, M, Y, _, _ = _data(14, 80, 10, 3)
+    problem = KronSumProblem(M, Y)
+    est = KronSumLMM(random_state=0)
+    sig, noi = make_signal("freeform", 3), make_noise("freeform", 3)
+    theta = np.concatenate([np.zeros(sig.n_params), noi.from_cov(0.2 * np.eye(3))])
+    value, grad = est._objective(problem, sig, noi)(theta)
+    assert np.all(grad[: sig.n_params] == 0)  # stationary in the signal parameters
+    start = _Run(theta, -value * problem.n_eff, True, 0, "collapsed")
+    escaped, _ = est._escape(problem, sig, noi, start)
+    assert escaped.loglik > start.loglik + 1.0
+    assert np.linalg.matrix_rank(sig.cov(escaped.theta[: sig.n_params])) >= 1
