@@ -168,7 +168,7 @@ def test_gradient_matches_finite_differences(signal, noise, reml):
     est = KronSumLMM(signal=signal, noise=noise, rank=2, blocks=[0, 0, 1, 1], reml=reml)
     sig = make_signal(signal, 4, rank=2, blocks=[0, 0, 1, 1])
     noi = make_noise(noise, 4)
-    f = est._objective(problem, sig, noi)
+    f = est._objective(problem, sig, noi, 1.0)
     theta = 0.5 * rng.standard_normal(sig.n_params + noi.n_params)
     _, g = f(theta)
     h = 1e-6
@@ -323,9 +323,9 @@ def test_escape_step_leaves_a_collapsed_signal():
     est = KronSumLMM(random_state=0)
     sig, noi = make_signal("freeform", 3), make_noise("freeform", 3)
     theta = np.concatenate([np.zeros(sig.n_params), noi.from_cov(0.2 * np.eye(3))])
-    value, grad = est._objective(problem, sig, noi)(theta)
+    value, grad = est._objective(problem, sig, noi, 1.0)(theta)
     assert np.all(grad[: sig.n_params] == 0)  # stationary in the signal parameters
-    start = _Run(theta, -value * problem.n_eff, True, 0, "collapsed")
+    start = _Run(theta, -value, True, 0, "collapsed")
     escaped, _ = est._escape(problem, sig, noi, start)
     assert escaped.loglik > start.loglik + 1.0
     assert np.linalg.matrix_rank(sig.cov(escaped.theta[: sig.n_params])) >= 1

@@ -73,7 +73,8 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         estimate, moment shrunk toward isotropic, isotropic).
     random_state : seed or numpy Generator for the random starts.
     max_iter : L-BFGS-B iterations per start.
-    tol : relative tolerance on the objective (L-BFGS-B ``ftol``); gradient tolerance tol * 10.
+    tol : L-BFGS-B ``ftol``, relative to |log-likelihood|; gradient tolerance tol * 10. Screening
+        runs use max(tol, 1e-6).
     decomposition : "auto" | "gram" | "svd", see :class:`KronSumProblem`.
 
     Attributes
@@ -99,7 +100,7 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         n_restarts: int = 1,
         random_state: int | np.random.Generator | None = None,
         max_iter: int = 2000,
-        tol: float = 1e-9,
+        tol: float = 1e-11,
         decomposition: str = "auto",
     ) -> None:
         self.signal = signal
@@ -199,8 +200,11 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
             covs.append((f"wishart{i}", W0 * v0, 0.5 * (W1 * v1 + C1p)))
         return [(name, np.concatenate([sig.from_cov(c0), noi.from_cov(c1)])) for name, c0, c1 in covs]
 
-    def _objective(self, problem: KronSumProblem, sig: Structure, noi: Structure):  # type: ignore[no-untyped-def]
-        n0, scale = sig.n_params, 1.0 / problem.n_eff
+    def _objective(self, problem: KronSumProblem, sig: Structure, noi: Structure, start_loglik: float):  # type: ignore[no-untyped-def]
+        n0 = sig.n_params
+        # scale by the likelihood's magnitude at the start, so that ftol is relative to |loglik|
+        # (a fixed 1 / n_eff made it absolute and stopped short on data with loglik near 0)
+        scale = 1.0 / max(abs(start_loglik), 1.0)
 
         def f(theta: np.ndarray) -> tuple[float, np.ndarray]:
             t0, t1 = theta[:n0], theta[n0:]
@@ -227,7 +231,8 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
                 problem, sig.cov(theta[:n0]), noi.cov(theta[n0:]), rank=rank, max_iter=max_iter, tol=tol
             )
             theta = np.concatenate([sig.from_cov(C0), noi.from_cov(C1)])
-        f = self._objective(problem, sig, noi)
+        start = problem.evaluate(sig.cov(theta[:n0]), noise_factor(noi, theta[n0:]), gradient=False).loglik
+        f = self._objective(problem, sig, noi, start)
         res = minimize(
             f,
             theta,
@@ -235,7 +240,8 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
             method="L-BFGS-B",
             options={"maxiter": max_iter, "ftol": tol, "gtol": tol * 10, "maxcor": 20},
         )
-        return _Run(np.asarray(res.x), -float(res.fun) * problem.n_eff, bool(res.success), int(res.nit) + scored, name, [name])
+        loglik = problem.evaluate(sig.cov(res.x[:n0]), noise_factor(noi, res.x[n0:]), gradient=False).loglik
+        return _Run(np.asarray(res.x), loglik, bool(res.success), int(res.nit) + scored, name, [name])
 
     def _escape(self, problem: KronSumProblem, sig: Structure, noi: Structure, run: _Run) -> tuple[_Run, int]:
         """Step out of collapsed directions of C0 = L L^T along the covariance-space gradient.
