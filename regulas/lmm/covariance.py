@@ -27,7 +27,7 @@ def _lower_from_psd(C: np.ndarray) -> np.ndarray:
     """
     w, Q = np.linalg.eigh((C + C.T) / 2)
     F = Q * np.sqrt(np.clip(w, 0.0, None))
-    R = np.linalg.qr(F.T, mode="r")
+    R = np.asarray(np.linalg.qr(F.T, mode="r"))
     return np.asarray(R.T)
 
 
@@ -263,7 +263,7 @@ class BlockSignal(Structure):
 
 
 class FreeformNoise(Structure):
-    """C = L L^T + nothing: L lower triangular with a positive diagonal exp(theta_d); always PD."""
+    """C = L L^T, L lower triangular with a positive diagonal exp(theta_d): positive definite."""
 
     name = "freeform"
 
@@ -310,9 +310,9 @@ def block_labels(blocks: Sequence[object], dim: int) -> np.ndarray:
     b = list(blocks)
     if len(b) == dim:
         return np.asarray([str(x) for x in b])
-    if b and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x > 0 for x in b):
-        if sum(int(x) for x in b) == dim:
-            return np.repeat(np.arange(len(b)), [int(x) for x in b]).astype(str)
+    sizes = [int(x) for x in b if isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x > 0]
+    if b and len(sizes) == len(b) and sum(sizes) == dim:
+        return np.repeat(np.arange(len(sizes)), sizes).astype(str)
     raise LMMInputError(
         f"blocks must be {dim} group labels (one per condition) or positive group sizes summing to {dim}; got {b!r}"
     )

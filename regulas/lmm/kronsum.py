@@ -37,6 +37,8 @@ from regulas.lmm.scoring import fisher_scoring
 from regulas.lmm.validation import LMMInputError, check_choice, check_design, check_matrix
 
 _ESCAPE_STEPS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # multiples of the mean variance, internal units
+_SCREEN_TOL, _SCREEN_ITER = 1e-6, 50  # screening runs of every start
+_N_POLISH = 2  # starts polished to full tolerance
 
 
 @dataclass
@@ -71,7 +73,8 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         estimate, moment shrunk toward isotropic, isotropic).
     random_state : seed or numpy Generator for the random starts.
     max_iter : L-BFGS-B iterations per start.
-    tol : relative tolerance on the objective (L-BFGS-B ``ftol``); gradient tolerance tol * 10.
+    tol : L-BFGS-B ``ftol``, relative to |log-likelihood|; gradient tolerance tol * 10. Screening
+        runs use max(tol, 1e-6).
     decomposition : "auto" | "gram" | "svd", see :class:`KronSumProblem`.
 
     Attributes
@@ -97,7 +100,7 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         n_restarts: int = 1,
         random_state: int | np.random.Generator | None = None,
         max_iter: int = 2000,
-        tol: float = 1e-9,
+        tol: float = 1e-11,
         decomposition: str = "auto",
     ) -> None:
         self.signal = signal
@@ -135,10 +138,14 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
 
         # evaluations work on r x P and P x P arrays: BLAS threads only add overhead below P ~ 64
         with threadpool_limits(1 if P < 64 else None):
-            runs = [self._optimise(problem, sig, noi, theta, name) for name, theta in self._starts(problem, sig, noi, rng)]
-            best = max(runs, key=lambda run: run.loglik)
+            # screen every start loosely, then polish the most promising ones to full tolerance
+            screened = [self._optimise(problem, sig, noi, theta, name, loose=True) for name, theta in self._starts(problem, sig, noi, rng)]
+            screened.sort(key=lambda run: -run.loglik)
+            polished = [self._optimise(problem, sig, noi, run.theta, run.start) for run in screened[:_N_POLISH]]
+            best = max(polished, key=lambda run: run.loglik)
             best, escape_iter = self._escape(problem, sig, noi, best)
-        n_iter = sum(r.n_iter for r in runs) + escape_iter
+        runs = polished + screened[_N_POLISH:]
+        n_iter = sum(r.n_iter for r in screened + polished) + escape_iter
 
         n0 = sig.n_params
         theta0, theta1 = best.theta[:n0], best.theta[n0:]
@@ -193,8 +200,11 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
             covs.append((f"wishart{i}", W0 * v0, 0.5 * (W1 * v1 + C1p)))
         return [(name, np.concatenate([sig.from_cov(c0), noi.from_cov(c1)])) for name, c0, c1 in covs]
 
-    def _objective(self, problem: KronSumProblem, sig: Structure, noi: Structure):  # type: ignore[no-untyped-def]
-        n0, scale = sig.n_params, 1.0 / problem.n_eff
+    def _objective(self, problem: KronSumProblem, sig: Structure, noi: Structure, start_loglik: float):  # type: ignore[no-untyped-def]
+        n0 = sig.n_params
+        # scale by the likelihood's magnitude at the start, so that ftol is relative to |loglik|
+        # (a fixed 1 / n_eff made it absolute and stopped short on data with loglik near 0)
+        scale = 1.0 / max(abs(start_loglik), 1.0)
 
         def f(theta: np.ndarray) -> tuple[float, np.ndarray]:
             t0, t1 = theta[:n0], theta[n0:]
@@ -207,24 +217,31 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
 
         return f
 
-    def _optimise(self, problem: KronSumProblem, sig: Structure, noi: Structure, theta: np.ndarray, name: str) -> _Run:
+    def _optimise(
+        self, problem: KronSumProblem, sig: Structure, noi: Structure, theta: np.ndarray, name: str, *, loose: bool = False
+    ) -> _Run:
+        """Fisher scoring (where available) then L-BFGS-B from ``theta``; ``loose``: a cheap screening run."""
         n0, scored = sig.n_params, 0
+        tol = max(float(self.tol), _SCREEN_TOL) if loose else float(self.tol)
+        max_iter = min(int(self.max_iter), _SCREEN_ITER) if loose else int(self.max_iter)
         if self.noise == "freeform" and self.signal in ("freeform", "lowrank_k"):
             # Fisher scoring in covariance space first; L-BFGS on the factors then polishes
             rank = int(self.rank) if self.signal == "lowrank_k" else None  # type: ignore[arg-type]
             C0, C1, _, scored = fisher_scoring(
-                problem, sig.cov(theta[:n0]), noi.cov(theta[n0:]), rank=rank, max_iter=int(self.max_iter), tol=float(self.tol)
+                problem, sig.cov(theta[:n0]), noi.cov(theta[n0:]), rank=rank, max_iter=max_iter, tol=tol
             )
             theta = np.concatenate([sig.from_cov(C0), noi.from_cov(C1)])
-        f = self._objective(problem, sig, noi)
+        start = problem.evaluate(sig.cov(theta[:n0]), noise_factor(noi, theta[n0:]), gradient=False).loglik
+        f = self._objective(problem, sig, noi, start)
         res = minimize(
             f,
             theta,
             jac=True,
             method="L-BFGS-B",
-            options={"maxiter": int(self.max_iter), "ftol": float(self.tol), "gtol": float(self.tol) * 10, "maxcor": 20},
+            options={"maxiter": max_iter, "ftol": tol, "gtol": tol * 10, "maxcor": 20},
         )
-        return _Run(np.asarray(res.x), -float(res.fun) * problem.n_eff, bool(res.success), int(res.nit) + scored, name, [name])
+        loglik = problem.evaluate(sig.cov(res.x[:n0]), noise_factor(noi, res.x[n0:]), gradient=False).loglik
+        return _Run(np.asarray(res.x), loglik, bool(res.success), int(res.nit) + scored, name, [name])
 
     def _escape(self, problem: KronSumProblem, sig: Structure, noi: Structure, run: _Run) -> tuple[_Run, int]:
         """Step out of collapsed directions of C0 = L L^T along the covariance-space gradient.

@@ -22,7 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import eigh, solve_triangular
+from scipy.linalg import eigh
+from scipy.linalg.lapack import dtrtri
 
 from regulas.lmm.validation import LMMInputError, check_design
 
@@ -37,6 +38,7 @@ class Evaluation:
     grad_C0: np.ndarray  # d loglik / d C0, symmetric P x P
     grad_C1: np.ndarray  # d loglik / d C1, symmetric P x P
     Tc: np.ndarray  # P x P rotation of the conditions
+    Tc_inv: np.ndarray  # its inverse, L1 Q
     lam: np.ndarray  # P eigenvalues of C1^-1/2 C0 C1^-1/2
     W: np.ndarray  # r x P, 1 / (lam s + 1)
     Zhat: np.ndarray  # r x P, W * (rotated residual in the eigenbasis of K)
@@ -139,10 +141,13 @@ class KronSumProblem:
         """Log-likelihood (internal units) at C0 (P x P) and C1 = L1 L1^T (L1 lower triangular)."""
         P, G, s, u = self.P, self.G, self.s, self.u
         # rotate the conditions: Tc C1 Tc^T = I, Tc C0 Tc^T = diag(lam)
-        A = solve_triangular(L1, C0, lower=True, check_finite=False)
-        Ct = solve_triangular(L1, A.T, lower=True, check_finite=False)
-        lam, Q = eigh((Ct + Ct.T) / 2, check_finite=False)
-        Tc = solve_triangular(L1, Q, lower=True, trans="T", check_finite=False).T  # Q^T L1^-1
+        # direct LAPACK calls: at small P the wrappers' overhead would dominate an evaluation
+        L1inv, info = dtrtri(L1, lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("C1 is singular")
+        Ct = L1inv @ C0 @ L1inv.T
+        lam, Q = np.linalg.eigh((Ct + Ct.T) / 2)
+        Tc = Q.T @ L1inv
         logdet_C1 = 2.0 * float(np.sum(np.log(np.abs(np.diag(L1)))))
 
         Yr = self.Uy @ Tc.T  # r x P
@@ -187,8 +192,9 @@ class KronSumProblem:
             gC1 = 0.5 * Tc.T @ inner1 @ Tc
             gC0 = (gC0 + gC0.T) / 2
             gC1 = (gC1 + gC1.T) / 2
-        intercept = np.linalg.solve(Tc, d) if self.fit_intercept else np.zeros(P)
-        return Evaluation(ll, gC0, gC1, Tc, lam, W, Zhat, intercept)
+        Tc_inv = L1 @ Q
+        intercept = Tc_inv @ d if self.fit_intercept else np.zeros(P)
+        return Evaluation(ll, gC0, gC1, Tc, Tc_inv, lam, W, Zhat, intercept)
 
     def moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Method-of-moments (Haseman-Elston) C0, C1 in internal units, not yet PSD-projected.

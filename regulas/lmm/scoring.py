@@ -52,7 +52,7 @@ def fisher_scoring(
         o00 = (W * s[:, None] ** 2).T @ W
         o01 = (W * s[:, None]).T @ W
         o11 = W.T @ W + (G - r)
-        Tinv = np.linalg.inv(ev.Tc)
+        Tinv = ev.Tc_inv
         g0 = Tinv.T @ ev.grad_C0 @ Tinv  # gradient in the rotated coordinates
         g1 = Tinv.T @ ev.grad_C1 @ Tinv
         det = o00 * o11 - o01**2
@@ -63,7 +63,7 @@ def fisher_scoring(
         D0 = Tinv @ d0 @ Tinv.T
         D1 = Tinv @ d1 @ Tinv.T
         step, accepted = 1.0, False
-        while step > 1e-6:
+        while step > 1e-3:  # a few halvings; a stalled projection is left to L-BFGS
             C0n = _project_psd(C0 + step * D0, rank)
             C1n = C1 + step * D1
             C1n = (C1n + C1n.T) / 2
