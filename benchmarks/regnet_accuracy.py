@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,7 +44,7 @@ MOTIFS = REPO.parent / "shared" / "data" / "motifs" / "regions400_motif_scores.t
 UNCORRELATED = "identity"
 SHARED = ("identityV", "randomV")
 
-GRIDS = {
+GRIDS: dict[str, dict[str, Any]] = {
     "full": {"replicates": 5, "genes": [978], "motifs": [623], "V": ["id", "lowrank_2", "freeform"],
              "Sigma": ["identity", "random", "identityV", "randomV"], "fraction": [0.1, 0.2, 0.4]},
     "quick": {"replicates": 2, "genes": [400], "motifs": [200], "V": ["lowrank_2", "freeform"],
@@ -175,8 +176,10 @@ def main() -> None:
     meta["verdict"] = verdict(pool)
     fit_time = df[df.metric == "fit_time_s"].groupby("method").value.median()
     meta["median_fit_time_s"] = {k: round(float(v), 4) for k, v in fit_time.items()}
-    meta["pooled_pearson"] = {str(r.noise): {"ridge": round(r.ridge, 4), "lmm": round(r.lmm, 4), "diff": round(r.diff, 4),
-                                             "se": round(r.se, 4), "n": int(r.n)} for r in pool.itertuples()}
+    meta["pooled_pearson"] = {
+        str(row["noise"]): {k: round(float(row[k]), 4) for k in ("ridge", "lmm", "diff", "se")} | {"n": int(row["n"])}
+        for row in pool.to_dict("records")
+    }
     suffix = "_quick" if args.quick else ""
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / f"regnet_accuracy{suffix}.md").write_text(markdown(cells, pool, pool_r2, meta))
