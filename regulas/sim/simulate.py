@@ -57,7 +57,7 @@ class Cell:
 
     @property
     def label(self) -> str:
-        return f"{self.shape_key}_V{self.V}_S{self.Sigma}_N{self.noise_fraction:g}_f{self.fraction:g}"
+        return f"{self.shape_key}_V{self.V}_S{self.Sigma}_N{self.noise_fraction!r}_f{self.fraction!r}"
 
 
 @dataclass(frozen=True)
