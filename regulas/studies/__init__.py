@@ -11,6 +11,7 @@ from regulas.studies.base import Workload
 WORKLOADS: dict[str, str] = {
     "demo": "regulas.studies.demo:DemoWorkload",
     "noop": "regulas.studies.noop:NoopWorkload",
+    "regnet": "regulas.studies.regnet:RegnetWorkload",
     "splicing": "regulas.studies.splicing:SplicingWorkload",
 }
 

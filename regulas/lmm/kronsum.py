@@ -1,0 +1,290 @@
+"""The Kronecker-sum LMM estimator (maximum likelihood or REML), scikit-learn API.
+
+Model, for G genes, T motifs and P conditions::
+
+    Y = 1 b^T + M beta + E,                       Y: G x P, M: G x T, b: P
+    rows of beta ~ N(0, C0 / T)  (beta: T x P),    rows of E ~ N(0, C1)
+    =>  vec(Y) ~ N(vec(1 b^T), C0 (x) K + C1 (x) I_G),   K = M M^T / T.
+
+This is glimix-core's Kron2Sum with G = M / sqrt(T), X = a column of ones and A = I, so
+``log_likelihood_`` equals ``Kron2Sum.lml()`` at the same (C0, C1). Note the prior scale: a
+simulation drawing rows of beta from N(0, sigma^2 V) has C0 = T sigma^2 V here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from scipy.optimize import minimize
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
+
+from regulas.lmm.covariance import (
+    NOISE_STRUCTURES,
+    SIGNAL_STRUCTURES,
+    Preconditioned,
+    Structure,
+    make_noise,
+    make_signal,
+    noise_factor,
+    preconditioner,
+)
+from regulas.lmm.likelihood import Evaluation, KronSumProblem
+from regulas.lmm.scoring import fisher_scoring
+from regulas.lmm.validation import LMMInputError, check_choice, check_design, check_matrix
+
+_ESCAPE_STEPS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # multiples of the mean variance, internal units
+_SCREEN_TOL, _SCREEN_ITER = 1e-6, 50  # screening runs of every start
+_N_POLISH = 2  # starts polished to full tolerance
+
+
+@dataclass
+class _Run:
+    theta: np.ndarray
+    loglik: float  # internal units
+    converged: bool
+    n_iter: int
+    start: str
+    history: list[str] = field(default_factory=list)
+
+
+class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
+    """Multi-condition linear mixed model with a Kronecker-sum covariance, fitted exactly.
+
+    vec(Y) ~ N(vec(1 b^T), C0 (x) K + C1 (x) I_G) with K = M M^T / T (see the module docstring
+    for shapes). One decomposition of M up front; each likelihood and gradient evaluation then
+    costs O(r P^2 + P^3) with r = rank(M) <= min(G, T), independent of G.
+
+    Parameters
+    ----------
+    signal : structure of C0: "freeform" (any PSD), "lowrank_k" (rank <= ``rank``),
+        "diagonal", "identity" (scalar * I) or "block" (block-constant over ``blocks`` plus a
+        shared nugget: C0 = Z B Z^T + tau I).
+    noise : structure of C1: "freeform" (any PD), "diagonal" or "identity".
+    rank : k for signal="lowrank_k", 1 <= k <= P.
+    blocks : for signal="block": P group labels, or group sizes summing to P (a list whose
+        length is P is read as labels).
+    fit_intercept : estimate one mean per condition (profiled out by GLS).
+    reml : maximise the restricted likelihood instead (needs fit_intercept).
+    n_restarts : random Wishart starts in addition to the three deterministic ones (moment
+        estimate, moment shrunk toward isotropic, isotropic).
+    random_state : seed or numpy Generator for the random starts.
+    max_iter : L-BFGS-B iterations per start.
+    tol : L-BFGS-B ``ftol``, relative to |log-likelihood|; gradient tolerance tol * 10. Screening
+        runs use max(tol, 1e-6).
+    decomposition : "auto" | "gram" | "svd", see :class:`KronSumProblem`.
+
+    Attributes
+    ----------
+    coef_ : (T, P) posterior mean E[beta | Y] at the fitted C0, C1 and intercept.
+    coef_var_ : (T, P) posterior variance of each entry of beta.
+    intercept_ : (P,) GLS intercept b.
+    C0_, C1_ : (P, P) fitted signal and noise covariances.
+    log_likelihood_ : maximised (restricted) log-likelihood, same quantity as Kron2Sum.lml().
+    converged_ : whether L-BFGS-B reported convergence for the best run.
+    n_iter_ : L-BFGS-B iterations summed over all starts and escape steps.
+    start_log_likelihoods_ : dict start name -> log-likelihood reached from it.
+    """
+
+    def __init__(
+        self,
+        signal: str = "freeform",
+        noise: str = "freeform",
+        rank: int | None = None,
+        blocks: Sequence[object] | None = None,
+        fit_intercept: bool = True,
+        reml: bool = False,
+        n_restarts: int = 1,
+        random_state: int | np.random.Generator | None = None,
+        max_iter: int = 2000,
+        tol: float = 1e-11,
+        decomposition: str = "auto",
+    ) -> None:
+        self.signal = signal
+        self.noise = noise
+        self.rank = rank
+        self.blocks = blocks
+        self.fit_intercept = fit_intercept
+        self.reml = reml
+        self.n_restarts = n_restarts
+        self.random_state = random_state
+        self.max_iter = max_iter
+        self.tol = tol
+        self.decomposition = decomposition
+
+    # -- public API ---------------------------------------------------------------------
+    def fit(self, M: Any, Y: Any) -> "KronSumLMM":
+        """Maximise the likelihood of Y (G x P) given motif scores M (G x T)."""
+        check_choice("signal structure", self.signal, SIGNAL_STRUCTURES)
+        check_choice("noise structure", self.noise, NOISE_STRUCTURES)
+        M, Y = check_design(M, Y)
+        P = Y.shape[1]
+        sig = make_signal(self.signal, P, rank=self.rank, blocks=self.blocks)
+        noi = make_noise(self.noise, P)
+        if isinstance(self.n_restarts, bool) or not isinstance(self.n_restarts, (int, np.integer)) or self.n_restarts < 0:
+            raise LMMInputError(f"n_restarts must be a non-negative integer; got {self.n_restarts!r}")
+        if not (isinstance(self.max_iter, (int, np.integer)) and self.max_iter > 0):
+            raise LMMInputError(f"max_iter must be a positive integer; got {self.max_iter!r}")
+        if not (isinstance(self.tol, (int, float)) and self.tol > 0):
+            raise LMMInputError(f"tol must be a positive number; got {self.tol!r}")
+        problem = KronSumProblem(M, Y, fit_intercept=self.fit_intercept, reml=self.reml, decomposition=self.decomposition)
+        A = preconditioner(sig, noi, (problem.Uy.T @ problem.Uy + problem.Nyy) / problem.G)
+        if A is not None:
+            sig, noi = Preconditioned(sig, A), Preconditioned(noi, A)
+        rng = np.random.default_rng(self.random_state)
+
+        # evaluations work on r x P and P x P arrays: BLAS threads only add overhead below P ~ 64
+        with threadpool_limits(1 if P < 64 else None):
+            # screen every start loosely, then polish the most promising ones to full tolerance
+            screened = [self._optimise(problem, sig, noi, theta, name, loose=True) for name, theta in self._starts(problem, sig, noi, rng)]
+            screened.sort(key=lambda run: -run.loglik)
+            polished = [self._optimise(problem, sig, noi, run.theta, run.start) for run in screened[:_N_POLISH]]
+            best = max(polished, key=lambda run: run.loglik)
+            best, escape_iter = self._escape(problem, sig, noi, best)
+        runs = polished + screened[_N_POLISH:]
+        n_iter = sum(r.n_iter for r in screened + polished) + escape_iter
+
+        n0 = sig.n_params
+        theta0, theta1 = best.theta[:n0], best.theta[n0:]
+        C0i = sig.cov(theta0)
+        L1 = noise_factor(noi, theta1)
+        ev = problem.evaluate(C0i, L1, gradient=False)
+        self.C0_, self.C1_ = problem.to_user(C0i, L1 @ L1.T)
+        self.intercept_ = problem.intercept_to_user(ev.intercept)
+        self.log_likelihood_ = problem.user_loglik(ev.loglik)
+        self.coef_, self.coef_var_ = _posterior(problem, C0i, ev)
+        self.converged_ = bool(best.converged)
+        self.n_iter_ = int(n_iter)
+        self.start_log_likelihoods_ = {r.start: problem.user_loglik(r.loglik) for r in runs}
+        self.optimisation_path_ = best.history
+        self.n_features_in_ = M.shape[1]
+        return self
+
+    def predict(self, M: Any) -> np.ndarray:
+        """M coef_ + intercept_ for motif scores M (n x T); returns n x P."""
+        check_is_fitted(self, "coef_")
+        M = check_matrix("M (genes x motifs)", M)
+        if M.shape[1] != self.coef_.shape[0]:
+            raise LMMInputError(f"M has {M.shape[1]} motif columns; the model was fitted with {self.coef_.shape[0]}")
+        return np.asarray(M @ self.coef_ + self.intercept_)
+
+    # -- optimisation -------------------------------------------------------------------
+    def _starts(
+        self, problem: KronSumProblem, sig: Structure, noi: Structure, rng: np.random.Generator
+    ) -> list[tuple[str, np.ndarray]]:
+        P = problem.P
+        C0m, C1m = problem.moments()
+        w0, Q0 = np.linalg.eigh((C0m + C0m.T) / 2)
+        C0p = (Q0 * np.clip(w0, 0.0, None)) @ Q0.T
+        w1, Q1 = np.linalg.eigh((C1m + C1m.T) / 2)
+        total = max(float(np.trace(C0p) + np.trace(C1m)) / P, 1e-3)
+        # start values only: keep the moment noise comfortably positive definite
+        C1p = (Q1 * np.clip(w1, 0.05 * total, None)) @ Q1.T
+        v0 = max(float(np.trace(C0p)) / P, 0.1 * total)
+        v1 = float(np.trace(C1p)) / P
+        iso0, iso1 = v0 * np.eye(P), v1 * np.eye(P)
+        # a collapsed direction of C0 = L L^T is stationary, so no start sits on one
+        C0p = C0p + 0.1 * v0 * np.eye(P)
+        covs: list[tuple[str, np.ndarray, np.ndarray]] = [
+            ("moment", C0p, C1p),
+            ("moment_shrunk", 0.5 * (C0p + iso0), 0.5 * (C1p + iso1)),
+            ("isotropic", iso0, iso1),
+        ]
+        for i in range(int(self.n_restarts)):
+            X0 = rng.standard_normal((P, P))
+            X1 = rng.standard_normal((P, P))
+            W0, W1 = X0 @ X0.T / P, X1 @ X1.T / P
+            covs.append((f"wishart{i}", W0 * v0, 0.5 * (W1 * v1 + C1p)))
+        return [(name, np.concatenate([sig.from_cov(c0), noi.from_cov(c1)])) for name, c0, c1 in covs]
+
+    def _objective(self, problem: KronSumProblem, sig: Structure, noi: Structure, start_loglik: float):  # type: ignore[no-untyped-def]
+        n0 = sig.n_params
+        # scale by the likelihood's magnitude at the start, so that ftol is relative to |loglik|
+        # (a fixed 1 / n_eff made it absolute and stopped short on data with loglik near 0)
+        scale = 1.0 / max(abs(start_loglik), 1.0)
+
+        def f(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            t0, t1 = theta[:n0], theta[n0:]
+            try:
+                ev = problem.evaluate(sig.cov(t0), noise_factor(noi, t1))
+            except (FloatingPointError, np.linalg.LinAlgError):
+                return np.inf, np.zeros_like(theta)
+            g = np.concatenate([sig.grad(t0, ev.grad_C0), noi.grad(t1, ev.grad_C1)])
+            return -ev.loglik * scale, -g * scale
+
+        return f
+
+    def _optimise(
+        self, problem: KronSumProblem, sig: Structure, noi: Structure, theta: np.ndarray, name: str, *, loose: bool = False
+    ) -> _Run:
+        """Fisher scoring (where available) then L-BFGS-B from ``theta``; ``loose``: a cheap screening run."""
+        n0, scored = sig.n_params, 0
+        tol = max(float(self.tol), _SCREEN_TOL) if loose else float(self.tol)
+        max_iter = min(int(self.max_iter), _SCREEN_ITER) if loose else int(self.max_iter)
+        if self.noise == "freeform" and self.signal in ("freeform", "lowrank_k"):
+            # Fisher scoring in covariance space first; L-BFGS on the factors then polishes
+            rank = int(self.rank) if self.signal == "lowrank_k" else None  # type: ignore[arg-type]
+            C0, C1, _, scored = fisher_scoring(
+                problem, sig.cov(theta[:n0]), noi.cov(theta[n0:]), rank=rank, max_iter=max_iter, tol=tol
+            )
+            theta = np.concatenate([sig.from_cov(C0), noi.from_cov(C1)])
+        start = problem.evaluate(sig.cov(theta[:n0]), noise_factor(noi, theta[n0:]), gradient=False).loglik
+        f = self._objective(problem, sig, noi, start)
+        res = minimize(
+            f,
+            theta,
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": max_iter, "ftol": tol, "gtol": tol * 10, "maxcor": 20},
+        )
+        loglik = problem.evaluate(sig.cov(res.x[:n0]), noise_factor(noi, res.x[n0:]), gradient=False).loglik
+        return _Run(np.asarray(res.x), loglik, bool(res.success), int(res.nit) + scored, name, [name])
+
+    def _escape(self, problem: KronSumProblem, sig: Structure, noi: Structure, run: _Run) -> tuple[_Run, int]:
+        """Step out of collapsed directions of C0 = L L^T along the covariance-space gradient.
+
+        Returns the best run and the L-BFGS-B iterations the escape runs took.
+        """
+        n0, extra = sig.n_params, 0
+        for _ in range(5):
+            t0, t1 = run.theta[:n0], run.theta[n0:]
+            L1 = noise_factor(noi, t1)
+            ev: Evaluation = problem.evaluate(sig.cov(t0), L1)
+            scale = float(np.trace(L1 @ L1.T)) / problem.P
+            cands = sig.ascent_candidates(t0, ev.grad_C0, [t * scale for t in _ESCAPE_STEPS])
+            best_val, best_theta = run.loglik, None
+            for c in cands:
+                try:
+                    val = problem.evaluate(sig.cov(c), L1, gradient=False).loglik
+                except (FloatingPointError, np.linalg.LinAlgError):
+                    continue
+                if val > best_val:
+                    best_val, best_theta = val, c
+            if best_theta is None or best_val - run.loglik < 1e-9 * problem.n_eff:
+                return run, extra
+            new = self._optimise(problem, sig, noi, np.concatenate([best_theta, t1]), "escape")
+            extra += new.n_iter
+            if new.loglik <= run.loglik:
+                return run, extra
+            new.history = run.history + ["escape"]
+            run = new
+        return run, extra
+
+
+def _posterior(problem: KronSumProblem, C0i: np.ndarray, ev: Evaluation) -> tuple[np.ndarray, np.ndarray]:
+    """E[beta | Y] and per-entry Var[beta | Y] (T x P each, user units) at the fitted parameters.
+
+    With A = Sigma^-1 (vec(Y) - mean) reshaped to G x P, E[beta | Y] = M^T A C0 / T, and
+    Var[beta_tq | Y] = C0_qq / T - sum_p (C0 Tc^T)_qp^2 sum_i W_ip s_i V_ti^2 / T (internal units).
+    """
+    V, s, T = problem.V, problem.s, problem.T
+    unit = problem.y_scale**2 / (problem.k_scale * T)
+    C0Tt = C0i @ ev.Tc.T
+    coef = (V @ (problem.sqrt_sT[:, None] * ev.Zhat)) @ C0Tt.T
+    coef *= problem.y_scale / (problem.k_scale * T)
+    reduction = (V**2) @ (s[:, None] * ev.W) @ (C0Tt**2).T
+    var = np.clip(np.diag(C0i)[None, :] - reduction, 0.0, None) * unit
+    return np.asarray(coef), np.asarray(var)

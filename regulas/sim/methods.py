@@ -1,0 +1,175 @@
+"""The estimators a regNet study compares, configured by name, imported only when used.
+
+* ``ridge``: :class:`regulas.lmm.RidgeGCV`, multi-output ridge, alpha on a grid (``alphas``).
+* ``lmm``: :class:`regulas.lmm.KronSumLMM` with structures ``signal`` (of C0) and ``noise`` (of C1).
+* ``ols``: least squares with an intercept, no prior (needs T < G); a reference without shrinkage.
+
+Every fit takes M (G x T) and Y (G x P) and yields beta_hat (T x P) and estimates of the
+covariance between conditions of the signal (V_hat) and of the noise (Sigma_hat), P x P. For
+the LMM these are C0_ and C1_; ridge and OLS have no covariance model, so, as regNet did,
+their V_hat and Sigma_hat are the empirical covariances of the rows of beta_hat and of the
+residuals.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from regulas.errors import ConfigError
+
+METHOD_KINDS = ("ridge", "lmm", "ols")
+LMM_SIGNAL = ("freeform", "lowrank_k", "diagonal", "identity", "block")
+LMM_NOISE = ("freeform", "diagonal", "identity")
+DEFAULT_ALPHAS = [float(a) for a in np.logspace(-3, 5, 33)]
+_KIND_KEYS = {
+    "ridge": ("alphas",),
+    "lmm": ("signal", "noise", "rank", "blocks", "reml", "n_restarts"),
+    "ols": (),
+}
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """One entry of ``regnet.methods``; keys that do not apply to ``kind`` must stay unset."""
+
+    name: str
+    kind: Literal["ridge", "lmm", "ols"]
+    fit_intercept: bool = True
+    alphas: list[float] | None = None  # ridge
+    signal: str | None = None  # lmm, default "freeform"
+    noise: str | None = None  # lmm, default "freeform"
+    rank: int | None = None  # lmm with signal lowrank_k
+    blocks: list[int] | None = None  # lmm with signal block: group sizes (sum P) or P labels
+    reml: bool | None = None  # lmm
+    n_restarts: int | None = None  # lmm: random starts besides the deterministic ones
+
+    def check(self, prefix: str, source: str | None) -> None:
+        for kind, keys in _KIND_KEYS.items():
+            stray = [k for k in keys if kind != self.kind and getattr(self, k) is not None]
+            if stray:
+                raise ConfigError(f"only for methods of kind {kind!r} (this one is {self.kind!r}); remove it",
+                                  key=f"{prefix}.{stray[0]}", source=source)
+        if self.kind == "ridge" and self.alphas is not None:
+            if not self.alphas or any(not np.isfinite(a) or a <= 0 for a in self.alphas):
+                raise ConfigError(f"expected a non-empty list of positive penalties (given: {self.alphas!r})",
+                                  key=f"{prefix}.alphas", source=source)
+        if self.kind == "lmm":
+            self._check_lmm(prefix, source)
+
+    def _check_lmm(self, prefix: str, source: str | None) -> None:
+        if self.signal_structure not in LMM_SIGNAL:
+            raise ConfigError(f"unknown LMM signal structure (given: {self.signal!r}); expected one of "
+                              f"{', '.join(LMM_SIGNAL)}", key=f"{prefix}.signal", source=source)
+        if self.noise_structure not in LMM_NOISE:
+            raise ConfigError(f"unknown LMM noise structure (given: {self.noise!r}); expected one of "
+                              f"{', '.join(LMM_NOISE)}", key=f"{prefix}.noise", source=source)
+        if (self.rank is not None) != (self.signal_structure == "lowrank_k"):
+            raise ConfigError(f"rank is required with signal 'lowrank_k' and only then (given: rank={self.rank!r}, "
+                              f"signal={self.signal_structure!r})", key=f"{prefix}.rank", source=source)
+        if self.rank is not None and self.rank < 1:
+            raise ConfigError(f"out of range (given: {self.rank}); expected rank >= 1", key=f"{prefix}.rank", source=source)
+        if (self.blocks is not None) != (self.signal_structure == "block"):
+            raise ConfigError(f"blocks is required with signal 'block' and only then (given: blocks={self.blocks!r})",
+                              key=f"{prefix}.blocks", source=source)
+        if self.n_restarts is not None and self.n_restarts < 0:
+            raise ConfigError(f"out of range (given: {self.n_restarts}); expected >= 0",
+                              key=f"{prefix}.n_restarts", source=source)
+        if self.reml and not self.fit_intercept:
+            raise ConfigError("reml: true needs fit_intercept: true (REML integrates out the intercept)",
+                              key=f"{prefix}.reml", source=source)
+
+    @property
+    def signal_structure(self) -> str:
+        return self.signal or "freeform"
+
+    @property
+    def noise_structure(self) -> str:
+        return self.noise or "freeform"
+
+    def check_cell(self, genes: int, conditions: int, motifs: int, prefix: str, source: str | None) -> None:
+        """Refuse a grid cell this method cannot fit (known before any work)."""
+        if self.kind == "lmm" and self.rank is not None and self.rank > conditions:
+            raise ConfigError(f"rank k = {self.rank} > P = {conditions} conditions in the grid; expected k <= P",
+                              key=f"{prefix}.rank", source=source)
+        if self.kind == "lmm" and self.blocks is not None:
+            b = self.blocks
+            if not (len(b) == conditions or (sum(b) == conditions and all(x > 0 for x in b))):
+                raise ConfigError(f"blocks {b!r} fit neither as P = {conditions} labels nor as sizes summing to P",
+                                  key=f"{prefix}.blocks", source=source)
+        if self.kind == "ols" and motifs >= genes - int(self.fit_intercept):
+            raise ConfigError(
+                f"least squares without a prior needs T < G{' - 1 (intercept)' if self.fit_intercept else ''}, "
+                f"but the grid has T = {motifs} motifs and G = {genes} genes; use ridge or lmm (they have a prior) "
+                "or fewer motifs", key=f"{prefix}.kind", source=source,
+            )
+
+
+@dataclass
+class MethodFit:
+    """beta_hat (T x P), V_hat and Sigma_hat (P x P, unnormalised) and fit diagnostics."""
+
+    coef: np.ndarray
+    V_hat: np.ndarray
+    Sigma_hat: np.ndarray
+    log_likelihood: float
+    converged: bool
+    fit_time_s: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def _empirical(M: np.ndarray, Y: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    resid = Y - M @ coef - intercept
+    return np.atleast_2d(np.cov(coef, rowvar=False)), np.atleast_2d(np.cov(resid, rowvar=False))
+
+
+def _ols(M: np.ndarray, Y: np.ndarray, fit_intercept: bool) -> tuple[np.ndarray, np.ndarray]:
+    if fit_intercept:
+        mx, my = M.mean(axis=0), Y.mean(axis=0)
+        coef = np.linalg.lstsq(M - mx, Y - my, rcond=None)[0]
+        return coef, my - mx @ coef
+    return np.linalg.lstsq(M, Y, rcond=None)[0], np.zeros(Y.shape[1])
+
+
+def make_estimator(method: MethodConfig, random_state: int) -> Any:
+    """The configured scikit-learn estimator (ridge or lmm; imported here so the package loads without them)."""
+    if method.kind == "ridge":
+        from regulas.lmm import RidgeGCV
+
+        return RidgeGCV(alphas=method.alphas or DEFAULT_ALPHAS, fit_intercept=method.fit_intercept)
+    from regulas.lmm import KronSumLMM
+
+    options: dict[str, Any] = {"signal": method.signal_structure, "noise": method.noise_structure,
+                               "fit_intercept": method.fit_intercept, "random_state": random_state}
+    for key in ("rank", "blocks", "reml", "n_restarts"):
+        if getattr(method, key) is not None:
+            options[key] = getattr(method, key)
+    return KronSumLMM(**options)
+
+
+def fit_method(method: MethodConfig, M: np.ndarray, Y: np.ndarray, random_state: int) -> MethodFit:
+    """Fit ``method`` to M (G x T), Y (G x P); the time covers the whole fit (setup included)."""
+    start = time.perf_counter()
+    if method.kind == "ols":
+        coef, intercept = _ols(M, Y, method.fit_intercept)
+        elapsed = time.perf_counter() - start
+        V_hat, S_hat = _empirical(M, Y, coef, intercept)
+        return MethodFit(coef, V_hat, S_hat, float("nan"), True, elapsed)
+    est = make_estimator(method, random_state).fit(M, Y)
+    elapsed = time.perf_counter() - start
+    coef = np.asarray(est.coef_, dtype=float)
+    if method.kind == "ridge":
+        V_hat, S_hat = _empirical(M, Y, coef, np.asarray(est.intercept_))
+        return MethodFit(coef, V_hat, S_hat, float("nan"), True, elapsed, {"alpha": float(np.mean(est.alpha_))})
+    return MethodFit(
+        coef,
+        np.asarray(est.C0_, dtype=float),
+        np.asarray(est.C1_, dtype=float),
+        float(est.log_likelihood_),
+        bool(est.converged_),
+        elapsed,
+        {"n_iter": float(est.n_iter_)},
+    )
