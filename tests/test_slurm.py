@@ -250,28 +250,31 @@ def test_driver_killed_mid_run_resumes_without_redoing_done_tasks(tmp_path: Path
 
 
 @pytest.mark.parametrize(
-    ("override", "expected"),
+    ("overrides", "expected"),
     [
         # more memory than the node has: sbatch refuses the job outright
-        ("cluster.memory=100000GiB", ["sbatch refused the job", "Memory specification can not be satisfied"]),
+        (["cluster.memory=100000GiB"], ["sbatch refused the job", "Memory specification can not be satisfied"]),
         # the job starts and its worker dies at once (dask-jobqueue #620): the .err log explains
-        ("cluster.worker_extra_args=[--no-such-option]", ["FAILED", "exit code 2:0", "No such option", ".err"]),
+        (["cluster.worker_extra_args=[--no-such-option]"], ["FAILED", "exit code 2:0", "No such option", ".err"]),
+        # the job waits in the queue: the startup timeout ends the wait, with SLURM's reason
+        (["cluster.job_extra_directives=[--begin=now+1hour]", "cluster.startup_timeout_s=15"],
+         ["no Dask worker connected within cluster.startup_timeout_s=15 s", "PENDING (BeginTime)"]),
     ],
-    ids=["impossible-memory", "worker-dies-at-start"],
+    ids=["impossible-memory", "worker-dies-at-start", "pending-past-timeout"],
 )
 def test_job_that_cannot_start_stops_the_run_with_its_reason(
-    tmp_path: Path, demo_config: Path, job_name: str, override: str, expected: list[str]
+    tmp_path: Path, demo_config: Path, job_name: str, overrides: list[str], expected: list[str]
 ) -> None:
     t0 = time.monotonic()
     proc = run_cli(["run", str(demo_config), f"store.root={tmp_path / 'out'}", *TINY,
-                    *_slurm_args(tmp_path, job_name, "cluster.startup_timeout_s=600", override)], timeout=300)
+                    *_slurm_args(tmp_path, job_name, "cluster.startup_timeout_s=600", *overrides)], timeout=300)
     elapsed = time.monotonic() - t0
     assert proc.returncode == 2, proc.stdout + proc.stderr
     error = [line for line in proc.stderr.splitlines() if line.startswith("regulas: error:")]
     assert len(error) == 1, proc.stderr
     for text in expected:
         assert text in error[0]
-    assert elapsed < 120  # stopped by the job's failure, long before the 600 s startup timeout
+    assert elapsed < 120  # bounded: by the job's failure, long before the default startup timeout
     assert not any(s in ("RUNNING", "PENDING") for s in _jobs(job_name).values())  # nothing left behind
 
 
@@ -341,3 +344,34 @@ def test_cluster_script_prints_without_submitting(tmp_path: Path, demo_config: P
     local = run_cli(["cluster-script", str(demo_config)])
     assert local.returncode == 2
     assert "cluster-script needs a batch backend (add the override cluster=slurm)" in local.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30", 1800), ("1:30", 90), ("2:00:00", 7200), ("1-0", 86400), ("1-2:30", 95400), ("2-00:00:10", 172810)],
+)
+def test_walltime_formats(text: str, seconds: int) -> None:
+    from regulas.execution.cluster.slurm_jobs import walltime_seconds
+
+    assert walltime_seconds(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("cluster.walltime=UNLIMITED", "key 'cluster.walltime': not a SLURM time limit (given: 'UNLIMITED')"),
+        ("cluster.walltime=1:30", "key 'cluster.walltime': expected the time limit as a quoted string (given the number 90"),
+        ("cluster.memory=lots", "key 'cluster.memory': not a memory size (given: 'lots')"),
+        ("cluster.min_jobs=5", "key 'cluster.min_jobs': min_jobs (5) is larger than max_jobs (4)"),
+        ("cluster.processes=3", "key 'cluster.processes': 1 cores cannot be split evenly into 3 worker processes"),
+        ("cluster.retire_before_walltime_s=3600", "key 'cluster.retire_before_walltime_s': out of range (given: 3600.0)"),
+        ("cluster.queues=short", "key 'cluster.queues': override cluster.queues='short' sets a key the config does not have"),
+    ],
+)
+def test_bad_slurm_settings_are_named_before_any_work(demo_config: Path, override: str, message: str) -> None:
+    from regulas.config.study import load_study
+    from regulas.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        load_study(demo_config, ["cluster=slurm", override])
+    assert message in str(caught.value)
