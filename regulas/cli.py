@@ -1,4 +1,4 @@
-"""Command line: ``regulas run | status | show-config | cluster-script``.
+"""Command line: ``regulas run | report | status | show-config | cluster-script``.
 
 Exit codes: 0 all tasks done; 1 some task failed (recorded in the database);
 2 invalid config or store (nothing was started); 130 interrupted.
@@ -11,8 +11,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from regulas import __version__
 from regulas.errors import ConfigError, RegulasError
+
+if TYPE_CHECKING:
+    from regulas.config.study import StudySpec
 
 EXIT_OK, EXIT_FAILED_TASKS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -25,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run (or resume) a study")
     run.add_argument("config", help="study config YAML")
     run.add_argument("overrides", nargs="*", help="key=value, +key=value, group=option (e.g. cluster=local)")
+
+    report = sub.add_parser("report", help="rerun a finished study's reports from its database (no refitting)")
+    report.add_argument("config", help="the study config (or a regulAS report-only config)")
+    report.add_argument("overrides", nargs="*")
 
     status = sub.add_parser("status", help="progress and failures of the studies in a store (also while running)")
     status.add_argument("store_root", help="the store.root folder of a study (holds regulas.db)")
@@ -50,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _show_config(args.config, args.overrides)
         if args.command == "run":
             return _run(args.config, args.overrides)
+        if args.command == "report":
+            return _report(args.config, args.overrides)
         if args.command == "cluster-script":
             return _cluster_script(args.config, args.overrides)
         if args.command == "status":
@@ -99,6 +110,8 @@ def _run(config: str, overrides: Sequence[str]) -> int:
     from regulas.execution.runner import run_study
 
     spec = load_study(config, overrides)
+    if spec.workload.reports_only:
+        return _write_reports(spec)
     summary = run_study(spec)
     out = sys.stdout
     print(
@@ -119,6 +132,31 @@ def _run(config: str, overrides: Sequence[str]) -> int:
                   f"{f['error_type']}: {f['error_message']}", file=out)
         print(f"tracebacks: regulas status {Path(summary.db_path).parent}", file=out)
         return EXIT_FAILED_TASKS
+    return EXIT_OK
+
+
+def report_dir(spec: StudySpec) -> Path:
+    """Where a study's reports and figures go: ``<store.root>/reports/<study>``."""
+    return spec.store.root_path / "reports" / spec.study.name
+
+
+def _report(config: str, overrides: Sequence[str]) -> int:
+    from regulas.config.study import load_study
+
+    return _write_reports(load_study(config, overrides))
+
+
+def _write_reports(spec: StudySpec) -> int:
+    from regulas.store.arrays import StudyArrays
+    from regulas.store.status import require_finished_study
+
+    require_finished_study(spec.store.db_path, spec.study.name)
+    arrays = StudyArrays(spec.store.arrays_path, spec.study.name)
+    out_dir = report_dir(spec)
+    paths = spec.workload.report(spec.store.db_path, arrays, out_dir)
+    print(f"study {spec.study.name!r}: {len(paths)} report file(s) in {out_dir}")
+    for path in paths:
+        print(f"  {path}")
     return EXIT_OK
 
 

@@ -25,6 +25,11 @@ class ConfigError(RegulasError):
         self.source = source
 
 
+class DataError(ConfigError):
+    """An input data file is unusable: the message names the file, the row/column or value
+    at fault and what was expected. Raised by :mod:`regulas.data` before any work starts."""
+
+
 class StoreError(RegulasError):
     """The result store (SQLite database or Zarr arrays) cannot be used as asked."""
 

@@ -71,7 +71,7 @@ def test_demo_end_to_end(tmp_path: Path, demo_config: Path) -> None:
         assert db_r2[name] == pytest.approx(r2_score(Y[test, j], pred[split, test, j]), rel=1e-10)
     arrays = {r[0] for r in query(db, "SELECT name FROM zarr_array")}
     assert arrays == {"X", "W", "Y", "pred", "coef"}
-    figure = root / "figures" / "demo" / "demo_performance.png"
+    figure = root / "reports" / "demo" / "demo_performance.png"
     assert f"figure:   {figure}" in proc.stdout
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -106,25 +106,27 @@ def test_connect_creates_schema_in_wal_mode(engine: Engine, db_path: Path) -> No
     assert sql(db_path, "SELECT count(*) FROM regulas_meta") == [(1,)]
 
 
-def test_every_foreign_key_is_the_first_column_of_an_index(engine: Engine, db_path: Path) -> None:
+def test_every_foreign_key_leads_an_index(engine: Engine, db_path: Path) -> None:
     declared = {
-        (t.name, fk.parent.name) for t in schema.metadata.tables.values() for fk in t.foreign_keys
+        (t.name, tuple(c.name for c in fk.columns))
+        for t in schema.metadata.tables.values()
+        for fk in t.foreign_key_constraints
     }
-    on_disk = set()
+    on_disk: dict[tuple[str, int], list[str]] = {}
     for table in schema.metadata.tables:
-        for row in sql(db_path, f"PRAGMA foreign_key_list({table})"):
-            on_disk.add((table, row[3]))  # (id, seq, table, from, to, ...)
-    assert declared == on_disk
-    assert {("task", "study_id"), ("score", "task_id"), ("score", "study_id")} <= declared
+        for row in sql(db_path, f"PRAGMA foreign_key_list({table})"):  # (id, seq, table, from, to, ...)
+            on_disk.setdefault((table, row[0]), []).append(row[3])
+    assert declared == {(table, tuple(cols)) for (table, _id), cols in on_disk.items()}
+    assert {("task", ("study_id",)), ("score", ("task_id",)), ("splice_score", ("study_id", "model"))} <= declared
     unindexed = []
-    for table, column in sorted(declared):
-        firsts = set()
+    for table, columns in sorted(declared):
+        leading = set()
         for _seq, index, *_ in sql(db_path, f"PRAGMA index_list({table})"):
-            info = sql(db_path, f"PRAGMA index_info({index})")  # (seqno, cid, name)
-            firsts |= {name for seqno, _cid, name in info if seqno == 0}
-        if column not in firsts:
-            unindexed.append(f"{table}.{column}")
-    assert not unindexed, f"foreign keys without an index led by them: {unindexed}"
+            info = sorted(sql(db_path, f"PRAGMA index_info({index})"))  # (seqno, cid, name)
+            leading.add(tuple(name for _seqno, _cid, name in info[: len(columns)]))
+        if columns not in leading:
+            unindexed.append(f"{table}{columns}")
+    assert not unindexed, f"foreign keys without an index led by their columns: {unindexed}"
 
 
 def test_constraints_and_indexes_are_named(engine: Engine, db_path: Path) -> None:
@@ -173,6 +175,79 @@ def test_older_schema_version_is_refused(db_path: Path) -> None:
     sql_conn.close()
     with pytest.raises(StoreError, match=r"schema version 0, older"):
         connect(db_path)
+
+
+def test_version_1_database_is_upgraded_additively(db_path: Path) -> None:
+    connect(db_path).dispose()
+    conn = sqlite3.connect(db_path)
+    for name in ("splice_importance", "splice_score", "splice_model", "sim_score"):
+        conn.execute(f"DROP TABLE {name}")
+    conn.execute("DROP VIEW performance")
+    conn.execute("UPDATE regulas_meta SET value='1' WHERE key='schema_version'")
+    conn.commit()
+    conn.close()
+    connect(db_path).dispose()
+    assert sql(db_path, "SELECT value FROM regulas_meta WHERE key='schema_version'") == [(str(SCHEMA_VERSION),)]
+    names = {n for (n,) in sql(db_path, "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
+    assert {"splice_model", "splice_score", "performance", "feature_ranking", "sim_result"} <= names
+
+
+def _splice_model_rows(labels: list[str]) -> dict[str, list[Any]]:
+    n = len(labels)
+    return {
+        "model": list(range(n)),
+        "pipeline": labels,
+        "candidate": [-1] * n,
+        "params": ["{}"] * n,
+        "label": labels,
+        "identity": [f"{i:064d}" for i in range(n)],
+        "steps": ["[]"] * n,
+        "grid": ["{}"] * n,
+    }
+
+
+def test_study_rows_are_replaced_not_duplicated(engine: Engine, db_path: Path) -> None:
+    from regulas.store.database import write_study_rows
+
+    record = new_study(engine)
+    write_study_rows(engine, record.id, {"splice_model": _splice_model_rows(["a", "b"])})
+    write_study_rows(engine, record.id, {"splice_model": _splice_model_rows(["a", "b"])})
+    assert sql(db_path, "SELECT model, label FROM splice_model ORDER BY model") == [(0, "a"), (1, "b")]
+    with pytest.raises(StoreError, match="not a study-level table; allowed: splice_model"):
+        write_study_rows(engine, record.id, {"score": {}})
+
+
+def test_performance_and_feature_ranking_views(engine: Engine, db_path: Path) -> None:
+    from regulas.store.database import write_study_rows
+
+    record = new_study(engine)
+    write_study_rows(engine, record.id, {"splice_model": _splice_model_rows(["ZScore+Ridge"])})
+    tasks = plan(2)
+    ids = register_tasks(engine, record.id, tasks)
+    sink = make_sink(engine, record.id, ids)
+    for split, task in enumerate(tasks):
+        metrics = {m: [0.1 * (split + 1), np.nan] for m in schema.SPLICE_METRICS}
+        importance = [0.5, -2.0] if split == 0 else [1.5, 0.0]
+        rows = {
+            "splice_score": {
+                "event": ["e1", "e2"], "model": [0, 0], "split": [split] * 2, "n_train": [8, 8], "n_test": [2, 1],
+                **metrics, "params": ['{"alpha": 1.0}'] * 2, "fit_time_s": [0.01, 0.01],
+            },
+            "splice_importance": {
+                "event": ["e1", "e1"], "model": [0, 0], "split": [split] * 2, "kind": ["coef"] * 2,
+                "rank": [1, 2], "feature": ["RBFOX2", "QKI"] if split == 0 else ["QKI", "RBFOX2"],
+                "score": importance,
+            },
+        }
+        sink.add(outcome(task.key, rows))
+    sink.close()
+    perf = sql(db_path, "SELECT study, event, pipeline, split, metric, value FROM performance ORDER BY event, split, metric")
+    assert len(perf) == 2 * 2 * len(schema.SPLICE_METRICS)
+    assert ("s", "e1", "ZScore+Ridge", 1, "mse", 0.2) in [(*r[:5], round(r[5], 12)) for r in perf if r[1] == "e1"]
+    assert {r[5] for r in perf if r[1] == "e2"} == {None}  # NaN stays NULL, never 0
+    ranking = sql(db_path, "SELECT event, pipeline, kind, feature, rank, score FROM feature_ranking ORDER BY rank")
+    # mean |importance| over the two splits: QKI (2.0 + 1.5) / 2, RBFOX2 (0.5 + 0.0) / 2
+    assert ranking == [("e1", "ZScore+Ridge", "coef", "QKI", 1, 1.75), ("e1", "ZScore+Ridge", "coef", "RBFOX2", 2, 0.25)]
 
 
 def test_foreign_sqlite_file_is_refused_and_left_alone(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from regulas.config.regulas_format import experiment_override_key, is_regulas_experiment, wrap_experiment
 from regulas.errors import ConfigError
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
@@ -141,8 +142,11 @@ def load_config(
     source = str(config_path)
     body = _read_yaml(config_path)
     groups = _parse_defaults_list(body.pop("defaults", None), source)
-
     parsed = [_split_override(item) for item in overrides]
+    if is_regulas_experiment(body):
+        body = wrap_experiment(body)
+        parsed = [(add, experiment_override_key(key), value) for add, key, value in parsed]
+
     search = group_search_path(config_path)
     plain: list[tuple[bool, str, Any]] = []
     for add, key, value in parsed:

@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from regulas.config.loader import load_config, to_container, to_yaml
+from regulas.config.regulas_format import apply_top_keys
 from regulas.config.sections import ExecutionSection, StoreSection, StudySection
 from regulas.config.targets import check_targets
 from regulas.config.typed import build
@@ -71,6 +72,7 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> StudySpec:
     source = str(path)
     tree = to_container(load_config(path, overrides, section_defaults=_workload_defaults))
 
+    apply_top_keys(tree, source)
     study = build(StudySection, tree.get("study"), "study", source=source)
     try:
         workload_cls = workload_class(study.workload)
@@ -79,7 +81,7 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> StudySpec:
         if exc.source is not None:
             raise
         raise ConfigError(str(exc), source=source) from exc
-    allowed = (*CORE_SECTIONS, workload_cls.section)
+    allowed = (*CORE_SECTIONS, *workload_cls.extra_top_keys, workload_cls.section)
     for key in tree:
         if key not in allowed:
             raise ConfigError(

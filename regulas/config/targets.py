@@ -14,7 +14,12 @@ from typing import Any
 from regulas.errors import ConfigError
 
 #: regulAS class paths and their regulas equivalents (filled as the workloads land).
-ALIASES: dict[str, str] = {}
+ALIASES: dict[str, str] = {
+    "regulAS.utils.PickleLoader": "regulas.data.PickleLoader",
+    "regulAS.reports.ModelPerformanceReport": "regulas.reports.ModelPerformanceReport",
+    "regulAS.reports.FeatureRankingReport": "regulas.reports.FeatureRankingReport",
+    "regulAS.reports.ExportCSV": "regulas.reports.ExportCSV",
+}
 
 #: Keys with a meaning to regulas inside a ``_target_`` mapping; not passed to the call.
 RESERVED = frozenset({"_target_", "_depends_on_", "_varargs_"})

@@ -29,7 +29,14 @@ from regulas.execution.progress import RunProgress
 from regulas.execution.worker import execute_task
 from regulas.store import schema
 from regulas.store.arrays import StudyArrays
-from regulas.store.database import connect, finish_study, open_study, register_arrays, register_tasks
+from regulas.store.database import (
+    connect,
+    finish_study,
+    open_study,
+    register_arrays,
+    register_tasks,
+    write_study_rows,
+)
 from regulas.store.sink import Sink, TaskOutcome
 from regulas.studies.base import StudyContext
 
@@ -105,6 +112,7 @@ def plan_study(spec: StudySpec, engine: Engine) -> tuple[int, bool, list[Task], 
         raise StoreError(f"the plan has {len(duplicated)} duplicated task keys (e.g. {duplicated[0]}): a workload bug")
     arrays.check_ownership((t.key, t.regions) for t in tasks)
     register_arrays(engine, record.id, arrays.describe())
+    write_study_rows(engine, record.id, spec.workload.study_rows(ctx))
     status = register_tasks(engine, record.id, tasks)
     return record.id, record.resumed, tasks, status
 
@@ -116,6 +124,7 @@ def run_study(spec: StudySpec, *, client: Client | None = None, progress: RunPro
     """
     t0 = time.monotonic()
     progress = progress or RunProgress(spec.execution.progress, spec.execution.progress_every_s)
+    spec.workload.check_inputs(spec.seed)  # bad data stops the run before the store exists
     spec.store.root_path.mkdir(parents=True, exist_ok=True)
     engine = connect(spec.store.db_path)
     try:
@@ -153,7 +162,7 @@ def run_study(spec: StudySpec, *, client: Client | None = None, progress: RunPro
         if final == "done":
             text = spec.workload.summarize(engine, study_id)
             arrays = StudyArrays(spec.store.arrays_path, spec.study.name)
-            figures = spec.workload.plot(engine, study_id, arrays, spec.store.root_path / "figures" / spec.study.name)
+            figures = spec.workload.plot(engine, study_id, arrays, spec.store.root_path / "reports" / spec.study.name)
         return RunSummary(
             study=spec.study.name,
             study_id=study_id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from sqlalchemy.exc import DatabaseError
 from regulas.errors import StoreError
 from regulas.store import schema
 from regulas.store.schema import SCHEMA_VERSION, study, task
+from regulas.store.sink import Columns, prepare_rows
 
 
 def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -35,6 +36,21 @@ def _on_connect(dbapi_connection: Any, _record: Any) -> None:
     # the sink inserts (the default 2 MiB made inserts ~20% slower here).
     cursor.execute("PRAGMA cache_size=-262144")
     cursor.close()
+
+
+#: Older schema versions that only lack tables and views (``create_all`` adds them).
+ADDITIVE_UPGRADES = frozenset({1})
+
+
+def _sync_views(conn: Any) -> None:
+    """Create the documented views, replacing any whose SQL text changed."""
+    found = dict(conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type='view'")).all())
+    for name, select_sql in schema.VIEWS.items():
+        create = f"CREATE VIEW {name} AS {select_sql}"
+        if found.get(name) == create:
+            continue
+        conn.execute(text(f"DROP VIEW IF EXISTS {name}"))
+        conn.execute(text(create))
 
 
 def connect(db_path: Path, *, create: bool = True) -> Engine:
@@ -59,7 +75,7 @@ def connect(db_path: Path, *, create: bool = True) -> Engine:
                         f"{db_path} has schema version {found}, newer than this regulas understands "
                         f"({SCHEMA_VERSION}); upgrade regulas-hpc or use another store.root"
                     )
-                if found < SCHEMA_VERSION:
+                if found < SCHEMA_VERSION and found not in ADDITIVE_UPGRADES:
                     raise StoreError(
                         f"{db_path} has schema version {found}, older than this regulas ({SCHEMA_VERSION}) "
                         "and no migration exists for it; use another store.root"
@@ -69,9 +85,16 @@ def connect(db_path: Path, *, create: bool = True) -> Engine:
                 if other:
                     raise StoreError(f"{db_path} is an SQLite database but not a regulas one (no regulas_meta table)")
             schema.metadata.create_all(conn)
+            _sync_views(conn)
             if not has_meta:
                 conn.execute(
                     schema.regulas_meta.insert(), [{"key": "schema_version", "value": str(SCHEMA_VERSION)}]
+                )
+            elif found < SCHEMA_VERSION:  # an additive upgrade: create_all added the new tables
+                conn.execute(
+                    schema.regulas_meta.update()
+                    .where(schema.regulas_meta.c.key == "schema_version")
+                    .values(value=str(SCHEMA_VERSION))
                 )
     except DatabaseError as exc:  # also "file is not a database"
         raise StoreError(f"cannot open {db_path} as an SQLite database: {exc.orig}") from exc
@@ -137,6 +160,23 @@ def finish_study(engine: Engine, study_id: int, status: str) -> None:
         conn.execute(update(study).where(study.c.id == study_id).values(status=status, finished_at=time.time()))
         # tasks submitted but never collected did not run to completion as far as we know
         conn.exec_driver_sql("UPDATE task SET status='pending' WHERE study_id=? AND status='running'", (study_id,))
+
+
+def write_study_rows(engine: Engine, study_id: int, rows: Mapping[str, Columns]) -> None:
+    """Replace a study's rows in study-level tables (written by the driver before any task).
+
+    A resumed study must describe the same models: the config hash guarantees it, so
+    replacing the rows is idempotent.
+    """
+    with engine.begin() as conn:
+        for name, cols in rows.items():
+            table = schema.STUDY_TABLES.get(name)
+            if table is None:
+                raise StoreError(f"{name!r} is not a study-level table; allowed: {', '.join(schema.STUDY_TABLES)}")
+            conn.execute(table.delete().where(table.c.study_id == study_id))
+            prepared = prepare_rows(table, cols, study_id, None)
+            if prepared.params:
+                conn.exec_driver_sql(prepared.sql, prepared.params)
 
 
 def register_tasks(engine: Engine, study_id: int, tasks: Sequence[Any]) -> dict[str, tuple[int, str, int]]:

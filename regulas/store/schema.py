@@ -16,6 +16,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -27,7 +28,7 @@ from sqlalchemy import (
 )
 
 #: Bump when a table changes; a database newer than the code is refused.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 STUDY_STATUSES = ("running", "done", "failed", "interrupted")
 TASK_STATUSES = ("pending", "running", "done", "failed")
@@ -133,5 +134,142 @@ score = Table(
     sqlite_with_rowid=False,
 )
 
+
+def _nan_float(name: str, comment: str) -> list[Column]:
+    """A float column that may be NaN, and its explicit flag column ``<name>_is_nan``."""
+    return [
+        Column(name, Float, nullable=True, info={"nan_flag": f"{name}_is_nan"}, comment=comment),
+        Column(f"{name}_is_nan", Boolean, nullable=False),
+    ]
+
+
+# --- splicing (regulAS) workload -------------------------------------------------
+
+
+def _event_result_columns() -> list[Column]:
+    """The leading columns of a per-(event, model, outer split) result row."""
+    return [
+        Column("study_id", Integer, ForeignKey("study.id", ondelete="CASCADE"), nullable=False),
+        Column("task_id", Integer, ForeignKey("task.id", ondelete="CASCADE"), nullable=False),
+        Column("event", String(255), nullable=False),
+        Column("model", Integer, nullable=False),
+        Column("split", Integer, nullable=False, comment="outer split index"),
+    ]
+
+
+SPLICE_METRICS = ("mse", "mae", "r2", "pearson", "spearman")
+
+splice_model = Table(
+    "splice_model",
+    metadata,
+    Column("study_id", Integer, ForeignKey("study.id", ondelete="CASCADE"), nullable=False),
+    Column("model", Integer, nullable=False, comment="index of the model in the study: the `model` axis of Zarr arrays"),
+    Column("pipeline", String(255), nullable=False, comment="pipeline name: its step names joined by '+'"),
+    Column("candidate", Integer, nullable=False, comment="grid point in selection 'outer'; -1 when nested search chooses"),
+    Column("params", Text, nullable=False, comment="JSON: the grid point (outer) or '{}' (nested)"),
+    Column("label", String(512), nullable=False, comment="pipeline name, plus the grid point in selection 'outer'"),
+    Column("identity", String(64), nullable=False, comment="hash of the steps, their parameters and the grid"),
+    Column("steps", Text, nullable=False, comment="JSON list: name, class path, package version, get_params()"),
+    Column("grid", Text, nullable=False, comment="JSON: hyper-parameter -> candidate values"),
+    PrimaryKeyConstraint("study_id", "model"),
+    UniqueConstraint("study_id", "label"),
+)
+
+splice_score = Table(
+    "splice_score",
+    metadata,
+    *_event_result_columns(),
+    Column("n_train", Integer, nullable=False, comment="training samples with a PSI value"),
+    Column("n_test", Integer, nullable=False, comment="test samples with a PSI value"),
+    *[c for m in SPLICE_METRICS for c in _nan_float(m, f"{m} on the test samples")],
+    Column("params", Text, nullable=False, comment="JSON: the hyper-parameters used (chosen by the inner search when nested)"),
+    Column("fit_time_s", Float, nullable=False, comment="seconds to select and fit this event (shared work divided evenly)"),
+    PrimaryKeyConstraint("study_id", "event", "model", "split"),
+    ForeignKeyConstraint(["study_id", "model"], ["splice_model.study_id", "splice_model.model"], ondelete="CASCADE"),
+    Index(None, "task_id"),
+    Index(None, "study_id", "model"),
+    sqlite_with_rowid=False,
+)
+
+splice_importance = Table(
+    "splice_importance",
+    metadata,
+    *_event_result_columns(),
+    Column("kind", String(32), nullable=False, comment="coef | feature_importances | permutation"),
+    Column("rank", Integer, nullable=False, comment="1 = most important by |score| in this split"),
+    Column("feature", String(255), nullable=False),
+    *_nan_float("score", "signed importance (coefficient, impurity importance or permutation mean)"),
+    PrimaryKeyConstraint("study_id", "event", "model", "split", "kind", "rank"),
+    ForeignKeyConstraint(["study_id", "model"], ["splice_model.study_id", "splice_model.model"], ondelete="CASCADE"),
+    Index(None, "task_id"),
+    Index(None, "study_id", "model"),
+    sqlite_with_rowid=False,
+)
+
+# --- motif-activity (regNet) workload ---------------------------------------------
+
+sim_score = Table(
+    "sim_score",
+    metadata,
+    Column("study_id", Integer, ForeignKey("study.id", ondelete="CASCADE"), nullable=False),
+    Column("task_id", Integer, ForeignKey("task.id", ondelete="CASCADE"), nullable=False),
+    Column("cell", String(255), nullable=False, comment="label of the grid cell"),
+    Column("replicate", Integer, nullable=False),
+    Column("genes", Integer, nullable=False, comment="G"),
+    Column("conditions", Integer, nullable=False, comment="P"),
+    Column("motifs", Integer, nullable=False, comment="T"),
+    Column("V", String(64), nullable=False, comment="signal covariance structure between conditions"),
+    Column("Sigma", String(64), nullable=False, comment="noise covariance structure"),
+    Column("noise_fraction", Float, nullable=False),
+    Column("fraction", Float, nullable=False, comment="signal fraction f"),
+    Column("method", String(64), nullable=False),
+    Column("metric", String(64), nullable=False),
+    *_nan_float("value", "the metric's value"),
+    PrimaryKeyConstraint("study_id", "cell", "replicate", "method", "metric"),
+    Index(None, "task_id"),
+    sqlite_with_rowid=False,
+)
+
 #: Result tables a workload may return rows for (tasks never name study/task ids).
-RESULT_TABLES: dict[str, Table] = {"score": score}
+RESULT_TABLES: dict[str, Table] = {
+    "score": score,
+    "splice_score": splice_score,
+    "splice_importance": splice_importance,
+    "sim_score": sim_score,
+}
+
+#: Tables a workload fills once per study, before any task (``Workload.study_rows``).
+STUDY_TABLES: dict[str, Table] = {"splice_model": splice_model}
+
+_PERFORMANCE = " UNION ALL ".join(
+    f"SELECT st.name AS study, r.event AS event, m.label AS pipeline, r.split AS split, '{metric}' AS metric, "
+    f"r.{metric} AS value FROM splice_score r JOIN study st ON st.id = r.study_id "
+    "JOIN splice_model m ON m.study_id = r.study_id AND m.model = r.model"
+    for metric in SPLICE_METRICS
+)
+
+#: Documented SQL views, the stable interface for users and reports: name -> SELECT.
+#: (Re)created on every connect when their text changed; a view holds no data, so
+#: changing one needs no migration.
+VIEWS: dict[str, str] = {
+    # performance: one row per (study, event, pipeline, outer split, metric); value NULL = NaN.
+    "performance": _PERFORMANCE,
+    # feature_ranking: importances aggregated over the outer splits of each (event, pipeline,
+    # kind): score = mean over splits of |importance| (a feature outside a split's stored
+    # top-k counts 0 there); rank 1 = most important.
+    "feature_ranking": (
+        "SELECT study, event, pipeline, kind, feature, "
+        "ROW_NUMBER() OVER (PARTITION BY study, event, pipeline, kind ORDER BY score DESC, feature) AS rank, score "
+        "FROM (SELECT st.name AS study, i.event AS event, m.label AS pipeline, i.kind AS kind, i.feature AS feature, "
+        "SUM(ABS(i.score)) / (SELECT COUNT(DISTINCT j.split) FROM splice_importance j WHERE j.study_id = i.study_id "
+        "AND j.event = i.event AND j.model = i.model AND j.kind = i.kind) AS score "
+        "FROM splice_importance i JOIN study st ON st.id = i.study_id "
+        "JOIN splice_model m ON m.study_id = i.study_id AND m.model = i.model "
+        "GROUP BY i.study_id, i.event, i.model, i.kind, i.feature)"
+    ),
+    # sim_result: one row per (study, grid cell, replicate, method, metric) of a regNet study.
+    "sim_result": (
+        "SELECT st.name AS study, r.replicate, r.genes, r.conditions, r.motifs, r.V, r.Sigma, r.noise_fraction, "
+        "r.fraction, r.method, r.metric, r.value, r.cell FROM sim_score r JOIN study st ON st.id = r.study_id"
+    ),
+}

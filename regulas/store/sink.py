@@ -61,8 +61,11 @@ def _as_list(values: Sequence[Any] | np.ndarray) -> list[Any]:
     return values.tolist() if isinstance(values, np.ndarray) else list(values)
 
 
-def prepare_rows(table: Table, cols: Columns, study_id: int, task_id: int) -> _Prepared:
-    """Column-wise rows -> one INSERT and its parameter tuples, NaN made explicit."""
+def prepare_rows(table: Table, cols: Columns, study_id: int, task_id: int | None) -> _Prepared:
+    """Column-wise rows -> one INSERT and its parameter tuples, NaN made explicit.
+
+    ``task_id`` None: a study-level table without a task column.
+    """
     unknown = set(cols) - set(table.c.keys())
     if unknown:
         raise StoreError(f"table {table.name!r} has no column(s) {sorted(unknown)}")
@@ -70,8 +73,11 @@ def prepare_rows(table: Table, cols: Columns, study_id: int, task_id: int) -> _P
     if len(lengths) > 1:
         raise StoreError(f"rows for table {table.name!r} have columns of different lengths {sorted(lengths)}")
     n = lengths.pop() if lengths else 0
-    names: list[str] = ["study_id", "task_id"]
-    columns: list[list[Any]] = [[study_id] * n, [task_id] * n]
+    names: list[str] = ["study_id"]
+    columns: list[list[Any]] = [[study_id] * n]
+    if task_id is not None:
+        names.append("task_id")
+        columns.append([task_id] * n)
     for name, values in cols.items():
         flag = table.c[name].info.get("nan_flag")
         if flag is None:

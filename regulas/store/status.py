@@ -72,3 +72,24 @@ def format_status(root: Path, study_name: str | None = None, max_failures: int =
         return "\n".join(out)
     finally:
         conn.close()
+
+
+def require_finished_study(db: Path, study_name: str) -> None:
+    """Refuse to report on a study that is missing or unfinished (failed tasks are allowed: reported as missing)."""
+    conn = _open_readonly(db)
+    try:
+        row = conn.execute("SELECT id, status FROM study WHERE name = ?", (study_name,)).fetchone()
+        if row is None:
+            names = [n for (n,) in conn.execute("SELECT name FROM study ORDER BY id")]
+            raise StoreError(
+                f"no study named {study_name!r} in {db} (studies there: {', '.join(map(repr, names)) or 'none'}); "
+                "run it first, or name the study whose results to report"
+            )
+        pending = conn.execute("SELECT count(*) FROM task WHERE study_id = ? AND status IN ('pending', 'running')", (row[0],)).fetchone()
+        if pending[0]:
+            raise StoreError(
+                f"study {study_name!r} in {db} has {pending[0]} task(s) not run yet (status {row[1]}); rerun "
+                "`regulas run` on its config to finish it before reporting"
+            )
+    finally:
+        conn.close()

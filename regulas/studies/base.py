@@ -57,6 +57,8 @@ class Workload(ABC):
     config_class: ClassVar[type]
     #: keys of the section that change how tasks run, not what they compute
     runtime_keys: ClassVar[tuple[str, ...]] = ()
+    #: top-level config keys besides the core sections and ``section`` (regulAS's own)
+    extra_top_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any) -> None:
         self.config = config
@@ -64,6 +66,13 @@ class Workload(ABC):
     def result_config(self) -> dict[str, Any]:
         """The part of the config that determines results; enters task keys and the study hash."""
         return {k: v for k, v in dataclasses.asdict(self.config).items() if k not in self.runtime_keys}
+
+    def check_inputs(self, root_seed: int) -> None:
+        """Read and check the input data before the store is touched (driver; optional).
+
+        Bad data must stop a run before it creates or changes anything; a workload
+        that reads files does it here and keeps what it read for :meth:`prepare`.
+        """
 
     @abstractmethod
     def prepare(self, ctx: StudyContext) -> str:
@@ -80,6 +89,14 @@ class Workload(ABC):
     def run_task(self, ctx: TaskContext) -> TaskResult:
         """Compute one task on a worker. Must be deterministic given ``ctx.task.seed``."""
 
+    def study_rows(self, ctx: StudyContext) -> dict[str, Columns]:
+        """Rows of study-level tables (``schema.STUDY_TABLES``), written before any task.
+
+        For what describes the whole study rather than one task, e.g. the pipelines
+        it compares.
+        """
+        return {}
+
     def summarize(self, engine: Engine, study_id: int) -> str | None:
         """A short human summary printed after the run (optional)."""
         return None
@@ -87,3 +104,22 @@ class Workload(ABC):
     def plot(self, engine: Engine, study_id: int, arrays: StudyArrays, out_dir: Path) -> list[Path]:
         """Figures (PNG) of a finished study written into ``out_dir`` (optional)."""
         return []
+
+    @property
+    def reports_only(self) -> bool:
+        """True when the config asks only for reports on an existing study (no fitting)."""
+        return False
+
+    def report(self, db_path: Path, arrays: StudyArrays, out_dir: Path) -> list[Path]:
+        """Rerun the reports of a finished study from its database, without refitting."""
+        from sqlalchemy import create_engine, select
+
+        from regulas.store.schema import study
+
+        engine = create_engine(f"sqlite:///{db_path}")
+        try:
+            with engine.connect() as conn:
+                study_id = conn.execute(select(study.c.id).where(study.c.name == arrays.study)).scalar_one()
+            return self.plot(engine, study_id, arrays, out_dir)
+        finally:
+            engine.dispose()

@@ -1,0 +1,88 @@
+"""What every report is: a small class built from its config keys.
+
+A report reads a finished splicing study (:class:`~regulas.reports.results.StudyResults`)
+and the output tables of the reports it depends on (regulAS's ``_depends_on_``), and
+returns its own table and the files it wrote. Constructors validate their arguments,
+so :func:`regulas.reports.check_reports` finds every bad value before any work starts.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from regulas.errors import ConfigError, RegulasError
+
+if TYPE_CHECKING:
+    from regulas.reports.results import StudyResults
+
+#: ``DataFrame.attrs`` key of the caveat a report's output carries (e.g. optimistic selection)
+NOTE = "note"
+#: ``DataFrame.attrs`` key of a human-readable title
+TITLE = "title"
+
+
+class ReportParamError(ConfigError):
+    """A report argument is invalid; ``param`` is the config key under the report's node."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message, key=param)
+        self.param = param
+        self.detail = message
+
+
+class ReportError(RegulasError):
+    """A report could not be produced from the study's results."""
+
+
+@dataclass
+class ReportOutput:
+    """A report's result: its table (passed to the reports depending on it) and files written."""
+
+    frame: pd.DataFrame | None
+    files: list[Path] = field(default_factory=list)
+
+
+def optional_str(param: str, value: Any) -> str | None:
+    if value is not None and not (isinstance(value, str) and value):
+        raise ReportParamError(param, f"expected a non-empty string or null, got {value!r}")
+    return value
+
+
+def optional_positive_int(param: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ReportParamError(param, f"expected a positive integer or null, got {value!r}")
+    return value
+
+
+class Report(ABC):
+    """Base class of regulas reports (the regulAS report classes map to subclasses).
+
+    Parameters
+    ----------
+    experiment_name : regulAS's ``experiment_name``; when given, it must name the study the
+        reports run on (its study name or its experiment ``name``).
+    """
+
+    def __init__(self, experiment_name: str | None = None) -> None:
+        self.experiment_name = optional_str("experiment_name", experiment_name)
+
+    def output_columns(self) -> frozenset[str]:
+        """Columns of the output table known before running (checked against ``sort_by`` keys)."""
+        return frozenset()
+
+    def check_inputs(self, available: Mapping[str, frozenset[str]]) -> None:
+        """Check the reports this one depends on (name -> their known columns); raise ReportParamError."""
+
+    @abstractmethod
+    def generate(
+        self, results: StudyResults, inputs: Mapping[str, pd.DataFrame | None], out_dir: Path
+    ) -> ReportOutput:
+        """Produce the report from the study's results and the outputs of its dependencies."""
