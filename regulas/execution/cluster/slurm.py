@@ -233,7 +233,8 @@ class SlurmBackend(ClusterBackend):
     def _wait_for_a_worker(self, deadline: float) -> None:
         assert self.watch is not None
         while self.watch.n_connected == 0:
-            self.check()
+            if self.watch.fatal is not None:  # news wait for the run's progress log
+                raise self.watch.fatal
             if time.monotonic() > deadline:
                 raise ClusterError(
                     f"no Dask worker connected within cluster.startup_timeout_s={self.config.startup_timeout_s:g} s; "
