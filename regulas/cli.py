@@ -1,4 +1,4 @@
-"""Command line: ``regulas run | report | status | show-config``.
+"""Command line: ``regulas run | report | status | show-config | cluster-script``.
 
 Exit codes: 0 all tasks done; 1 some task failed (recorded in the database);
 2 invalid config or store (nothing was started); 130 interrupted.
@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show-config", help="print the resolved config after validation")
     show.add_argument("config")
     show.add_argument("overrides", nargs="*")
+
+    script = sub.add_parser(
+        "cluster-script", help="print the batch script of one worker job without submitting it (cluster=slurm)"
+    )
+    script.add_argument("config")
+    script.add_argument("overrides", nargs="*")
     return p
 
 
@@ -55,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args.config, args.overrides)
         if args.command == "report":
             return _report(args.config, args.overrides)
+        if args.command == "cluster-script":
+            return _cluster_script(args.config, args.overrides)
         if args.command == "status":
             return _status(Path(args.store_root), args.study, args.failures)
     except (ConfigError, RegulasError) as exc:
@@ -77,6 +85,23 @@ def _show_config(config: str, overrides: Sequence[str]) -> int:
 
     spec = load_study(config, overrides)
     print(spec.yaml, end="")
+    return EXIT_OK
+
+
+def _cluster_script(config: str, overrides: Sequence[str]) -> int:
+    from regulas.config.study import load_study
+    from regulas.execution.cluster import make_backend
+
+    spec = load_study(config, overrides)
+    text = make_backend(spec.cluster).job_script()
+    if text is None:
+        raise ConfigError(
+            f"backend {spec.cluster.backend!r} submits no batch jobs; cluster-script needs a batch backend "
+            "(add the override cluster=slurm)",
+            key="cluster.backend",
+            source=config,
+        )
+    print(text, end="" if text.endswith("\n") else "\n")
     return EXIT_OK
 
 

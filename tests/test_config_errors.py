@@ -180,8 +180,8 @@ CASES: list[tuple[str, Any, tuple[str, ...], tuple[str, ...]]] = [
     (
         "unknown-cluster-backend",
         demo_with(),
-        ("cluster.backend=slurm",),
-        ("key 'cluster.backend'", "unknown cluster backend (given: 'slurm')", "allowed: local, address"),
+        ("cluster.backend=pbs",),
+        ("key 'cluster.backend'", "unknown cluster backend (given: 'pbs')", "allowed: local, address, slurm"),
     ),
     (
         "unknown-workload",

@@ -1,15 +1,18 @@
 """The driver: plan a study, skip what the database says is done, run the rest on Dask.
 
 Flow: open (or resume) the study row -> the workload writes its inputs and creates its
-arrays -> plan -> check chunk ownership -> register tasks -> start the cluster -> keep
-at most ``execution.max_in_flight`` tasks submitted -> the single writer commits each
-outcome (rows + done mark in one transaction) -> summary.
+arrays -> plan -> check chunk ownership -> register tasks -> start the cluster -> check
+that the workers share the store folder -> keep at most ``execution.max_in_flight``
+tasks submitted -> the single writer commits each outcome (rows + done mark in one
+transaction) -> summary. While it waits for results the driver asks the cluster backend
+at least every second whether it can still run tasks (e.g. SLURM jobs that die at start).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -19,8 +22,9 @@ from sqlalchemy import Engine, select
 
 from regulas.config.study import StudySpec
 from regulas.errors import StoreError
-from regulas.execution.cluster import make_backend
+from regulas.execution.cluster import ClusterBackend, make_backend
 from regulas.execution.plan import Task
+from regulas.execution.probe import check_shared_store
 from regulas.execution.progress import RunProgress
 from regulas.execution.worker import execute_task
 from regulas.store import schema
@@ -195,12 +199,17 @@ def _execute(
     if client is None:
         backend = make_backend(spec.cluster)
         progress.message(f"starting {backend.describe()}")
+        started = time.monotonic()
         client = backend.start()
+        progress.message(f"cluster ready after {time.monotonic() - started:.1f} s ({len(client.nthreads())} worker(s) connected)")
     try:
         # the scheduler's HTTP server runs even with the dashboard off: ask the config
         if getattr(spec.cluster, "dashboard_address", "") is not None and client.dashboard_link:
             progress.message(f"dashboard: {client.dashboard_link}")
-        threads = sum(client.nthreads().values()) or 1
+        probed = check_shared_store(client, spec.store.root_path, timeout_s=spec.cluster.startup_timeout_s)
+        progress.message(f"store {spec.store.root_path} is shared with the {probed} connected worker(s)")
+        # an adaptive cluster grows while it runs: size the queue for what it may become
+        threads = (backend.planned_threads() if backend is not None else None) or sum(client.nthreads().values()) or 1
         limit = spec.execution.max_in_flight or 4 * threads
         blas = getattr(spec.cluster, "blas_threads", 1)
         store_path = str(spec.store.arrays_path)
@@ -230,8 +239,7 @@ def _execute(
         try:
             for _ in range(limit):
                 submit_next()
-            for future in completed:
-                assert isinstance(future, Future)
+            for future in _finished(completed, backend, progress):
                 task = in_flight.pop(future.key)
                 try:
                     outcome = future.result()
@@ -246,6 +254,24 @@ def _execute(
     finally:
         if backend is not None:
             backend.close()
+
+
+def _finished(completed: as_completed, backend: ClusterBackend | None, progress: RunProgress, check_every_s: float = 1.0) -> Iterator[Future]:
+    """The futures of ``completed`` as they finish; while waiting, ``backend.check()`` at
+    least every ``check_every_s`` raises if the cluster can no longer run them."""
+    next_check = time.monotonic() + check_every_s
+    while not completed.is_empty():
+        if backend is not None and time.monotonic() >= next_check:
+            for line in backend.check():
+                progress.message(line)
+            next_check = time.monotonic() + check_every_s
+        with completed.thread_condition:  # as_completed notifies it after queueing a future
+            if not completed.has_ready():
+                completed.thread_condition.wait(timeout=0.1)
+        if completed.has_ready():
+            future = next(completed)
+            assert isinstance(future, Future)
+            yield future
 
 
 def _failures(engine: Engine, study_id: int) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from regulas.execution.cluster.base import ClusterBackend, ClusterConfigBase
 BACKENDS: dict[str, str] = {
     "local": "regulas.execution.cluster.local:LocalBackend",
     "address": "regulas.execution.cluster.address:AddressBackend",
+    "slurm": "regulas.execution.cluster.slurm:SlurmBackend",
 }
 
 

@@ -1,6 +1,6 @@
 """The thin base of cluster backends: a config dataclass and a ``start`` that yields a client.
 
-Each backend is one small module (``local``, ``address``; ``slurm`` later) that turns
+Each backend is one small module (``local``, ``address``, ``slurm``) that turns
 its config section into a running :class:`distributed.Client`.
 """
 
@@ -44,6 +44,22 @@ class ClusterBackend(ABC):
     @abstractmethod
     def describe(self) -> str:
         """One line for the progress header: what runs where."""
+
+    def check(self) -> list[str]:
+        """Raise :class:`~regulas.errors.ClusterError` when the cluster can no longer run tasks.
+
+        Called by the driver while it waits for results; returns news worth a line in
+        the progress log (e.g. a lost batch job was replaced). Default: nothing to say.
+        """
+        return []
+
+    def planned_threads(self) -> int | None:
+        """Worker threads an adaptive cluster may grow to; None: count the connected ones."""
+        return None
+
+    def job_script(self) -> str | None:
+        """The batch script of one worker job, for backends that submit jobs; else None."""
+        return None
 
     def close(self) -> None:
         if self.client is not None:

@@ -1,0 +1,377 @@
+"""Studies on a real single-node SLURM (slurm/dev-cluster.sh) through dask-jobqueue.
+
+A session fixture uses the dev cluster when it is already up (as ``.ci/run`` leaves it)
+or starts it and stops it at the end. The tests skip only where SLURM cannot be
+started: not root, or slurm-wlm not installed. Every test gives its worker jobs their
+own job name, so it can find (and at the end cancel) exactly its own jobs.
+
+Covers: the demo on SLURM gives the same database rows and Zarr arrays as on a
+LocalCluster; workers are SLURM jobs with BLAS pinned; ``scancel`` of a worker job
+mid-run; workers that reach their lifetime before the walltime are replaced; the driver
+killed mid-run and resumed; jobs that cannot start (sbatch refuses an impossible
+memory request; a worker that dies at start) stop the run with the reason in bounded
+time; a store the workers do not share (a private tmpfs over store.root in the
+workers' mount namespace, as node-local /tmp would be) is refused before any task;
+the sbatch template runs a whole study; ``cluster-script`` prints without submitting.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from conftest import QUIET, REPO, query, regulas_cmd, run_cli
+
+DEV_CLUSTER = REPO / "slurm" / "dev-cluster.sh"
+TEMPLATE = REPO / "slurm" / "run-study.sbatch"
+
+# small demo: 4 blocks x 2 splits = 8 tasks
+TINY = ("demo.n_targets=80", "demo.block_size=20", "demo.n_splits=2")
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[str]:
+    """SLURM_CONF of a running dev cluster (started here if it is not up yet)."""
+    started = False
+    if subprocess.run([str(DEV_CLUSTER), "status"], capture_output=True).returncode != 0:
+        if os.geteuid() != 0:
+            pytest.skip("SLURM tests: no dev cluster is up and starting slurmd needs root (run as root or start slurm/dev-cluster.sh up)")
+        if shutil.which("slurmctld") is None or shutil.which("slurmd") is None:
+            pytest.skip("SLURM tests: slurm-wlm is not installed (apt-get install -y --no-install-recommends slurm-wlm)")
+        up = subprocess.run([str(DEV_CLUSTER), "up"], capture_output=True, text=True, timeout=180)
+        if up.returncode != 0:
+            pytest.fail(f"slurm/dev-cluster.sh up failed:\n{up.stdout}{up.stderr}")
+        started = True
+    env_line = subprocess.run([str(DEV_CLUSTER), "env"], capture_output=True, text=True, check=True).stdout
+    conf = env_line.strip().removeprefix("export SLURM_CONF=")
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = conf
+    try:
+        yield conf
+    finally:
+        if previous is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = previous
+        if started:
+            subprocess.run([str(DEV_CLUSTER), "down"], capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def job_name(slurm: str) -> Iterator[str]:
+    """A job name of this test's own; its leftover jobs are cancelled at the end."""
+    name = f"rt-{uuid.uuid4().hex[:8]}"
+    yield name
+    subprocess.run(["scancel", f"--name={name}"], capture_output=True)
+
+
+def _jobs(name: str) -> dict[str, str]:
+    out = subprocess.run(
+        ["squeue", "--noheader", "--states=all", f"--name={name}", "--format=%i|%T"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return dict(line.split("|") for line in out.split())
+
+
+def _slurm_args(tmp_path: Path, job_name: str, *extra: str) -> list[str]:
+    return [
+        "cluster=slurm", f"cluster.job_name={job_name}", "cluster.memory=1GiB", "cluster.min_jobs=2",
+        "cluster.max_jobs=2", "cluster.poll_interval_s=1", "cluster.startup_timeout_s=180",
+        f"cluster.local_directory={tmp_path}/dask-scratch", *QUIET, *extra,
+    ]
+
+
+def _scores(db: Path) -> list[tuple]:
+    return query(db, "SELECT target, method, split, metric, value, is_nan FROM score ORDER BY target, split, metric")
+
+
+def _task_status(db: Path) -> Counter:
+    return Counter(dict(query(db, "SELECT status, count(*) FROM task GROUP BY status")))
+
+
+def _wait_for_done(db: Path, at_least: int, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the driver ended before the intervention: " + (proc.stdout.read() if proc.stdout else "")
+        try:
+            if db.is_file() and _task_status(db).get("done", 0) >= at_least:
+                return
+        except Exception:  # noqa: BLE001 - the tables may not exist yet
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {at_least} tasks done after {timeout} s")
+
+
+def _assert_complete_without_duplicates(db: Path, n_tasks: int, n_targets: int, n_splits: int) -> None:
+    assert _task_status(db) == Counter({"done": n_tasks})
+    total, distinct = query(db, "SELECT count(*), count(DISTINCT target || '/' || split || '/' || metric) FROM score")[0]
+    assert total == distinct == n_targets * n_splits * 2
+
+
+def test_demo_on_slurm_matches_local_cluster(tmp_path: Path, demo_config: Path, job_name: str) -> None:
+    on_slurm = run_cli(["run", str(demo_config), f"store.root={tmp_path / 'slurm'}", *TINY, *_slurm_args(tmp_path, job_name)])
+    assert on_slurm.returncode == 0, on_slurm.stdout + on_slurm.stderr
+    assert "starting SLURMCluster" in on_slurm.stderr
+    assert "is shared with the" in on_slurm.stderr  # the store probe ran
+    local = run_cli(["run", str(demo_config), f"store.root={tmp_path / 'local'}", *TINY, "cluster.n_workers=2", *QUIET])
+    assert local.returncode == 0, local.stdout + local.stderr
+
+    a, b = tmp_path / "slurm" / "regulas.db", tmp_path / "local" / "regulas.db"
+    assert _task_status(a) == Counter({"done": 8})
+    assert len(_scores(a)) == 80 * 2 * 2
+    assert _scores(a) == _scores(b)
+    assert query(a, "SELECT key, seed, status FROM task ORDER BY key") == query(b, "SELECT key, seed, status FROM task ORDER BY key")
+    for name in ("pred", "coef"):
+        x = zarr.open_array(str(tmp_path / "slurm" / "arrays.zarr"), path=f"demo/{name}", mode="r")[:]
+        y = zarr.open_array(str(tmp_path / "local" / "arrays.zarr"), path=f"demo/{name}", mode="r")[:]
+        np.testing.assert_array_equal(x, y)
+    # the work really ran in SLURM jobs of this test, which wrote their logs where configured
+    jobs = _jobs(job_name)
+    assert len(jobs) >= 1
+    logs = {p.name for p in (tmp_path / "slurm" / "slurm-logs").iterdir()}
+    assert {f"{job_name}-{j}.err" for j in jobs} <= logs
+
+
+def test_workers_are_slurm_jobs_with_one_thread_and_blas_pinned(tmp_path: Path, job_name: str) -> None:
+    from threadpoolctl import threadpool_info
+
+    from regulas.execution.cluster.slurm import SlurmBackend, SlurmClusterConfig
+
+    backend = SlurmBackend(SlurmClusterConfig(
+        job_name=job_name, memory="1GiB", min_jobs=2, max_jobs=2, dashboard_address=None, poll_interval_s=1,
+        log_directory=str(tmp_path / "logs"), local_directory=str(tmp_path / "scratch"), startup_timeout_s=180,
+    ))
+    client = backend.start()
+    try:
+        client.wait_for_workers(2, timeout=180)
+        assert set(client.nthreads().values()) == {1}
+        # stdlib and threadpoolctl functions: the workers cannot import this test module
+        job_ids = set(client.run(os.getenv, "SLURM_JOB_ID").values())
+        assert job_ids <= set(_jobs(job_name)) and len(job_ids) == 2  # one worker per job
+        assert set(client.run(os.getenv, "OPENBLAS_NUM_THREADS").values()) == {"1"}
+        for pools in client.run(threadpool_info).values():
+            assert pools and all(p["num_threads"] == 1 for p in pools)
+        assert backend.check() == []  # nothing lost, nothing failed
+    finally:
+        backend.close()
+    time.sleep(1)
+    assert all(state in ("CANCELLED", "COMPLETED", "COMPLETING") for state in _jobs(job_name).values())
+
+
+def test_scancel_of_a_worker_job_mid_run(tmp_path: Path, demo_config: Path, job_name: str) -> None:
+    root = tmp_path / "out"
+    db = root / "regulas.db"
+    argv = ["run", str(demo_config), f"store.root={root}", "demo.n_targets=160", "demo.block_size=20", "demo.n_splits=2",
+            "demo.sleep_s=0.5", "execution.commit_every_s=0.1", *_slurm_args(tmp_path, job_name)]
+    proc = subprocess.Popen(regulas_cmd(*argv), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for_done(db, 3, proc)
+        running = [j for j, state in _jobs(job_name).items() if state == "RUNNING"]
+        assert running, _jobs(job_name)
+        victim = min(running)
+        subprocess.run(["scancel", victim], check=True)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert f"SLURM job {victim} CANCELLED" in out and "submitting a replacement job" in out
+    assert len(_jobs(job_name)) >= 3  # two at the start, one replacement
+    _assert_complete_without_duplicates(db, 16, 160, 2)
+    pred = zarr.open_array(str(root / "arrays.zarr"), path="demo/pred", mode="r")[:]
+    assert (np.isfinite(pred).sum(axis=0) == 1).all()
+
+
+def test_walltime_shorter_than_study_workers_retire_and_are_replaced(tmp_path: Path, demo_config: Path, job_name: str) -> None:
+    """A 1-minute walltime; workers retire 25 s before it (lifetime 35 s +- 6 s) while
+    the study needs 45 s of work per worker: replacement jobs finish it."""
+    root = tmp_path / "out"
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    proc = run_cli(["run", str(demo_config), f"store.root={root}", "demo.n_targets=360", "demo.block_size=20",
+                    "demo.n_splits=2", "demo.sleep_s=2.5", f"demo.trace_dir={traces}", *_slurm_args(tmp_path, job_name),
+                    "cluster.walltime='1'", "cluster.retire_before_walltime_s=25"], timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "COMPLETED: worker" in proc.stderr and "submitting a replacement job" in proc.stderr
+    jobs = _jobs(job_name)
+    assert len(jobs) >= 3, jobs
+    db = root / "regulas.db"
+    _assert_complete_without_duplicates(db, 36, 360, 2)
+    assert len({w for (w,) in query(db, "SELECT DISTINCT worker FROM task")}) >= 3  # done by replaced workers too
+    # a task cut short by a retiring worker runs again elsewhere; every task ran
+    assert set(Counter(p.name.split(".")[0] for p in traces.iterdir())) == {k for (k,) in query(db, "SELECT key FROM task")}
+
+
+def test_driver_killed_mid_run_resumes_without_redoing_done_tasks(tmp_path: Path, demo_config: Path, job_name: str) -> None:
+    root = tmp_path / "out"
+    db = root / "regulas.db"
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    argv = ["run", str(demo_config), f"store.root={root}", f"demo.trace_dir={traces}", "demo.n_targets=160",
+            "demo.block_size=20", "demo.n_splits=2", "demo.sleep_s=0.4", "execution.commit_every_s=0.1",
+            *_slurm_args(tmp_path, job_name)]
+    proc = subprocess.Popen(regulas_cmd(*argv), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for_done(db, 4, proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # the orphaned worker jobs lost their scheduler; cancel them before the rerun
+    subprocess.run(["scancel", f"--name={job_name}"], check=True)
+    deadline = time.monotonic() + 60
+    while any(s in ("RUNNING", "PENDING", "COMPLETING") for s in _jobs(job_name).values()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    done_before = {k for (k,) in query(db, "SELECT key FROM task WHERE status='done'")}
+    assert 4 <= len(done_before) < 16
+    counts_before = Counter(p.name.split(".")[0] for p in traces.iterdir())
+
+    rerun = run_cli(argv)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"{len(done_before)} already done" in rerun.stderr
+    counts_after = Counter(p.name.split(".")[0] for p in traces.iterdir())
+    assert [k for k in done_before if counts_after[k] != counts_before[k]] == []  # no done task ran again
+    assert set(counts_after) == {k for (k,) in query(db, "SELECT key FROM task")}
+    _assert_complete_without_duplicates(db, 16, 160, 2)
+    assert query(db, "SELECT status, runs FROM study") == [("done", 2)]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        # more memory than the node has: sbatch refuses the job outright
+        (["cluster.memory=100000GiB"], ["sbatch refused the job", "Memory specification can not be satisfied"]),
+        # the job starts and its worker dies at once (dask-jobqueue #620): the .err log explains
+        (["cluster.worker_extra_args=[--no-such-option]"], ["FAILED", "exit code 2:0", "No such option", ".err"]),
+        # the job waits in the queue: the startup timeout ends the wait, with SLURM's reason
+        (["cluster.job_extra_directives=[--begin=now+1hour]", "cluster.startup_timeout_s=15"],
+         ["no Dask worker connected within cluster.startup_timeout_s=15 s", "PENDING (BeginTime)"]),
+    ],
+    ids=["impossible-memory", "worker-dies-at-start", "pending-past-timeout"],
+)
+def test_job_that_cannot_start_stops_the_run_with_its_reason(
+    tmp_path: Path, demo_config: Path, job_name: str, overrides: list[str], expected: list[str]
+) -> None:
+    t0 = time.monotonic()
+    proc = run_cli(["run", str(demo_config), f"store.root={tmp_path / 'out'}", *TINY,
+                    *_slurm_args(tmp_path, job_name, "cluster.startup_timeout_s=600", *overrides)], timeout=300)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    error = [line for line in proc.stderr.splitlines() if line.startswith("regulas: error:")]
+    assert len(error) == 1, proc.stderr
+    for text in expected:
+        assert text in error[0]
+    assert elapsed < 120  # bounded: by the job's failure, long before the default startup timeout
+    assert not any(s in ("RUNNING", "PENDING") for s in _jobs(job_name).values())  # nothing left behind
+
+
+def test_store_not_shared_with_workers_is_refused_before_any_task(tmp_path: Path, demo_config: Path, job_name: str) -> None:
+    """Each worker runs in its own mount namespace with an empty tmpfs over store.root,
+    as if store.root were on node-local disk: the probe must catch it."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux) to give the workers a private mount namespace")
+    root = tmp_path / "out"
+    root.mkdir()
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    private = f"unshare --mount --propagation private /bin/sh -c 'mount -t tmpfs tmpfs {root} && exec {sys.executable} \"$@\"' sh"
+    proc = run_cli(["run", str(demo_config), f"store.root={root}", *TINY, f"demo.trace_dir={traces}",
+                    *_slurm_args(tmp_path, job_name, "cluster.min_jobs=1", f"cluster.python={private}")])
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"store.root {root} is not shared between the driver" in proc.stderr
+    assert f"the worker cannot read {root}/.regulas-probe/driver-" in proc.stderr
+    assert "No such file or directory" in proc.stderr
+    assert _task_status(root / "regulas.db") == Counter({"pending": 8})
+    assert list(traces.iterdir()) == []  # no task ran
+
+
+def test_sbatch_template_runs_a_whole_study(tmp_path: Path, demo_config: Path, job_name: str) -> None:
+    root = tmp_path / "out"
+    env = {**os.environ, "REGULAS": str(Path(sys.executable).with_name("regulas"))}
+    driver_log = tmp_path / "driver.out"
+    proc = subprocess.run(
+        ["sbatch", "--wait", f"--job-name={job_name}-driver", f"--output={driver_log}", str(TEMPLATE), str(demo_config),
+         f"store.root={root}", *TINY, *_slurm_args(tmp_path, job_name, "cluster.min_jobs=1")],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )
+    log = driver_log.read_text() if driver_log.is_file() else "(no driver log)"
+    assert proc.returncode == 0, proc.stdout + proc.stderr + log
+    assert "regulas driver: job" in log and "starting SLURMCluster" in log
+    assert _task_status(root / "regulas.db") == Counter({"done": 8})
+    assert len(_jobs(job_name)) >= 1  # the workers were jobs of their own
+
+
+def test_cluster_script_prints_without_submitting(tmp_path: Path, demo_config: Path) -> None:
+    """Needs dask-jobqueue only, no running SLURM."""
+    name = f"rt-{uuid.uuid4().hex[:8]}"
+    root = tmp_path / "out"
+    proc = run_cli([
+        "cluster-script", str(demo_config), f"store.root={root}", "cluster=slurm", "cluster.queue=short",
+        "cluster.account=lab42", "cluster.cores=4", "cluster.processes=2", "cluster.memory=8GiB",
+        "cluster.walltime='2:00:00'", "cluster.retire_before_walltime_s=600", f"cluster.job_name={name}",
+        "cluster.job_extra_directives=[--qos=normal]", "cluster.job_script_prologue=[module load python]",
+        "cluster.interface=ib0", "cluster.python=/opt/py/bin/python",
+    ])
+    assert proc.returncode == 0, proc.stderr
+    script = proc.stdout
+    assert script.startswith("#!/usr/bin/env bash")
+    for line in (f"#SBATCH -J {name}", "#SBATCH -p short", "#SBATCH -A lab42", "#SBATCH --cpus-per-task=4",
+                 "#SBATCH --mem=8G", "#SBATCH -t 2:00:00", "#SBATCH --qos=normal",
+                 f"#SBATCH --error={root}/slurm-logs/%x-%j.err", "export OPENBLAS_NUM_THREADS=1", "module load python"):
+        assert line in script.splitlines(), line
+    command = script.splitlines()[-1]
+    assert command.startswith("/opt/py/bin/python -m distributed.cli.dask_worker tcp://SCHEDULER-ADDRESS:PORT")
+    for part in ("--nthreads 2", "--nworkers 2", "--memory-limit 4.00GiB", "--interface ib0",
+                 "--lifetime 6600s", "--lifetime-stagger 150s"):
+        assert part in command, part
+    assert not root.exists()  # nothing created, nothing submitted
+    if shutil.which("squeue") and os.environ.get("SLURM_CONF"):
+        assert _jobs(name) == {}
+
+    local = run_cli(["cluster-script", str(demo_config)])
+    assert local.returncode == 2
+    assert "cluster-script needs a batch backend (add the override cluster=slurm)" in local.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30", 1800), ("1:30", 90), ("2:00:00", 7200), ("1-0", 86400), ("1-2:30", 95400), ("2-00:00:10", 172810)],
+)
+def test_walltime_formats(text: str, seconds: int) -> None:
+    from regulas.execution.cluster.slurm_jobs import walltime_seconds
+
+    assert walltime_seconds(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("cluster.walltime=UNLIMITED", "key 'cluster.walltime': not a SLURM time limit (given: 'UNLIMITED')"),
+        ("cluster.walltime=1:30", "key 'cluster.walltime': expected the time limit as a quoted string (given the number 90"),
+        ("cluster.memory=lots", "key 'cluster.memory': not a memory size (given: 'lots')"),
+        ("cluster.min_jobs=5", "key 'cluster.min_jobs': min_jobs (5) is larger than max_jobs (4)"),
+        ("cluster.processes=3", "key 'cluster.processes': 1 cores cannot be split evenly into 3 worker processes"),
+        ("cluster.retire_before_walltime_s=3600", "key 'cluster.retire_before_walltime_s': out of range (given: 3600.0)"),
+        ("cluster.queues=short", "key 'cluster.queues': override cluster.queues='short' sets a key the config does not have"),
+    ],
+)
+def test_bad_slurm_settings_are_named_before_any_work(demo_config: Path, override: str, message: str) -> None:
+    from regulas.config.study import load_study
+    from regulas.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        load_study(demo_config, ["cluster=slurm", override])
+    assert message in str(caught.value)
