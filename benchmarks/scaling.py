@@ -51,7 +51,7 @@ HERE = Path(__file__).resolve().parent
 DEMO = HERE.parent / "configs" / "demo.yaml"
 
 SIZES = {  # demo knobs: tasks = n_targets / block_size * n_splits
-    "quick": ["demo.n_samples=3000", "demo.n_features=400", "demo.n_targets=1200", "demo.block_size=100", "demo.n_splits=2"],
+    "quick": ["demo.n_samples=3000", "demo.n_features=400", "demo.n_targets=800", "demo.block_size=100", "demo.n_splits=2"],
     "full": ["demo.n_samples=3000", "demo.n_features=400", "demo.n_targets=3200", "demo.block_size=100", "demo.n_splits=2"],
 }
 
