@@ -302,6 +302,6 @@ def test_regnet_end_to_end(tmp_path: Path) -> None:
         assert db_value[(cell.label, r, "lmm", "converged")] in (0.0, 1.0)
     assert np.isfinite(group["beta_hat.G450_P4_T20"][:]).all()
     for figure in ("regnet_beta_recovery", "regnet_kl", "regnet_fit_time"):
-        path = root / "figures" / "regnet" / f"{figure}.png"
+        path = root / "reports" / "regnet" / f"{figure}.png"
         assert f"figure:   {path}" in proc.stdout
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
