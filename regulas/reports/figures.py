@@ -50,6 +50,11 @@ def _title(results: StudyResults, text: str) -> str:
     return f"{results.study}: {text}{note}"
 
 
+def _short(label: str, width: int = 48) -> str:
+    """An event ID cut to fit a subplot title (rMATS IDs run to 100+ characters)."""
+    return label if len(label) <= width else label[: width - 1] + "…"
+
+
 def _save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
@@ -150,7 +155,7 @@ def predicted_vs_true(results: StudyResults, r2: pd.DataFrame, path: Path) -> Pa
         low = float(min(y_true.min(initial=0.0), y_pred.min(initial=0.0)))
         high = float(max(y_true.max(initial=1.0), y_pred.max(initial=1.0)))
         ax.plot([low, high], [low, high], color="grey", linewidth=1, linestyle="--")
-        ax.set_title(f"{event}\n{pipeline}, mean R² = {value:.3f}", fontsize=9)
+        ax.set_title(f"{_short(event)}\n{pipeline}, mean R² = {value:.3f}", fontsize=9)
         ax.set_xlabel("true PSI")
         ax.set_ylabel("predicted PSI")
     for ax in axes[len(best) :]:
