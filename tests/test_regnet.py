@@ -22,6 +22,7 @@ from sklearn.metrics import mean_squared_error, r2_score
 from conftest import CONFIGS, QUIET, SHARED_DATA, query, run_cli
 from regulas.config.study import load_study
 from regulas.errors import ConfigError
+from regulas.lmm import KronSumLMM
 from regulas.sim.covariance import LOWRANK_NUGGET, lowrank_blocks, noise_covariance, signal_covariance
 from regulas.sim.methods import DEFAULT_ALPHAS, MethodConfig, fit_method
 from regulas.sim.metrics import beta_metrics, kl_gaussian
@@ -206,6 +207,8 @@ BAD: list[tuple[str, dict[str, Any], list[str]]] = [
     ("unknown-method-kind", {"methods": [{"name": "x", "kind": "lasso"}]}, ["regnet.methods[0].kind", "'lasso'", "'ridge'"]),
     ("duplicated-grid-value", {"genes": [100, 100]}, ["regnet.genes", "[100, 100]", "once"]),
     ("no-replicates", {"replicates": 0}, ["regnet.replicates", "> 0"]),
+    ("no-noise-with-lmm", {"fraction": [0.2, 1.0], "methods": [{"name": "r", "kind": "ridge"}, LMM]},
+     ["regnet.fraction", "1.0", "'lmm'", "positive definite noise"]),
 ]
 
 
@@ -271,9 +274,15 @@ def test_regnet_end_to_end(tmp_path: Path) -> None:
     import zarr
 
     group = zarr.open_group(str(root / "arrays.zarr"), path="regnet", mode="r")
-    db_value = {(c, r, m, k): v for c, r, m, k, v in query(db, "SELECT cell, replicate, method, metric, value FROM sim_result")}
+    # the view gives NaN as NULL (SQLite has no NaN); read it back as NaN
+    db_value = {(c, r, m, k): float("nan") if v is None else v
+                for c, r, m, k, v in query(db, "SELECT cell, replicate, method, metric, value FROM sim_result")}
     blocks = [json.loads(b) for (b,) in query(db, "SELECT block FROM task WHERE kind='regnet.simulate'")]
     assert len(blocks) == n_cells * R
+    lmm_seeds = {(json.loads(b)["cell"]["V"], json.loads(b)["cell"]["Sigma"], json.loads(b)["cell"]["genes"],
+                  json.loads(b)["replicate"]): seed
+                 for b, seed in query(db, "SELECT block, seed FROM task WHERE kind='regnet.fit' AND block LIKE '%\"lmm\"%'")}
+    assert len(lmm_seeds) == n_cells * R
     for b in blocks:
         cell, g, i, r = Cell(**b["cell"]), b["group"], b["index"], b["replicate"]
         Y, beta = group[f"Y.{g}"][i, r], group[f"beta.{g}"][i, r]
@@ -297,9 +306,20 @@ def test_regnet_end_to_end(tmp_path: Path) -> None:
         assert db_value[(cell.label, r, "ridge", "alpha")] == ref.alpha_
         assert db_value[(cell.label, r, "ridge", "pearson")] == pytest.approx(pearsonr(beta.ravel(), ref.coef_.T.ravel())[0], rel=1e-9)
         assert db_value[(cell.label, r, "ridge", "rmse_beta")] == pytest.approx(np.sqrt(np.mean((ref.coef_.T - beta) ** 2)), rel=1e-9)
+        # lmm: refit on the stored M and Y with the task's stored seed; the stored beta_hat, log-likelihood
+        # and metrics must be what that fit gives (metrics recomputed with scipy, KL in closed form)
+        seed = lmm_seeds[(cell.V, cell.Sigma, cell.genes, r)]
+        lmm = KronSumLMM(signal="diagonal", noise="diagonal", random_state=seed % 2**32).fit(M, Y)
         lmm_hat = group[f"beta_hat.{g}"][i, r, 1]
-        assert np.isfinite(lmm_hat).all()
-        assert db_value[(cell.label, r, "lmm", "converged")] in (0.0, 1.0)
+        np.testing.assert_allclose(lmm_hat, lmm.coef_, rtol=1e-6, atol=1e-9 * np.abs(lmm.coef_).max())
+        assert db_value[(cell.label, r, "lmm", "log_likelihood")] == pytest.approx(lmm.log_likelihood_, rel=1e-9, abs=1e-6)
+        assert db_value[(cell.label, r, "lmm", "pearson")] == pytest.approx(pearsonr(beta.ravel(), lmm_hat.ravel())[0], rel=1e-9)
+        assert db_value[(cell.label, r, "lmm", "spearman_c0")] == pytest.approx(
+            spearmanr(beta[:, 0], lmm_hat[:, 0])[0] if np.ptp(lmm_hat[:, 0]) > 0 else np.nan, rel=1e-9, nan_ok=True)
+        d = np.diag(lmm.C0_) / np.trace(lmm.C0_)  # the diagonal C0 at trace 1; KL in closed form
+        kl = np.inf if d.min() <= 0 else 0.5 * (np.sum(np.diag(V) / d) - P + np.sum(np.log(d)) - np.linalg.slogdet(V)[1])
+        assert db_value[(cell.label, r, "lmm", "kl_V")] == pytest.approx(kl, rel=1e-5)
+        assert db_value[(cell.label, r, "lmm", "converged")] == float(lmm.converged_)
     assert np.isfinite(group["beta_hat.G450_P4_T20"][:]).all()
     for figure in ("regnet_beta_recovery", "regnet_kl", "regnet_fit_time"):
         path = root / "reports" / "regnet" / f"{figure}.png"

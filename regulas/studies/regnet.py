@@ -109,6 +109,14 @@ class RegnetConfig:
         custom = self.custom_covariances(prefix, source)
         self._check_structures(custom, prefix, source)
         methods = self.method_configs(prefix, source)
+        lmm = [i for i, m in enumerate(methods) if m.kind == "lmm"]
+        if lmm and 1.0 in self.fraction:
+            # f = 1 means delta = 0: no noise, so C1 = 0 and the LMM likelihood has no density
+            raise ConfigError(
+                f"signal fraction 1.0 (no noise) with the LMM method {methods[lmm[0]].name!r}: the LMM needs "
+                "positive definite noise (C1); expected fractions < 1 with an lmm method (ridge and ols accept 1.0)",
+                key=f"{prefix}.fraction", source=source,
+            )
         for i, method in enumerate(methods):
             for G, P, T in itertools.product(self.genes, self.conditions, self.motifs):
                 method.check_cell(G, P, T, f"{prefix}.methods[{i}]", source)
