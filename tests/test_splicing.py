@@ -7,8 +7,11 @@ computation on the stored outer splits (GridSearchCV for the nested search).
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +26,7 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.linear_model import Ridge
 from sklearn.svm import SVR
 
-from conftest import QUIET, SHARED_DATA, query, run_cli
+from conftest import QUIET, SHARED_DATA, SUMMARY, query, run_cli
 
 N_SAMPLES, N_GENES, N_EVENTS = 48, 10, 24
 
@@ -332,18 +335,27 @@ def test_regulas_sample_experiment_and_report_configs_run_as_written(tmp_path: P
     assert set(ranking["feature"]) <= {f"G{i}" for i in range(6)} and len(ranking) > 0
 
 
-def run_shipped(name: str, root: Path) -> Path:
-    """Run a config of configs/ into ``root``; return its database."""
+def run_shipped(name: str, root: Path, record_property: Callable[[str, object], None] | None = None) -> Path:
+    """Run a config of configs/ into ``root``; return its database.
+
+    With ``record_property``, the run's wall time goes to the end of the pytest output.
+    """
     config = Path(__file__).resolve().parents[1] / "configs" / name
+    t0 = time.perf_counter()
     proc = run_cli(["run", str(config), f"store.root={root}", *QUIET], timeout=1500)
+    wall = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stdout + proc.stderr
     print(proc.stdout.strip().splitlines()[-8:])  # the summary, kept by pytest -rA for the CI log
+    if record_property is not None:
+        study = next(line for line in proc.stdout.splitlines() if line.startswith("study ") and "result rows" in line)
+        record_property(SUMMARY, f"regulas run configs/{name}: {wall:.0f} s wall on {os.cpu_count()} cores "
+                                 f"(load average {os.getloadavg()[0]:.1f}); {study}")
     return root / "regulas.db"
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "gse114922").is_dir(), reason="../shared/data/gse114922 is absent")
-def test_gse114922_all_events_end_to_end(tmp_path: Path) -> None:
-    db = run_shipped("splicing_gse114922.yaml", tmp_path)
+def test_gse114922_all_events_end_to_end(tmp_path: Path, record_property: Callable[[str, object], None]) -> None:
+    db = run_shipped("splicing_gse114922.yaml", tmp_path, record_property)
     n_models = query(db, "SELECT count(*) FROM splice_model")[0][0]
     kept = zarr.open_array(str(tmp_path / "arrays.zarr"), path="gse114922/Y", mode="r").attrs["events"]
     assert len(kept) >= 9900  # all 9,990 events but those the config's filters drop (constant PSI)
