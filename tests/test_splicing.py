@@ -25,6 +25,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.linear_model import Ridge
 from sklearn.svm import SVR
+from sklearn.tree import DecisionTreeRegressor
+from sklearn.inspection import permutation_importance
 
 from conftest import QUIET, SHARED_DATA, SUMMARY, query, run_cli
 
@@ -194,6 +196,66 @@ def test_report_command_reruns_reports_without_refitting(nested_run: tuple[Path,
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert query(db, "SELECT key, finished_at FROM task ORDER BY key") == tasks_before
     assert "report file(s)" in proc.stdout
+
+
+def test_permutation_importance_and_the_seeds_actually_used(tmp_path: Path) -> None:
+    """experiment.permutation stores every kind's full vector; stored get_params() rebuild the fits."""
+    expr, psi = write_dataset(tmp_path, missing=False)
+    config = tmp_path / "perm.yaml"
+    config.write_text(textwrap.dedent(f"""\
+        seed: 5
+        study: {{name: perm, workload: splicing}}
+        store: {{root: {tmp_path / 'out'}}}
+        experiment:
+          name: perm
+          dataset: {{_target_: regulas.data.TableLoader, features: {expr}, targets: {psi}}}
+          split: {{_target_: sklearn.model_selection.ShuffleSplit, n_splits: 2, test_size: 0.25, random_state: 11}}
+          pipelines:
+            - transformations: {{ZScore: {{_target_: sklearn.preprocessing.StandardScaler}}}}
+              model: {{Ridge: {{_target_: sklearn.linear_model.Ridge, _varargs_: {{alpha: [0.5, 50.0]}}}}}}
+            - model:
+                Tree:
+                  _target_: sklearn.tree.DecisionTreeRegressor
+                  max_features: 0.5
+                  _varargs_: {{max_depth: [2, 3]}}
+          block_size: 8
+          inner_cv: 3
+          permutation: {{n_repeats: 3}}
+        """))
+    proc = run_cli(["run", str(config), "cluster.n_workers=2", *QUIET])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    db = tmp_path / "out" / "regulas.db"
+    store = str(tmp_path / "out" / "arrays.zarr")
+    a = load_arrays(tmp_path / "out", "perm")
+    perm = zarr.open_array(store, path="perm/permutation_importance", mode="r")[...]
+    events = zarr.open_array(store, path="perm/Y", mode="r").attrs["events"]
+    steps = [json.loads(r[0]) for r in query(db, "SELECT steps FROM splice_model ORDER BY model")]
+    # the seeds derived for the steps left at random_state=None (Ridge has one too), one per pipeline
+    seeds = [steps[0][1]["params"]["random_state"], steps[1][0]["params"]["random_state"]]
+    assert all(isinstance(v, int) for v in seeds) and seeds[0] != seeds[1]
+    X, Y = a["X"], a["Y"]
+    tree = DecisionTreeRegressor(max_features=0.5, random_state=seeds[1])
+    references = [reference_pipeline(0), (Pipeline([("Tree", tree)]), {"Tree__max_depth": [2, 3]})]
+    for s in range(2):
+        train, test = a["train_index"][s][a["train_index"][s] >= 0], a["test_index"][s][a["test_index"][s] >= 0]
+        for m, (pipe, grid) in enumerate(references):
+            if m == 0:
+                grid = {"Ridge__alpha": [0.5, 50.0]}
+            for j in (0, 7, 8, 23):  # events of the first, second and last block
+                best = GridSearchCV(pipe, grid, cv=KFold(3), scoring="neg_mean_squared_error").fit(X[train], Y[train, j])
+                ((mse,),) = query(db, "SELECT mse FROM splice_score WHERE event = ? AND model = ? AND split = ?",
+                                  (events[j], m, s))
+                assert mse == pytest.approx(mean_squared_error(Y[test, j], best.predict(X[test])), rel=1e-9, abs=1e-12)
+                want = permutation_importance(best.best_estimator_, X[test], Y[test, j], scoring="neg_mean_squared_error",
+                                              n_repeats=3, random_state=seeds[m])["importances_mean"]
+                assert np.abs(want).max() > 0
+                np.testing.assert_allclose(perm[m, s, :, j], want, rtol=1e-7, atol=1e-10)
+                own = best.best_estimator_.steps[-1][1]
+                own = own.coef_ if m == 0 else own.feature_importances_
+                np.testing.assert_allclose(a["importance"][m, s, :, j], own, rtol=1e-7, atol=1e-10)
+    kinds = dict(query(db, "SELECT model, group_concat(DISTINCT kind) FROM splice_importance GROUP BY model"))
+    assert sorted(kinds[0].split(",")) == ["coef", "permutation"]
+    assert sorted(kinds[1].split(",")) == ["feature_importances", "permutation"]
 
 
 def test_outer_selection_scores_every_grid_point(tmp_path: Path) -> None:

@@ -267,9 +267,9 @@ class PipelineSpec:
             estimators[-1][1].set_params(**params)
         return Pipeline(estimators)
 
-    def describe(self, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Per step: name, class path, package version and get_params() (JSON-safe)."""
-        pipe = self.build(params)
+    def describe(self, params: dict[str, Any] | None = None, *, random_state: int | None = None) -> list[dict[str, Any]]:
+        """Per step: name, class path, package version and get_params() (JSON-safe) of :meth:`build`."""
+        pipe = self.build(params, random_state=random_state)
         out = []
         for (name, est), (_, path, _) in zip(pipe.steps, self.steps):
             cls = type(est)
