@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
-    n_events, repeats, e2e_runs = (6, 2, 1) if args.quick else (40, 3, 2)
+    n_events, repeats, e2e_runs = (4, 2, 1) if args.quick else (40, 3, 2)
     repeats = args.repeats or repeats
     Xdf, Ydf, source = load_study(n_events)
     X, Y = Xdf.to_numpy(), Ydf.to_numpy()

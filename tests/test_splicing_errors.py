@@ -200,7 +200,7 @@ def test_after_bad_runs_the_study_resumes_with_nothing_to_do(finished_study: tup
     assert scores == 24 * 2 * 3  # events x pipelines x splits
     proc = run_cli(["run", str(config), "cluster.n_workers=1", *QUIET])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "0 to run" in proc.stdout, proc.stdout
+    assert "18 were already done, 0 done now" in proc.stdout, proc.stdout
     assert query(db, "SELECT runs, status FROM study") == [(runs + 1, "done")]
     # the rerun rewrote splice_model (it must not delete it: the results reference it)
     assert query(db, counts) == [(scores, importances)]
