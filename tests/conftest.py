@@ -41,3 +41,21 @@ def query(db: Path, sql: str, params: Sequence[object] = ()) -> list[tuple]:
 @pytest.fixture
 def demo_config() -> Path:
     return CONFIGS / "demo.yaml"
+
+
+#: ``record_property(SUMMARY, text)`` in a test puts ``text`` in a section at the end of the
+#: pytest output (also with -q), e.g. how long a real-data study took in CI.
+SUMMARY = "ci_summary"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = [
+        f"{report.nodeid}: {value}"
+        for report in terminalreporter.stats.get("passed", [])
+        for key, value in report.user_properties
+        if key == SUMMARY
+    ]
+    if lines:
+        terminalreporter.section("measured in this run")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -7,8 +7,11 @@ computation on the stored outer splits (GridSearchCV for the nested search).
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +20,15 @@ import pytest
 import zarr
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.model_selection import GridSearchCV, KFold, ShuffleSplit
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.linear_model import Ridge
 from sklearn.svm import SVR
+from sklearn.tree import DecisionTreeRegressor
+from sklearn.inspection import permutation_importance
 
-from conftest import QUIET, SHARED_DATA, query, run_cli
+from conftest import QUIET, SHARED_DATA, SUMMARY, query, run_cli
 
 N_SAMPLES, N_GENES, N_EVENTS = 48, 10, 24
 
@@ -154,6 +159,16 @@ def test_nested_study_equals_gridsearchcv_on_the_stored_splits(nested_run: tuple
     assert checked == 24
 
 
+def test_stored_outer_splits_are_the_configured_splitters(nested_run: tuple[Path, object]) -> None:
+    folder, _ = nested_run
+    a = load_arrays(folder / "out", "small")
+    want = list(ShuffleSplit(n_splits=3, test_size=0.25, random_state=11).split(np.zeros(N_SAMPLES)))
+    assert a["train_index"].shape[0] == a["test_index"].shape[0] == len(want)
+    for s, (train, test) in enumerate(want):
+        np.testing.assert_array_equal(a["train_index"][s][a["train_index"][s] >= 0], train)
+        np.testing.assert_array_equal(a["test_index"][s][a["test_index"][s] >= 0], test)
+
+
 def test_views_importances_and_reports(nested_run: tuple[Path, object]) -> None:
     folder, proc = nested_run
     db = folder / "out" / "regulas.db"
@@ -191,6 +206,66 @@ def test_report_command_reruns_reports_without_refitting(nested_run: tuple[Path,
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert query(db, "SELECT key, finished_at FROM task ORDER BY key") == tasks_before
     assert "report file(s)" in proc.stdout
+
+
+def test_permutation_importance_and_the_seeds_actually_used(tmp_path: Path) -> None:
+    """experiment.permutation stores every kind's full vector; stored get_params() rebuild the fits."""
+    expr, psi = write_dataset(tmp_path, missing=False)
+    config = tmp_path / "perm.yaml"
+    config.write_text(textwrap.dedent(f"""\
+        seed: 5
+        study: {{name: perm, workload: splicing}}
+        store: {{root: {tmp_path / 'out'}}}
+        experiment:
+          name: perm
+          dataset: {{_target_: regulas.data.TableLoader, features: {expr}, targets: {psi}}}
+          split: {{_target_: sklearn.model_selection.ShuffleSplit, n_splits: 2, test_size: 0.25, random_state: 11}}
+          pipelines:
+            - transformations: {{ZScore: {{_target_: sklearn.preprocessing.StandardScaler}}}}
+              model: {{Ridge: {{_target_: sklearn.linear_model.Ridge, _varargs_: {{alpha: [0.5, 50.0]}}}}}}
+            - model:
+                Tree:
+                  _target_: sklearn.tree.DecisionTreeRegressor
+                  max_features: 0.5
+                  _varargs_: {{max_depth: [2, 3]}}
+          block_size: 8
+          inner_cv: 3
+          permutation: {{n_repeats: 3}}
+        """))
+    proc = run_cli(["run", str(config), "cluster.n_workers=2", *QUIET])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    db = tmp_path / "out" / "regulas.db"
+    store = str(tmp_path / "out" / "arrays.zarr")
+    a = load_arrays(tmp_path / "out", "perm")
+    perm = zarr.open_array(store, path="perm/permutation_importance", mode="r")[...]
+    events = zarr.open_array(store, path="perm/Y", mode="r").attrs["events"]
+    steps = [json.loads(r[0]) for r in query(db, "SELECT steps FROM splice_model ORDER BY model")]
+    # the seeds derived for the steps left at random_state=None (Ridge has one too), one per pipeline
+    seeds = [steps[0][1]["params"]["random_state"], steps[1][0]["params"]["random_state"]]
+    assert all(isinstance(v, int) for v in seeds) and seeds[0] != seeds[1]
+    X, Y = a["X"], a["Y"]
+    tree = DecisionTreeRegressor(max_features=0.5, random_state=seeds[1])
+    references = [reference_pipeline(0), (Pipeline([("Tree", tree)]), {"Tree__max_depth": [2, 3]})]
+    for s in range(2):
+        train, test = a["train_index"][s][a["train_index"][s] >= 0], a["test_index"][s][a["test_index"][s] >= 0]
+        for m, (pipe, grid) in enumerate(references):
+            if m == 0:
+                grid = {"Ridge__alpha": [0.5, 50.0]}
+            for j in (0, 7, 8, 23):  # events of the first, second and last block
+                best = GridSearchCV(pipe, grid, cv=KFold(3), scoring="neg_mean_squared_error").fit(X[train], Y[train, j])
+                ((mse,),) = query(db, "SELECT mse FROM splice_score WHERE event = ? AND model = ? AND split = ?",
+                                  (events[j], m, s))
+                assert mse == pytest.approx(mean_squared_error(Y[test, j], best.predict(X[test])), rel=1e-9, abs=1e-12)
+                want = permutation_importance(best.best_estimator_, X[test], Y[test, j], scoring="neg_mean_squared_error",
+                                              n_repeats=3, random_state=seeds[m])["importances_mean"]
+                assert np.abs(want).max() > 0
+                np.testing.assert_allclose(perm[m, s, :, j], want, rtol=1e-7, atol=1e-10)
+                own = best.best_estimator_.steps[-1][1]
+                own = own.coef_ if m == 0 else own.feature_importances_
+                np.testing.assert_allclose(a["importance"][m, s, :, j], own, rtol=1e-7, atol=1e-10)
+    kinds = dict(query(db, "SELECT model, group_concat(DISTINCT kind) FROM splice_importance GROUP BY model"))
+    assert sorted(kinds[0].split(",")) == ["coef", "permutation"]
+    assert sorted(kinds[1].split(",")) == ["feature_importances", "permutation"]
 
 
 def test_outer_selection_scores_every_grid_point(tmp_path: Path) -> None:
@@ -319,7 +394,7 @@ def test_regulas_sample_experiment_and_report_configs_run_as_written(tmp_path: P
     assert query(db, "SELECT count(*) FROM splice_score") == [(1 * 2 * 5,)]
     assert query(db, "SELECT DISTINCT event FROM splice_score") == [("psi",)]
 
-    rep = run_cli(["run", str(reports), "+random_state=42", store], cwd=tmp_path)
+    rep = run_cli(["run", str(reports), store], cwd=tmp_path)  # as written: the report file has no random_state
     assert rep.returncode == 0, rep.stdout + rep.stderr
     folder = tmp_path / "out" / "reports" / "lr_svr_tmr" / "reports"
     assert sorted(p.name for p in folder.glob("*.csv")) == ["FeatureRanking.csv", "MSE.csv", "PearsonR.csv"]
@@ -332,18 +407,27 @@ def test_regulas_sample_experiment_and_report_configs_run_as_written(tmp_path: P
     assert set(ranking["feature"]) <= {f"G{i}" for i in range(6)} and len(ranking) > 0
 
 
-def run_shipped(name: str, root: Path) -> Path:
-    """Run a config of configs/ into ``root``; return its database."""
+def run_shipped(name: str, root: Path, record_property: Callable[[str, object], None] | None = None) -> Path:
+    """Run a config of configs/ into ``root``; return its database.
+
+    With ``record_property``, the run's wall time goes to the end of the pytest output.
+    """
     config = Path(__file__).resolve().parents[1] / "configs" / name
+    t0 = time.perf_counter()
     proc = run_cli(["run", str(config), f"store.root={root}", *QUIET], timeout=1500)
+    wall = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stdout + proc.stderr
     print(proc.stdout.strip().splitlines()[-8:])  # the summary, kept by pytest -rA for the CI log
+    if record_property is not None:
+        study = next(line for line in proc.stdout.splitlines() if line.startswith("study ") and "result rows" in line)
+        record_property(SUMMARY, f"regulas run configs/{name}: {wall:.0f} s wall on {os.cpu_count()} cores "
+                                 f"(load average {os.getloadavg()[0]:.1f}); {study}")
     return root / "regulas.db"
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "gse114922").is_dir(), reason="../shared/data/gse114922 is absent")
-def test_gse114922_all_events_end_to_end(tmp_path: Path) -> None:
-    db = run_shipped("splicing_gse114922.yaml", tmp_path)
+def test_gse114922_all_events_end_to_end(tmp_path: Path, record_property: Callable[[str, object], None]) -> None:
+    db = run_shipped("splicing_gse114922.yaml", tmp_path, record_property)
     n_models = query(db, "SELECT count(*) FROM splice_model")[0][0]
     kept = zarr.open_array(str(tmp_path / "arrays.zarr"), path="gse114922/Y", mode="r").attrs["events"]
     assert len(kept) >= 9900  # all 9,990 events but those the config's filters drop (constant PSI)
@@ -360,17 +444,22 @@ def test_shalek2013_missing_psi_kept_per_event(tmp_path: Path) -> None:
     assert np.isnan(Y).mean() > 0.2  # missing PSI kept, not imputed
     assert ((~np.isnan(Y)).sum(axis=0) >= 10).all()  # min_samples_per_event
     events = zarr.open_array(str(tmp_path / "arrays.zarr"), path="shalek2013/Y", mode="r").attrs["events"]
-    # each event is fitted and scored on its own measured cells: check one with gaps by hand
-    j = int(np.argmax(np.isnan(Y).sum(axis=0)))
+    # each event is fitted and scored on its own measured cells: check by hand the events with
+    # the most gaps among those the 3-fold inner search can fit and the test part can score
     s = 0
     train = a["train_index"][s][a["train_index"][s] >= 0]
     test = a["test_index"][s][a["test_index"][s] >= 0]
-    tr, te = train[~np.isnan(Y[train, j])], test[~np.isnan(Y[test, j])]
-    ((n_train, n_test, mse),) = query(
-        db, "SELECT n_train, n_test, mse FROM splice_score WHERE event = ? AND model = 0 AND split = 0", (events[j],)
-    )
-    assert (n_train, n_test) == (len(tr), len(te))
-    if len(te) >= 1 and len(tr) >= 3:
+    observed = ~np.isnan(Y)
+    fittable = (observed[train].sum(axis=0) >= 3) & (observed[test].sum(axis=0) >= 2)
+    gaps = np.where(fittable, (~observed).sum(axis=0), -1)
+    picked = np.argsort(-gaps, kind="stable")[:3]
+    assert fittable[picked].all() and (gaps[picked] > 0).all()
+    for j in picked:
+        tr, te = train[observed[train, j]], test[observed[test, j]]
+        ((n_train, n_test, mse),) = query(
+            db, "SELECT n_train, n_test, mse FROM splice_score WHERE event = ? AND model = 0 AND split = 0", (events[j],)
+        )
+        assert (n_train, n_test) == (len(tr), len(te))
         search = GridSearchCV(
             Pipeline([("z", StandardScaler()), ("r", Ridge())]), {"r__alpha": [1.0, 10.0, 100.0]},
             cv=KFold(3), scoring="neg_mean_squared_error",

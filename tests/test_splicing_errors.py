@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import QUIET, run_cli
+from conftest import QUIET, query, run_cli
 from test_splicing import study_config, write_dataset
 
 Case = Callable[[Path, Path, Path], tuple[list[str], list[str]]]  # -> (overrides, expected message parts)
@@ -52,7 +53,8 @@ def non_numeric(folder: Path, expr: Path, psi: Path) -> tuple[list[str], list[st
         return f
 
     _edit_tsv(expr, edit)
-    return [], [expr.name, "RBP2", "S003"]
+    return [], [expr.name, "experiment.dataset.features", "non-numeric cell", "'S003'", "'RBP2'", "'n/a?'",
+                "expected a number or an empty cell"]
 
 
 def all_nan_event(folder: Path, expr: Path, psi: Path) -> tuple[list[str], list[str]]:
@@ -61,7 +63,10 @@ def all_nan_event(folder: Path, expr: Path, psi: Path) -> tuple[list[str], list[
         return f
 
     _edit_tsv(psi, edit)
-    return ["+experiment.dataset.all_nan_events=fail"], ["EV005"]
+    return ["+experiment.dataset.all_nan_events=fail"], [
+        psi.name, "experiment.dataset.targets", "no PSI value in any of the 48 samples", "'EV005'",
+        "expected at least one value per event",
+    ]
 
 
 def no_rbp_left(folder: Path, expr: Path, psi: Path) -> tuple[list[str], list[str]]:
@@ -74,7 +79,9 @@ def empty_targets(folder: Path, expr: Path, psi: Path) -> tuple[list[str], list[
     psi.unlink()
     empty = psi.with_name("empty.tsv")
     empty.write_text("sample\n")
-    return [f"experiment.dataset.targets={empty}"], ["empty.tsv"]
+    return [f"experiment.dataset.targets={empty}"], [
+        "empty.tsv", "experiment.dataset.targets", "empty table (0 rows x 0 columns)", "expected at least one row"
+    ]
 
 
 def pickle_by_extension(folder: Path, expr: Path, psi: Path) -> tuple[list[str], list[str]]:
@@ -85,7 +92,9 @@ def pickle_by_extension(folder: Path, expr: Path, psi: Path) -> tuple[list[str],
 
 
 def missing_file(folder: Path, expr: Path, psi: Path) -> tuple[list[str], list[str]]:
-    return [f"experiment.dataset.features={folder / 'nope.tsv'}"], ["nope.tsv"]
+    return [f"experiment.dataset.features={folder / 'nope.tsv'}"], [
+        "nope.tsv", "experiment.dataset.features", "file not found", "expected an existing file"
+    ]
 
 
 def unknown_model(folder: Path, expr: Path, psi: Path) -> tuple[list[str], list[str]]:
@@ -136,26 +145,62 @@ def test_bad_input_is_one_clear_message_and_no_store(tmp_path: Path, case: Case)
     config = study_config(tmp_path, expr, psi)
     overrides, expected = case(tmp_path, expr, psi)
     proc = run_cli(["run", str(config), *overrides, *QUIET])
+    check_message(proc, expected)
+    assert not (tmp_path / "out").exists()  # nothing created: no database, no arrays
+
+
+def check_message(proc: subprocess.CompletedProcess[str], expected: list[str]) -> None:
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("regulas: error: "), proc.stderr
     for part in expected:
         assert part in lines[0], f"{part!r} not in {lines[0]!r}"
-    assert not (tmp_path / "out").exists()  # nothing created: no database, no arrays
 
 
-def test_bad_input_leaves_an_existing_store_unchanged(tmp_path: Path) -> None:
-    expr, psi = write_dataset(tmp_path)
-    config = study_config(tmp_path, expr, psi)
+def tree_digest(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` (the database, the Zarr chunks, the reports)."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("finished")
+    expr, psi = write_dataset(folder)
+    config = study_config(folder, expr, psi)
     first = run_cli(["run", str(config), "cluster.n_workers=1", *QUIET])
     assert first.returncode == 0, first.stdout + first.stderr
-    db = tmp_path / "out" / "regulas.db"
-    digest = hashlib.sha256(db.read_bytes()).hexdigest()
-    values = pd.read_csv(psi, sep="\t", index_col=0)
-    values.iloc[0, 0] = -0.2
-    bad = tmp_path / "bad.tsv"
-    values.to_csv(bad, sep="\t")
-    proc = run_cli(["run", str(config), f"experiment.dataset.targets={bad}", *QUIET])
-    assert proc.returncode == 2 and "bad.tsv" in proc.stderr, proc.stderr
-    assert hashlib.sha256(db.read_bytes()).hexdigest() == digest
-    assert np.isfinite(values.iloc[1:, 0].astype(float)).any()
+    return folder, config
+
+
+STORE_CASES: list[Case] = [psi_out_of_range, non_numeric, all_nan_event, duplicated, unknown_model, too_many_splits,
+                           unknown_report_dependency]
+
+
+@pytest.mark.parametrize("case", STORE_CASES, ids=[c.__name__ for c in STORE_CASES])
+def test_bad_input_leaves_an_existing_store_unchanged(finished_study: tuple[Path, Path], tmp_path: Path, case: Case) -> None:
+    folder, config = finished_study
+    before = tree_digest(folder / "out")
+    assert any(name.endswith("regulas.db") for name in before) and any("arrays.zarr" in name for name in before)
+    # the same study config on copies of its data, corrupted by the case
+    expr, psi = (Path(shutil.copy(folder / name, tmp_path / name)) for name in ("expression.tsv", "psi.tsv.gz"))
+    overrides, expected = case(tmp_path, expr, psi)
+    proc = run_cli(["run", str(config), f"experiment.dataset.features={expr}", f"experiment.dataset.targets={psi}",
+                    *overrides, *QUIET])
+    check_message(proc, expected)
+    assert tree_digest(folder / "out") == before  # not one byte of the database, arrays or reports changed
+
+
+def test_after_bad_runs_the_study_resumes_with_nothing_to_do(finished_study: tuple[Path, Path]) -> None:
+    folder, config = finished_study
+    db = folder / "out" / "regulas.db"
+    counts = "SELECT (SELECT count(*) FROM splice_score), (SELECT count(*) FROM splice_importance)"
+    ((runs,),) = query(db, "SELECT runs FROM study")
+    ((scores, importances),) = query(db, counts)
+    assert scores == 24 * 2 * 3  # events x pipelines x splits
+    proc = run_cli(["run", str(config), "cluster.n_workers=1", *QUIET])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "18 were already done, 0 done now" in proc.stdout, proc.stdout
+    assert query(db, "SELECT runs, status FROM study") == [(runs + 1, "done")]
+    # the rerun rewrote splice_model (it must not delete it: the results reference it)
+    assert query(db, counts) == [(scores, importances)]

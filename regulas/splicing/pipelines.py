@@ -18,6 +18,8 @@ differed only in preprocessing).
 
 from __future__ import annotations
 
+import functools
+import importlib
 import importlib.metadata
 import inspect
 import math
@@ -68,17 +70,29 @@ def _json_safe(value: Any) -> Any:
     return repr(value)
 
 
+@functools.lru_cache(maxsize=None)
+def _distributions() -> dict[str, list[str]]:
+    # a scan of every installed distribution's file list: over a second, so once per process
+    return dict(importlib.metadata.packages_distributions())
+
+
+@functools.lru_cache(maxsize=None)
 def package_version(cls: type) -> str | None:
-    """Installed version of the distribution that provides ``cls`` (None when unknown)."""
+    """Installed version of the distribution that provides ``cls`` (None when unknown).
+
+    The top-level module's ``__version__`` when it has one (scikit-learn, numpy, ...), else
+    the distribution metadata.
+    """
     top = cls.__module__.split(".")[0]
-    names = importlib.metadata.packages_distributions().get(top, [top])
-    for name in names:
+    version = getattr(importlib.import_module(top), "__version__", None)
+    if isinstance(version, str):
+        return version
+    for name in _distributions().get(top, [top]):
         try:
             return importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             continue
-    version = getattr(importlib.import_module(top), "__version__", None)
-    return str(version) if version is not None else None
+    return None
 
 
 def _step_from_config(
@@ -253,9 +267,9 @@ class PipelineSpec:
             estimators[-1][1].set_params(**params)
         return Pipeline(estimators)
 
-    def describe(self, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Per step: name, class path, package version and get_params() (JSON-safe)."""
-        pipe = self.build(params)
+    def describe(self, params: dict[str, Any] | None = None, *, random_state: int | None = None) -> list[dict[str, Any]]:
+        """Per step: name, class path, package version and get_params() (JSON-safe) of :meth:`build`."""
+        pipe = self.build(params, random_state=random_state)
         out = []
         for (name, est), (_, path, _) in zip(pipe.steps, self.steps):
             cls = type(est)

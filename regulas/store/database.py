@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select, text, update
+from sqlalchemy import Engine, create_engine, event, select, text, tuple_, update
 from sqlalchemy.exc import DatabaseError
 
 from regulas.errors import StoreError
@@ -163,20 +163,31 @@ def finish_study(engine: Engine, study_id: int, status: str) -> None:
 
 
 def write_study_rows(engine: Engine, study_id: int, rows: Mapping[str, Columns]) -> None:
-    """Replace a study's rows in study-level tables (written by the driver before any task).
+    """Write a study's rows in study-level tables (by the driver, before any task).
 
-    A resumed study must describe the same models: the config hash guarantees it, so
-    replacing the rows is idempotent.
+    Rows are upserted by primary key, never deleted and inserted again: task results
+    reference them with ON DELETE CASCADE, so a delete on resume would wipe every result
+    of the study. A resumed study describes the same models (the config hash guarantees
+    it); a row whose key is no longer described is deleted, with whatever references it.
     """
     with engine.begin() as conn:
         for name, cols in rows.items():
             table = schema.STUDY_TABLES.get(name)
             if table is None:
                 raise StoreError(f"{name!r} is not a study-level table; allowed: {', '.join(schema.STUDY_TABLES)}")
-            conn.execute(table.delete().where(table.c.study_id == study_id))
             prepared = prepare_rows(table, cols, study_id, None)
+            keys = [c.name for c in table.primary_key.columns]
+            stale = table.delete().where(table.c.study_id == study_id)
             if prepared.params:
-                conn.exec_driver_sql(prepared.sql, prepared.params)
+                at = [prepared.columns.index(k) for k in keys]
+                stale = stale.where(tuple_(*(table.c[k] for k in keys)).notin_([tuple(r[i] for i in at) for r in prepared.params]))
+            conn.execute(stale)
+            if prepared.params:
+                update = ", ".join(f"{c} = excluded.{c}" for c in prepared.columns if c not in keys)
+                conn.exec_driver_sql(
+                    f"{prepared.sql} ON CONFLICT ({', '.join(keys)}) DO " + (f"UPDATE SET {update}" if update else "NOTHING"),
+                    prepared.params,
+                )
 
 
 def register_tasks(engine: Engine, study_id: int, tasks: Sequence[Any]) -> dict[str, tuple[int, str, int]]:

@@ -55,6 +55,7 @@ def _n_rows(cols: Columns) -> int:
 class _Prepared:
     sql: str
     params: list[tuple[Any, ...]]
+    columns: list[str]
 
 
 def _as_list(values: Sequence[Any] | np.ndarray) -> list[Any]:
@@ -92,7 +93,7 @@ def prepare_rows(table: Table, cols: Columns, study_id: int, task_id: int | None
         names += [name, flag]
         columns += [listed, nan.tolist()]
     sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-    return _Prepared(sql, list(zip(*columns)))
+    return _Prepared(sql, list(zip(*columns)), names)
 
 
 class Sink:

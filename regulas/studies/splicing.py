@@ -45,8 +45,11 @@ if TYPE_CHECKING:
 from regulas.studies.base import StudyContext, TaskContext, TaskResult, Workload
 
 SECTION = "experiment"
-#: the importance kinds stored, in order of preference for the full Zarr vector
+#: the importance kinds stored (top-k in SQLite for each)
 IMPORTANCE_KINDS = ("coef", "feature_importances", "permutation")
+#: Zarr array of each kind's full vectors: the model's own (coef_, or feature_importances_
+#: when it has no coef_) and permutation importance (only when the config asks for it)
+IMPORTANCE_ARRAYS = {"coef": "importance", "feature_importances": "importance", "permutation": "permutation_importance"}
 
 
 @dataclass(frozen=True)
@@ -289,10 +292,13 @@ class SplicingWorkload(Workload):
             "pred", (n_models, n_splits, max_test, e), (1, 1, max_test, block), dims=("model", "split", "position", "event"),
             description="test predictions aligned with test_index; NaN = padding or missing PSI",
         ))
-        a.create(ArraySpec(
-            "importance", (n_models, n_splits, f, e), (1, 1, f, block), dims=("model", "split", "feature", "event"),
-            description="feature importances (coef_, else feature_importances_, else permutation); NaN = none",
-        ))
+        for name in self.importance_arrays():
+            what = ("permutation importance on the test part" if name == "permutation_importance"
+                    else "the model's coef_ (else feature_importances_)")
+            a.create(ArraySpec(
+                name, (n_models, n_splits, f, e), (1, 1, f, block), dims=("model", "split", "feature", "event"),
+                description=f"feature importances: {what}; NaN = none",
+            ))
         digest = hashlib.sha256(data.fingerprint().encode())
         for train, test in splits:
             digest.update(train.astype(np.int64).tobytes() + b"|" + test.astype(np.int64).tobytes())
@@ -311,18 +317,16 @@ class SplicingWorkload(Workload):
                 ms = [m.index for m in self.models if m.pipeline == p]
                 m0, m1 = ms[0], ms[-1] + 1
                 for s in range(n_splits):
-                    # randomised estimators and permutation importance: one seed per (pipeline,
-                    # split), so an event's result does not depend on its block
-                    fit_seed = derive_seed(ctx.root_seed, "splicing.fit", {"pipeline": p, "split": s}) % 2**32
                     regions = (
                         Region.of("pred", slice(m0, m1), s, slice(0, max_test), slice(start, stop)),
-                        Region.of("importance", slice(m0, m1), s, slice(0, n_features), slice(start, stop)),
+                        *(Region.of(name, slice(m0, m1), s, slice(0, n_features), slice(start, stop))
+                          for name in self.importance_arrays()),
                     )
                     tasks.append(make_task(
                         study=ctx.name,
                         kind="splicing.fit",
                         block={"block": b, "events": [start, stop], "pipeline": p, "models": [m0, m1], "split": s,
-                               "fit_seed": fit_seed, "data": fingerprint[:16]},
+                               "fit_seed": self.fit_seed(ctx.root_seed, p), "data": fingerprint[:16]},
                         root_seed=ctx.root_seed,
                         config=config,
                         data_fingerprint=fingerprint,
@@ -330,8 +334,28 @@ class SplicingWorkload(Workload):
                     ))
         return tasks
 
+    def importance_arrays(self) -> list[str]:
+        return ["importance"] + (["permutation_importance"] if self.config.permutation is not None else [])
+
+    @staticmethod
+    def fit_seed(root_seed: int, pipeline: int) -> int:
+        """The seed of a pipeline's randomised steps and permutation importance.
+
+        One per pipeline, as a user's ``random_state=42`` in a model is the same in every
+        split: an event's result does not depend on its block, and ``splice_model`` can
+        store the get_params() actually used.
+        """
+        return derive_seed(root_seed, "splicing.fit", {"pipeline": pipeline}) % 2**32
+
     def study_rows(self, ctx: StudyContext) -> dict[str, Columns]:
-        steps = [json.dumps(spec.describe(), sort_keys=True, default=str) for spec in self.specs]
+        from regulas.splicing.selection import seed32
+
+        # each step's get_params() as fitted: a random_state left at None holds the seed
+        # evaluate_block gives it (seed32 of the task's fit_seed)
+        steps = [
+            json.dumps(spec.describe(random_state=seed32(self.fit_seed(ctx.root_seed, p))), sort_keys=True, default=str)
+            for p, spec in enumerate(self.specs)
+        ]
         grids = [json.dumps(spec.grid, sort_keys=True, default=str) for spec in self.specs]
         return {"splice_model": {
             "model": [m.index for m in self.models],
@@ -371,10 +395,13 @@ class SplicingWorkload(Workload):
         ctx.arrays.write(Region.of("pred", slice(m0, m0 + n_cand), s, slice(0, max_test), slice(start, stop)), pred)
         kinds = [k for k in IMPORTANCE_KINDS if k in fits.importance]
         n_features = X.shape[1]
-        full = fits.importance[kinds[0]] if kinds else np.full((n_cand, n_features, n_ev), np.nan)
-        ctx.arrays.write(
-            Region.of("importance", slice(m0, m0 + n_cand), s, slice(0, n_features), slice(start, stop)), full[:, None]
-        )
+        for name in self.importance_arrays():
+            # the model's own: coef_ when it has one, else feature_importances_
+            kind = next((k for k in kinds if IMPORTANCE_ARRAYS[k] == name), None)
+            full = fits.importance[kind] if kind else np.full((n_cand, n_features, n_ev), np.nan)
+            ctx.arrays.write(
+                Region.of(name, slice(m0, m0 + n_cand), s, slice(0, n_features), slice(start, stop)), full[:, None]
+            )
         events = np.asarray(y_attrs["events"][start:stop], dtype=object)
         models = np.arange(m0, m0 + n_cand)
         rows: dict[str, Columns] = {
