@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 import zarr
 
-from conftest import QUIET, REPO, query, regulas_cmd, run_cli
+from conftest import CONFIGS, QUIET, REPO, query, regulas_cmd, run_cli
 
 DEV_CLUSTER = REPO / "slurm" / "dev-cluster.sh"
 TEMPLATE = REPO / "slurm" / "run-study.sbatch"
@@ -142,6 +142,70 @@ def test_demo_on_slurm_matches_local_cluster(tmp_path: Path, demo_config: Path, 
     assert len(jobs) >= 1
     logs = {p.name for p in (tmp_path / "slurm" / "slurm-logs").iterdir()}
     assert {f"{job_name}-{j}.err" for j in jobs} <= logs
+
+
+#: columns and metrics that measure wall-clock time: they differ between any two runs
+TIMING = ("fit_time_s", "submitted_at", "started_at", "finished_at", "duration_s", "worker")
+
+
+def _rows(db: Path, table: str) -> list[tuple]:
+    """All rows of a table or view, without ids and timings, in a fixed order."""
+    cols = [c for (_, c, *_rest) in query(db, f"PRAGMA table_info({table})") if c not in ("study_id", "task_id", "id", *TIMING)]
+    where = " WHERE metric NOT IN ('fit_time_s')" if "metric" in cols else ""
+    return query(db, f"SELECT {', '.join(cols)} FROM {table}{where} ORDER BY {', '.join(cols)}")
+
+
+def _assert_same_results(a: Path, b: Path, study: str, tables: tuple[str, ...]) -> None:
+    """Two stores (SLURM, LocalCluster) hold the same tasks, rows and Zarr arrays."""
+    db_a, db_b = a / "regulas.db", b / "regulas.db"
+    assert _rows(db_a, "task") == _rows(db_b, "task")
+    for table in tables:
+        rows = _rows(db_a, table)
+        assert rows, f"{table} is empty"
+        assert rows == _rows(db_b, table), table
+    group_a = zarr.open_group(str(a / "arrays.zarr"), path=study, mode="r")
+    group_b = zarr.open_group(str(b / "arrays.zarr"), path=study, mode="r")
+    names = sorted(name for name, _ in group_a.arrays())
+    assert names and names == sorted(name for name, _ in group_b.arrays())
+    for name in names:
+        np.testing.assert_array_equal(group_a[name][...], group_b[name][...], err_msg=name)
+
+
+def _run_on_slurm_and_locally(tmp_path: Path, config: Path, job_name: str, *overrides: str) -> tuple[Path, Path]:
+    on_slurm = run_cli(["run", str(config), f"store.root={tmp_path / 'slurm'}", *overrides, *_slurm_args(tmp_path, job_name)])
+    assert on_slurm.returncode == 0, on_slurm.stdout + on_slurm.stderr
+    assert "starting SLURMCluster" in on_slurm.stderr and "is shared with the" in on_slurm.stderr
+    local = run_cli(["run", str(config), f"store.root={tmp_path / 'local'}", *overrides, "cluster.n_workers=2", *QUIET])
+    assert local.returncode == 0, local.stdout + local.stderr
+    assert len(_jobs(job_name)) >= 1  # the SLURM run's work ran in jobs of this test
+    return tmp_path / "slurm", tmp_path / "local"
+
+
+def test_splicing_on_slurm_matches_local_cluster(tmp_path: Path, job_name: str) -> None:
+    """24 synthetic events (5% PSI missing), 2 pipelines with a nested grid search, 3 splits."""
+    from test_splicing import N_EVENTS, study_config, write_dataset
+
+    expr, psi = write_dataset(tmp_path / "data")
+    config = study_config(tmp_path / "data", expr, psi)
+    a, b = _run_on_slurm_and_locally(tmp_path, config, job_name)
+    assert query(a / "regulas.db", "SELECT count(*) FROM splice_score") == [(N_EVENTS * 2 * 3,)]
+    _assert_same_results(a, b, "small", ("splice_model", "splice_score", "splice_importance", "performance", "feature_ranking"))
+
+
+def test_regnet_on_slurm_matches_local_cluster(tmp_path: Path, job_name: str) -> None:
+    """A small regNet grid on the real motif scores: 2 cells x 2 replicates, ridge and an LMM."""
+    from test_regnet import MOTIF_FILE
+
+    if not MOTIF_FILE.is_file():
+        pytest.skip(f"shared motif scores absent: {MOTIF_FILE}")
+    grid = ("regnet.replicates=2", "regnet.genes=[60]", "regnet.conditions=[3]", "regnet.motifs=[10]",
+            "regnet.V=[id,freeform]", "regnet.Sigma=[identityV]", "regnet.noise_fraction=[0.5]", "regnet.fraction=[0.3]",
+            "regnet.methods=[{name: ridge, kind: ridge}, {name: lmm, kind: lmm, signal: freeform, noise: diagonal}]",
+            f"regnet.motif_scores={MOTIF_FILE}")
+    a, b = _run_on_slurm_and_locally(tmp_path, CONFIGS / "regnet.yaml", job_name, *grid)
+    counts = dict(query(a / "regulas.db", "SELECT method, count(DISTINCT cell || '/' || replicate) FROM sim_score GROUP BY method"))
+    assert counts == {"simulation": 4, "ridge": 4, "lmm": 4}
+    _assert_same_results(a, b, "regnet", ("sim_score", "sim_result"))
 
 
 def test_workers_are_slurm_jobs_with_one_thread_and_blas_pinned(tmp_path: Path, job_name: str) -> None:
