@@ -29,7 +29,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +137,27 @@ def _wait_for_done(db: Path, at_least: int, proc: subprocess.Popen, timeout: flo
                 raise
         time.sleep(0.1)
     raise AssertionError(f"fewer than {at_least} tasks done after {timeout} s")
+
+
+def _cancel_mid_run(argv: list[str], db: Path, job_name: str, after_done: int, *, before: Callable[[], None] = lambda: None,
+                    timeout: float = 300) -> tuple[int, str, str, float]:
+    """Run the driver; once ``after_done`` tasks are done, ``before()`` then scancel the
+    oldest running worker job. Returns (exit code, output, cancelled job, seconds from
+    the scancel to the driver's end)."""
+    proc = subprocess.Popen(regulas_cmd(*argv), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for_done(db, after_done, proc)
+        before()
+        running = [j for j, state in _jobs(job_name).items() if state == "RUNNING"]
+        assert running, _jobs(job_name)
+        victim = min(running)
+        t0 = time.monotonic()
+        _scancel(victim)
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, out, victim, time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def _assert_complete_without_duplicates(db: Path, n_tasks: int, n_targets: int, n_splits: int) -> None:
@@ -275,18 +296,8 @@ def test_scancel_of_a_worker_job_mid_run(tmp_path: Path, demo_config: Path, job_
     traces.mkdir()
     argv = ["run", str(demo_config), f"store.root={root}", "demo.n_targets=160", "demo.block_size=20", "demo.n_splits=2",
             "demo.sleep_s=0.5", "execution.commit_every_s=0.1", f"demo.trace_dir={traces}", *_slurm_args(tmp_path, job_name)]
-    proc = subprocess.Popen(regulas_cmd(*argv), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        _wait_for_done(db, 3, proc)
-        running = [j for j, state in _jobs(job_name).items() if state == "RUNNING"]
-        assert running, _jobs(job_name)
-        victim = min(running)
-        _scancel(victim)
-        out, _ = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, out
+    code, out, victim, _ = _cancel_mid_run(argv, db, job_name, 3)
+    assert code == 0, out
     assert f"SLURM job {victim} CANCELLED" in out and "submitting a replacement job" in out
     assert len(_jobs(job_name)) >= 3  # two at the start, one replacement
     _assert_complete_without_duplicates(db, 16, 160, 2)
@@ -332,7 +343,7 @@ def test_walltime_kill_by_slurm_workers_are_replaced(tmp_path: Path, demo_config
                     "demo.n_splits=2", "demo.sleep_s=5", f"demo.trace_dir={traces}", *_slurm_args(tmp_path, job_name),
                     "cluster.walltime='1'", "cluster.retire_before_walltime_s=null"], timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "TIMEOUT: worker" in proc.stderr and "submitting a replacement job" in proc.stderr
+    assert "TIMEOUT (TimeLimit): worker" in proc.stderr and "submitting a replacement job" in proc.stderr
     jobs = _jobs(job_name)
     assert list(jobs.values()).count("TIMEOUT") >= 2, jobs
     db = root / "regulas.db"
@@ -364,16 +375,8 @@ exec unshare --mount --propagation private /bin/sh -c 'mount -t tmpfs tmpfs {roo
     argv = ["run", str(demo_config), f"store.root={root}", "demo.n_targets=160", "demo.block_size=20", "demo.n_splits=2",
             "demo.sleep_s=0.5", "execution.commit_every_s=0.1",
             *_slurm_args(tmp_path, job_name, "cluster.min_jobs=1", "cluster.max_jobs=1", f"cluster.python={python}")]
-    proc = subprocess.Popen(regulas_cmd(*argv), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        _wait_for_done(db, 2, proc)
-        (victim,) = [j for j, state in _jobs(job_name).items() if state == "RUNNING"]
-        _scancel(victim)
-        out, _ = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 2, out
+    code, out, _, _ = _cancel_mid_run(argv, db, job_name, 2)
+    assert code == 2, out
     (error,) = [line for line in out.splitlines() if line.startswith("regulas: error:")]
     assert f"store.root {root} is not shared between the driver" in error and "and worker tcp://" in error, error
     assert f"the worker cannot read {root}/.regulas-probe/driver-" in error and "No such file or directory" in error
@@ -394,20 +397,14 @@ def test_all_workers_lost_and_replacements_pending_stops_in_bounded_time(
     argv = ["run", str(demo_config), f"store.root={root}", "demo.n_targets=160", "demo.block_size=20", "demo.n_splits=2",
             "demo.sleep_s=0.5", "execution.commit_every_s=0.1",
             *_slurm_args(tmp_path, job_name, "cluster.min_jobs=1", "cluster.max_jobs=1"), "cluster.startup_timeout_s=20"]
-    proc = subprocess.Popen(regulas_cmd(*argv), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        _wait_for_done(db, 2, proc)
-        _scontrol("update", f"nodename={node}", "state=drain", "reason=regulas-test")
-        (victim,) = [j for j, state in _jobs(job_name).items() if state == "RUNNING"]
-        t0 = time.monotonic()
-        _scancel(victim)
-        out, _ = proc.communicate(timeout=180)
-        elapsed = time.monotonic() - t0
+        code, out, _, elapsed = _cancel_mid_run(
+            argv, db, job_name, 2, before=lambda: _scontrol("update", f"nodename={node}", "state=drain", "reason=regulas-test"),
+            timeout=180,
+        )
     finally:
         _scontrol("update", f"nodename={node}", "state=resume")
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 2, out
+    assert code == 2, out
     (error,) = [line for line in out.splitlines() if line.startswith("regulas: error:")]
     assert "no Dask worker connected for 20 s (cluster.startup_timeout_s)" in error and "PENDING" in error, error
     assert "rerun the same command to resume" in error
