@@ -23,7 +23,9 @@ processes than 1 worker does, and the "speed-up" grows with n beyond what the co
 allow (an earlier run at load average 4-6 measured 2.245 x for 4 SLURM workers on 2
 cores: 4 workers had simply crowded out the other processes). So every run records
 ``busy_cores``; a run whose machine had more busy cores than the run itself can use
-(``min(n, cpus)`` + 0.25) is marked ``contended``, a speed-up above ``min(n, cpus)`` is
+(``min(n, cpus)`` + 0.25) is marked ``contended`` (detectable only for n < cpus, i.e.
+the 1-worker baseline on 2 cores: that is why the load average counts too), a
+speed-up above ``min(n, cpus)`` is
 marked ``implausible``, and the goals are only judged when the load average at the
 start was below 0.5 and no run was contended (``"quiet": true``); otherwise they read
 "not measured: the machine was busy". (The dev SLURM advertises 8 CPUs on 2 cores, so
