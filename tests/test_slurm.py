@@ -5,10 +5,13 @@ or starts it and stops it at the end. The tests skip only where SLURM cannot be
 started: not root, or slurm-wlm not installed. Every test gives its worker jobs their
 own job name, so it can find (and at the end cancel) exactly its own jobs.
 
-Covers: the demo on SLURM gives the same database rows and Zarr arrays as on a
-LocalCluster; workers are SLURM jobs with BLAS pinned; ``scancel`` of a worker job
-mid-run; workers that reach their lifetime before the walltime are replaced; the driver
-killed mid-run and resumed; jobs that cannot start (sbatch refuses an impossible
+Covers: the demo, a splicing and a regNet study on SLURM give the same database rows
+and Zarr arrays as on a LocalCluster; workers are SLURM jobs with BLAS pinned;
+``scancel`` of a worker job mid-run; workers that reach their lifetime before the
+walltime are replaced, and so are workers SLURM kills at the walltime; a replacement
+worker that does not share the store is refused before its first task; all workers lost
+with the replacement pending stops the run in bounded time; the driver killed mid-run
+and resumed; jobs that cannot start (sbatch refuses an impossible
 memory request; a worker that dies at start) stop the run with the reason in bounded
 time; a store the workers do not share (a private tmpfs over store.root in the
 workers' mount namespace, as node-local /tmp would be) is refused before any task;
@@ -20,22 +23,26 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
 
-from conftest import QUIET, REPO, query, regulas_cmd, run_cli
+from conftest import CONFIGS, QUIET, REPO, query, regulas_cmd, run_cli
 
 DEV_CLUSTER = REPO / "slurm" / "dev-cluster.sh"
 TEMPLATE = REPO / "slurm" / "run-study.sbatch"
+
+#: seconds any SLURM command (squeue, scancel, dev-cluster.sh status) may take
+SLURM_CMD_TIMEOUT_S = 60
 
 # small demo: 4 blocks x 2 splits = 8 tasks
 TINY = ("demo.n_targets=80", "demo.block_size=20", "demo.n_splits=2")
@@ -45,7 +52,7 @@ TINY = ("demo.n_targets=80", "demo.block_size=20", "demo.n_splits=2")
 def slurm() -> Iterator[str]:
     """SLURM_CONF of a running dev cluster (started here if it is not up yet)."""
     started = False
-    if subprocess.run([str(DEV_CLUSTER), "status"], capture_output=True).returncode != 0:
+    if subprocess.run([str(DEV_CLUSTER), "status"], capture_output=True, timeout=SLURM_CMD_TIMEOUT_S).returncode != 0:
         if os.geteuid() != 0:
             pytest.skip("SLURM tests: no dev cluster is up and starting slurmd needs root (run as root or start slurm/dev-cluster.sh up)")
         if shutil.which("slurmctld") is None or shutil.which("slurmd") is None:
@@ -54,7 +61,8 @@ def slurm() -> Iterator[str]:
         if up.returncode != 0:
             pytest.fail(f"slurm/dev-cluster.sh up failed:\n{up.stdout}{up.stderr}")
         started = True
-    env_line = subprocess.run([str(DEV_CLUSTER), "env"], capture_output=True, text=True, check=True).stdout
+    env_line = subprocess.run([str(DEV_CLUSTER), "env"], capture_output=True, text=True, check=True,
+                              timeout=SLURM_CMD_TIMEOUT_S).stdout
     conf = env_line.strip().removeprefix("export SLURM_CONF=")
     previous = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = conf
@@ -74,15 +82,31 @@ def job_name(slurm: str) -> Iterator[str]:
     """A job name of this test's own; its leftover jobs are cancelled at the end."""
     name = f"rt-{uuid.uuid4().hex[:8]}"
     yield name
-    subprocess.run(["scancel", f"--name={name}"], capture_output=True)
+    subprocess.run(["scancel", f"--name={name}"], capture_output=True, timeout=SLURM_CMD_TIMEOUT_S)
 
 
 def _jobs(name: str) -> dict[str, str]:
     out = subprocess.run(
         ["squeue", "--noheader", "--states=all", f"--name={name}", "--format=%i|%T"],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, timeout=SLURM_CMD_TIMEOUT_S,
     ).stdout
     return dict(line.split("|") for line in out.split())
+
+
+def _scontrol(*args: str) -> None:
+    subprocess.run(["scontrol", *args], check=True, capture_output=True, timeout=SLURM_CMD_TIMEOUT_S)
+
+
+def _scancel(*args: str) -> None:
+    subprocess.run(["scancel", *args], check=True, capture_output=True, timeout=SLURM_CMD_TIMEOUT_S)
+
+
+def _wait_until_ended(name: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while any(s in ("RUNNING", "PENDING", "COMPLETING") for s in _jobs(name).values()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"jobs {name} still active after {timeout} s: {_jobs(name)}")
+        time.sleep(0.2)
 
 
 def _slurm_args(tmp_path: Path, job_name: str, *extra: str) -> list[str]:
@@ -108,10 +132,32 @@ def _wait_for_done(db: Path, at_least: int, proc: subprocess.Popen, timeout: flo
         try:
             if db.is_file() and _task_status(db).get("done", 0) >= at_least:
                 return
-        except Exception:  # noqa: BLE001 - the tables may not exist yet
-            pass
+        except sqlite3.OperationalError as exc:  # the driver has not created the task table yet
+            if "no such table" not in str(exc):
+                raise
         time.sleep(0.1)
     raise AssertionError(f"fewer than {at_least} tasks done after {timeout} s")
+
+
+def _cancel_mid_run(argv: list[str], db: Path, job_name: str, after_done: int, *, before: Callable[[], None] = lambda: None,
+                    timeout: float = 300) -> tuple[int, str, str, float]:
+    """Run the driver; once ``after_done`` tasks are done, ``before()`` then scancel the
+    oldest running worker job. Returns (exit code, output, cancelled job, seconds from
+    the scancel to the driver's end)."""
+    proc = subprocess.Popen(regulas_cmd(*argv), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for_done(db, after_done, proc)
+        before()
+        running = [j for j, state in _jobs(job_name).items() if state == "RUNNING"]
+        assert running, _jobs(job_name)
+        victim = min(running)
+        t0 = time.monotonic()
+        _scancel(victim)
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, out, victim, time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def _assert_complete_without_duplicates(db: Path, n_tasks: int, n_targets: int, n_splits: int) -> None:
@@ -144,6 +190,70 @@ def test_demo_on_slurm_matches_local_cluster(tmp_path: Path, demo_config: Path, 
     assert {f"{job_name}-{j}.err" for j in jobs} <= logs
 
 
+#: columns and metrics that measure wall-clock time: they differ between any two runs
+TIMING = ("fit_time_s", "submitted_at", "started_at", "finished_at", "duration_s", "worker")
+
+
+def _rows(db: Path, table: str) -> list[tuple]:
+    """All rows of a table or view, without ids and timings, in a fixed order."""
+    cols = [c for (_, c, *_rest) in query(db, f"PRAGMA table_info({table})") if c not in ("study_id", "task_id", "id", *TIMING)]
+    where = " WHERE metric NOT IN ('fit_time_s')" if "metric" in cols else ""
+    return query(db, f"SELECT {', '.join(cols)} FROM {table}{where} ORDER BY {', '.join(cols)}")
+
+
+def _assert_same_results(a: Path, b: Path, study: str, tables: tuple[str, ...]) -> None:
+    """Two stores (SLURM, LocalCluster) hold the same tasks, rows and Zarr arrays."""
+    db_a, db_b = a / "regulas.db", b / "regulas.db"
+    assert _rows(db_a, "task") == _rows(db_b, "task")
+    for table in tables:
+        rows = _rows(db_a, table)
+        assert rows, f"{table} is empty"
+        assert rows == _rows(db_b, table), table
+    group_a = zarr.open_group(str(a / "arrays.zarr"), path=study, mode="r")
+    group_b = zarr.open_group(str(b / "arrays.zarr"), path=study, mode="r")
+    names = sorted(name for name, _ in group_a.arrays())
+    assert names and names == sorted(name for name, _ in group_b.arrays())
+    for name in names:
+        np.testing.assert_array_equal(group_a[name][...], group_b[name][...], err_msg=name)
+
+
+def _run_on_slurm_and_locally(tmp_path: Path, config: Path, job_name: str, *overrides: str) -> tuple[Path, Path]:
+    on_slurm = run_cli(["run", str(config), f"store.root={tmp_path / 'slurm'}", *overrides, *_slurm_args(tmp_path, job_name)])
+    assert on_slurm.returncode == 0, on_slurm.stdout + on_slurm.stderr
+    assert "starting SLURMCluster" in on_slurm.stderr and "is shared with the" in on_slurm.stderr
+    local = run_cli(["run", str(config), f"store.root={tmp_path / 'local'}", *overrides, "cluster.n_workers=2", *QUIET])
+    assert local.returncode == 0, local.stdout + local.stderr
+    assert len(_jobs(job_name)) >= 1  # the SLURM run's work ran in jobs of this test
+    return tmp_path / "slurm", tmp_path / "local"
+
+
+def test_splicing_on_slurm_matches_local_cluster(tmp_path: Path, job_name: str) -> None:
+    """24 synthetic events (5% PSI missing), 2 pipelines with a nested grid search, 3 splits."""
+    from test_splicing import N_EVENTS, study_config, write_dataset
+
+    expr, psi = write_dataset(tmp_path / "data")
+    config = study_config(tmp_path / "data", expr, psi)
+    a, b = _run_on_slurm_and_locally(tmp_path, config, job_name)
+    assert query(a / "regulas.db", "SELECT count(*) FROM splice_score") == [(N_EVENTS * 2 * 3,)]
+    _assert_same_results(a, b, "small", ("splice_model", "splice_score", "splice_importance", "performance", "feature_ranking"))
+
+
+def test_regnet_on_slurm_matches_local_cluster(tmp_path: Path, job_name: str) -> None:
+    """A small regNet grid on the real motif scores: 2 cells x 2 replicates, ridge and an LMM."""
+    from test_regnet import MOTIF_FILE
+
+    if not MOTIF_FILE.is_file():
+        pytest.skip(f"shared motif scores absent: {MOTIF_FILE}")
+    grid = ("regnet.replicates=2", "regnet.genes=[60]", "regnet.conditions=[3]", "regnet.motifs=[10]",
+            "regnet.V=[id,freeform]", "regnet.Sigma=[identityV]", "regnet.noise_fraction=[0.5]", "regnet.fraction=[0.3]",
+            "regnet.methods=[{name: ridge, kind: ridge}, {name: lmm, kind: lmm, signal: freeform, noise: diagonal}]",
+            f"regnet.motif_scores={MOTIF_FILE}")
+    a, b = _run_on_slurm_and_locally(tmp_path, CONFIGS / "regnet.yaml", job_name, *grid)
+    counts = dict(query(a / "regulas.db", "SELECT method, count(DISTINCT cell || '/' || replicate) FROM sim_score GROUP BY method"))
+    assert counts == {"simulation": 4, "ridge": 4, "lmm": 4}
+    _assert_same_results(a, b, "regnet", ("sim_score", "sim_result"))
+
+
 def test_workers_are_slurm_jobs_with_one_thread_and_blas_pinned(tmp_path: Path, job_name: str) -> None:
     from threadpoolctl import threadpool_info
 
@@ -170,26 +280,34 @@ def test_workers_are_slurm_jobs_with_one_thread_and_blas_pinned(tmp_path: Path, 
     assert all(state in ("CANCELLED", "COMPLETED", "COMPLETING") for state in _jobs(job_name).values())
 
 
+def _executions(traces: Path) -> dict[str, list[str]]:
+    """Task key -> the SLURM jobs that started it, one entry per execution (demo.trace_dir)."""
+    out: dict[str, list[str]] = {}
+    for p in traces.iterdir():
+        key, job, _ = p.name.split(".")
+        out.setdefault(key, []).append(job)
+    return out
+
+
 def test_scancel_of_a_worker_job_mid_run(tmp_path: Path, demo_config: Path, job_name: str) -> None:
     root = tmp_path / "out"
     db = root / "regulas.db"
+    traces = tmp_path / "traces"
+    traces.mkdir()
     argv = ["run", str(demo_config), f"store.root={root}", "demo.n_targets=160", "demo.block_size=20", "demo.n_splits=2",
-            "demo.sleep_s=0.5", "execution.commit_every_s=0.1", *_slurm_args(tmp_path, job_name)]
-    proc = subprocess.Popen(regulas_cmd(*argv), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        _wait_for_done(db, 3, proc)
-        running = [j for j, state in _jobs(job_name).items() if state == "RUNNING"]
-        assert running, _jobs(job_name)
-        victim = min(running)
-        subprocess.run(["scancel", victim], check=True)
-        out, _ = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, out
+            "demo.sleep_s=0.5", "execution.commit_every_s=0.1", f"demo.trace_dir={traces}", *_slurm_args(tmp_path, job_name)]
+    code, out, victim, _ = _cancel_mid_run(argv, db, job_name, 3)
+    assert code == 0, out
     assert f"SLURM job {victim} CANCELLED" in out and "submitting a replacement job" in out
     assert len(_jobs(job_name)) >= 3  # two at the start, one replacement
     _assert_complete_without_duplicates(db, 16, 160, 2)
+    # each task's outcome was stored once (one recorded attempt, its 20 targets x 2 metrics)...
+    per_task = query(db, "SELECT t.key, t.attempts, count(s.target) FROM task t JOIN score s ON s.task_id = t.id GROUP BY t.id")
+    assert len(per_task) == 16 and {(a, n) for _, a, n in per_task} == {(1, 40)}
+    # ...although the cancelled job had started a task that it never finished: it ran again elsewhere
+    executions = _executions(traces)
+    cut_short = [k for k, jobs in executions.items() if victim in jobs and any(j != victim for j in jobs)]
+    assert cut_short, executions
     pred = zarr.open_array(str(root / "arrays.zarr"), path="demo/pred", mode="r")[:]
     assert (np.isfinite(pred).sum(axis=0) == 1).all()
 
@@ -214,6 +332,88 @@ def test_walltime_shorter_than_study_workers_retire_and_are_replaced(tmp_path: P
     assert set(Counter(p.name.split(".")[0] for p in traces.iterdir())) == {k for (k,) in query(db, "SELECT key FROM task")}
 
 
+def test_walltime_kill_by_slurm_workers_are_replaced(tmp_path: Path, demo_config: Path, job_name: str) -> None:
+    """No retirement (retire_before_walltime_s null): SLURM itself ends each job at its
+    1-minute walltime (state TIMEOUT), inside a task; the study (about 90 s of work per
+    worker) still completes, with every task's results stored once."""
+    root = tmp_path / "out"
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    proc = run_cli(["run", str(demo_config), f"store.root={root}", "demo.n_targets=360", "demo.block_size=20",
+                    "demo.n_splits=2", "demo.sleep_s=5", f"demo.trace_dir={traces}", *_slurm_args(tmp_path, job_name),
+                    "cluster.walltime='1'", "cluster.retire_before_walltime_s=null"], timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "TIMEOUT (TimeLimit): worker" in proc.stderr and "submitting a replacement job" in proc.stderr
+    jobs = _jobs(job_name)
+    assert list(jobs.values()).count("TIMEOUT") >= 2, jobs
+    db = root / "regulas.db"
+    _assert_complete_without_duplicates(db, 36, 360, 2)
+    per_task = query(db, "SELECT t.attempts, count(s.target) FROM task t JOIN score s ON s.task_id = t.id GROUP BY t.id")
+    assert len(per_task) == 36 and set(per_task) == {(1, 40)}
+    executions = _executions(traces)
+    assert set(executions) == {k for (k,) in query(db, "SELECT key FROM task")}
+    timed_out = {j for j, state in jobs.items() if state == "TIMEOUT"}
+    assert any(set(js) & timed_out and len(js) > 1 for js in executions.values()), executions  # killed inside a task
+
+
+def test_late_worker_that_does_not_share_the_store_is_refused(tmp_path: Path, demo_config: Path, job_name: str) -> None:
+    """The first worker job sees store.root; its replacement (after scancel) runs in a
+    private mount namespace with an empty tmpfs over store.root: the probe must stop the
+    run before the replacement runs a task."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux) to give a worker a private mount namespace")
+    root = tmp_path / "out"
+    root.mkdir()
+    db = root / "regulas.db"
+    first = tmp_path / "first-job-started"  # mkdir is atomic: only the first job creates it
+    python = tmp_path / "python-first-job-shares.sh"
+    python.write_text(f"""#!/bin/sh
+if mkdir {first} 2>/dev/null; then exec {sys.executable} "$@"; fi
+exec unshare --mount --propagation private /bin/sh -c 'mount -t tmpfs tmpfs {root} && exec {sys.executable} "$@"' sh "$@"
+""")
+    python.chmod(0o755)
+    argv = ["run", str(demo_config), f"store.root={root}", "demo.n_targets=160", "demo.block_size=20", "demo.n_splits=2",
+            "demo.sleep_s=0.5", "execution.commit_every_s=0.1",
+            *_slurm_args(tmp_path, job_name, "cluster.min_jobs=1", "cluster.max_jobs=1", f"cluster.python={python}")]
+    code, out, _, _ = _cancel_mid_run(argv, db, job_name, 2)
+    assert code == 2, out
+    (error,) = [line for line in out.splitlines() if line.startswith("regulas: error:")]
+    assert f"store.root {root} is not shared between the driver" in error and "and worker tcp://" in error, error
+    assert f"the worker cannot read {root}/.regulas-probe/driver-" in error and "No such file or directory" in error
+    workers = {w for (w,) in query(db, "SELECT DISTINCT worker FROM task WHERE status = 'done'")}
+    assert len(workers) == 1  # only the first job's worker did tasks
+    assert query(db, "SELECT status FROM study") == [("interrupted",)]
+
+
+def test_all_workers_lost_and_replacements_pending_stops_in_bounded_time(
+    tmp_path: Path, demo_config: Path, job_name: str, slurm: str
+) -> None:
+    """The node is drained, then the only worker job is cancelled: its replacement stays
+    PENDING; the driver stops after cluster.startup_timeout_s with SLURM's reason."""
+    root = tmp_path / "out"
+    db = root / "regulas.db"
+    node = subprocess.run(["sinfo", "--noheader", "-N", "--format=%N"], capture_output=True, text=True, check=True,
+                          timeout=SLURM_CMD_TIMEOUT_S).stdout.split()[0]
+    argv = ["run", str(demo_config), f"store.root={root}", "demo.n_targets=160", "demo.block_size=20", "demo.n_splits=2",
+            "demo.sleep_s=0.5", "execution.commit_every_s=0.1",
+            *_slurm_args(tmp_path, job_name, "cluster.min_jobs=1", "cluster.max_jobs=1"), "cluster.startup_timeout_s=20"]
+    try:
+        code, out, _, elapsed = _cancel_mid_run(
+            argv, db, job_name, 2, before=lambda: _scontrol("update", f"nodename={node}", "state=drain", "reason=regulas-test"),
+            timeout=180,
+        )
+    finally:
+        _scontrol("update", f"nodename={node}", "state=resume")
+    assert code == 2, out
+    (error,) = [line for line in out.splitlines() if line.startswith("regulas: error:")]
+    assert "no Dask worker connected for 20 s (cluster.startup_timeout_s)" in error and "PENDING" in error, error
+    assert "rerun the same command to resume" in error
+    assert 20 < elapsed < 90
+    done = _task_status(db)["done"]
+    assert 2 <= done < 16 and query(db, "SELECT status FROM study") == [("interrupted",)]
+    _wait_until_ended(job_name)  # closing the cluster cancelled the pending replacement
+
+
 def test_driver_killed_mid_run_resumes_without_redoing_done_tasks(tmp_path: Path, demo_config: Path, job_name: str) -> None:
     root = tmp_path / "out"
     db = root / "regulas.db"
@@ -231,10 +431,8 @@ def test_driver_killed_mid_run_resumes_without_redoing_done_tasks(tmp_path: Path
         if proc.poll() is None:
             proc.kill()
     # the orphaned worker jobs lost their scheduler; cancel them before the rerun
-    subprocess.run(["scancel", f"--name={job_name}"], check=True)
-    deadline = time.monotonic() + 60
-    while any(s in ("RUNNING", "PENDING", "COMPLETING") for s in _jobs(job_name).values()) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    _scancel(f"--name={job_name}")
+    _wait_until_ended(job_name)
     done_before = {k for (k,) in query(db, "SELECT key FROM task WHERE status='done'")}
     assert 4 <= len(done_before) < 16
     counts_before = Counter(p.name.split(".")[0] for p in traces.iterdir())

@@ -4,8 +4,12 @@ Flow: open (or resume) the study row -> the workload writes its inputs and creat
 arrays -> plan -> check chunk ownership -> register tasks -> start the cluster -> check
 that the workers share the store folder -> keep at most ``execution.max_in_flight``
 tasks submitted -> the single writer commits each outcome (rows + done mark in one
-transaction) -> summary. While it waits for results the driver asks the cluster backend
-at least every second whether it can still run tasks (e.g. SLURM jobs that die at start).
+transaction) -> summary. While it waits for results the driver, at least every second,
+asks the cluster backend whether it can still run tasks (e.g. SLURM jobs that die at
+start), checks the store probe of the workers that joined since (each worker runs it
+before its first task, see :mod:`regulas.execution.probe`), and gives up when no worker
+has been connected for ``cluster.startup_timeout_s`` (e.g. every SLURM job lost and the
+replacements pending).
 """
 
 from __future__ import annotations
@@ -21,10 +25,10 @@ from distributed import Client, Future, as_completed
 from sqlalchemy import Engine, select
 
 from regulas.config.study import StudySpec
-from regulas.errors import StoreError
+from regulas.errors import ClusterError, StoreError
 from regulas.execution.cluster import ClusterBackend, make_backend
 from regulas.execution.plan import Task
-from regulas.execution.probe import check_shared_store
+from regulas.execution.probe import StoreGate
 from regulas.execution.progress import RunProgress
 from regulas.execution.worker import execute_task
 from regulas.store import schema
@@ -39,6 +43,11 @@ from regulas.store.database import (
 )
 from regulas.store.sink import Sink, TaskOutcome
 from regulas.studies.base import StudyContext
+
+#: seconds to fetch one finished task's outcome (a few rows) before the driver polls the
+#: cluster again; doubled for each retry of the same task, up to MAX_RESULT_WAIT_S
+RESULT_WAIT_S = 5.0
+MAX_RESULT_WAIT_S = 300.0
 
 VERSIONED_PACKAGES = ("regulas-hpc", "numpy", "scipy", "scikit-learn", "pandas", "dask", "distributed", "zarr", "SQLAlchemy")
 
@@ -206,64 +215,121 @@ def _execute(
         # the scheduler's HTTP server runs even with the dashboard off: ask the config
         if getattr(spec.cluster, "dashboard_address", "") is not None and client.dashboard_link:
             progress.message(f"dashboard: {client.dashboard_link}")
-        probed = check_shared_store(client, spec.store.root_path, timeout_s=spec.cluster.startup_timeout_s)
-        progress.message(f"store {spec.store.root_path} is shared with the {probed} connected worker(s)")
-        # an adaptive cluster grows while it runs: size the queue for what it may become
-        threads = (backend.planned_threads() if backend is not None else None) or sum(client.nthreads().values()) or 1
-        limit = spec.execution.max_in_flight or 4 * threads
-        blas = getattr(spec.cluster, "blas_threads", 1)
-        store_path = str(spec.store.arrays_path)
-        pending = iter(todo)
-        in_flight: dict[object, Task] = {}
-        completed = as_completed()
-
-        def submit_next() -> None:
-            task = next(pending, None)
-            if task is None:
-                return
-            future = client.submit(
-                execute_task,
-                spec.workload,
-                task,
-                store_path,
-                spec.study.name,
-                blas,
-                key=f"regulas-{task.key}",
-                pure=False,
-            )
-            in_flight[future.key] = task
-            sink.submitted(task.key)
-            completed.add(future)
-
-        progress.start(total=total, already_done=already_done)
+        gate = StoreGate(client, spec.store.root_path, timeout_s=spec.cluster.startup_timeout_s)
         try:
-            for _ in range(limit):
-                submit_next()
-            for future in _finished(completed, backend, progress):
-                task = in_flight.pop(future.key)
-                try:
-                    outcome = future.result()
-                except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: recorded, siblings go on
-                    outcome = _failure(task, exc)
-                future.release()
-                sink.add(outcome)
-                progress.update(outcome.status == "done")
-                submit_next()
+            progress.message(f"store {spec.store.root_path} is shared with the {len(gate.passed)} connected worker(s)")
+            _run_tasks(spec, todo, sink, progress, client, backend, gate, total=total, already_done=already_done)
         finally:
-            progress.close()
+            gate.close()
     finally:
         if backend is not None:
             backend.close()
 
 
-def _finished(completed: as_completed, backend: ClusterBackend | None, progress: RunProgress, check_every_s: float = 1.0) -> Iterator[Future]:
-    """The futures of ``completed`` as they finish; while waiting, ``backend.check()`` at
-    least every ``check_every_s`` raises if the cluster can no longer run them."""
+def _run_tasks(
+    spec: StudySpec,
+    todo: list[Task],
+    sink: Sink,
+    progress: RunProgress,
+    client: Client,
+    backend: ClusterBackend | None,
+    gate: StoreGate,
+    *,
+    total: int,
+    already_done: int,
+) -> None:
+    """Keep up to ``max_in_flight`` tasks submitted; hand each outcome to the sink."""
+    # an adaptive cluster grows while it runs: size the queue for what it may become
+    threads = (backend.planned_threads() if backend is not None else None) or sum(client.nthreads().values()) or 1
+    limit = spec.execution.max_in_flight or 4 * threads
+    blas = getattr(spec.cluster, "blas_threads", 1)
+    store_path = str(spec.store.arrays_path)
+    pending = iter(todo)
+    in_flight: dict[object, Task] = {}
+    result_wait: dict[object, float] = {}  # futures whose result could not be fetched in time
+    completed = as_completed()
+
+    def submit_next() -> None:
+        task = next(pending, None)
+        if task is None:
+            return
+        future = client.submit(
+            execute_task,
+            spec.workload,
+            task,
+            store_path,
+            spec.study.name,
+            blas,
+            key=f"regulas-{task.key}",
+            pure=False,
+        )
+        in_flight[future.key] = task
+        sink.submitted(task.key)
+        completed.add(future)
+
+    progress.start(total=total, already_done=already_done)
+    try:
+        for _ in range(limit):
+            submit_next()
+        for future in _finished(completed, backend, gate, progress, stall_timeout_s=spec.cluster.startup_timeout_s):
+            task = in_flight[future.key]
+            wait_s = result_wait.get(future.key, RESULT_WAIT_S)
+            try:
+                outcome = future.result(timeout=wait_s)
+            except TimeoutError as exc:
+                if future.status == "error":  # the task itself raised it
+                    outcome = _failure(task, exc)
+                else:
+                    # its result was lost with its worker and is computed again, maybe on a
+                    # worker that joins (and must pass the probe) meanwhile: look again later
+                    result_wait[future.key] = min(2 * wait_s, MAX_RESULT_WAIT_S)
+                    completed.add(future)
+                    continue
+            except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: recorded, siblings go on
+                outcome = _failure(task, exc)
+            del in_flight[future.key]
+            result_wait.pop(future.key, None)
+            future.release()
+            sink.add(outcome)
+            progress.update(outcome.status == "done")
+            submit_next()
+    finally:
+        progress.close()
+
+
+def _finished(
+    completed: as_completed,
+    backend: ClusterBackend | None,
+    gate: StoreGate,
+    progress: RunProgress,
+    *,
+    stall_timeout_s: float,
+    check_every_s: float = 1.0,
+) -> Iterator[Future]:
+    """The futures of ``completed`` as they finish. While waiting, at least every
+    ``check_every_s``: ``backend.check()`` raises if the cluster can no longer run them,
+    the gate checks the probe reports of workers that joined since, and a
+    :class:`ClusterError` ends the wait once no worker has been connected for ``stall_timeout_s``."""
     next_check = time.monotonic() + check_every_s
+    no_worker_since: float | None = None
     while not completed.is_empty():
-        if backend is not None and time.monotonic() >= next_check:
-            for line in backend.check():
+        now = time.monotonic()
+        if now >= next_check:
+            lines = backend.check() if backend is not None else []
+            for line in lines + gate.admit_new():
                 progress.message(line)
+            if gate.connected():
+                no_worker_since = None
+            elif no_worker_since is None:
+                no_worker_since = now
+                progress.message(f"no Dask worker is connected; waiting up to {stall_timeout_s:g} s for one")
+            elif now - no_worker_since > stall_timeout_s:
+                state = backend.describe_state() if backend is not None else ""
+                raise ClusterError(
+                    f"no Dask worker connected for {stall_timeout_s:g} s (cluster.startup_timeout_s) while "
+                    f"{completed.count()} task(s) wait" + (f"; {state}" if state else "")
+                    + "; the done tasks are stored: rerun the same command to resume"
+                )
             next_check = time.monotonic() + check_every_s
         with completed.thread_condition:  # as_completed notifies it after queueing a future
             if not completed.has_ready():

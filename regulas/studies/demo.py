@@ -42,7 +42,7 @@ class DemoConfig:
     sleep_s: float = 0.0  # extra seconds per task
     fail_blocks: list[int] = field(default_factory=list)  # blocks whose tasks raise
     crash_blocks: list[int] = field(default_factory=list)  # blocks whose tasks kill their worker process
-    trace_dir: str | None = None  # one empty file per task execution, to count them
+    trace_dir: str | None = None  # one empty file per task execution (key.job.unique), to count them
 
     def check(self, prefix: str, source: str | None) -> None:
         for key in ("n_samples", "n_features", "n_targets", "block_size", "alpha"):
@@ -129,7 +129,9 @@ class DemoWorkload(Workload):
         c = self.config
         block = ctx.task.block
         if c.trace_dir:
-            Path(c.trace_dir, f"{ctx.task.key}.{uuid.uuid4().hex}").touch()
+            # key.<SLURM job or "local">.<unique>: which job started which execution
+            job = os.environ.get("SLURM_JOB_ID", "local")
+            Path(c.trace_dir, f"{ctx.task.key}.{job}.{uuid.uuid4().hex}").touch()
         if block["block"] in c.crash_blocks:
             os._exit(70)  # what a segfault or the OOM killer does to a worker
         if block["block"] in c.fail_blocks:

@@ -6,12 +6,19 @@ its config section into a running :class:`distributed.Client`.
 
 from __future__ import annotations
 
+import logging
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from distributed import Client
+
+log = logging.getLogger(__name__)
+
+#: seconds a client or cluster may take to close before regulas gives up on it
+CLOSE_TIMEOUT_S = 60.0
 
 BLAS_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -53,6 +60,10 @@ class ClusterBackend(ABC):
         """
         return []
 
+    def describe_state(self) -> str:
+        """What the cluster's resource manager says about its workers (for error messages)."""
+        return ""
+
     def planned_threads(self) -> int | None:
         """Worker threads an adaptive cluster may grow to; None: count the connected ones."""
         return None
@@ -63,7 +74,7 @@ class ClusterBackend(ABC):
 
     def close(self) -> None:
         if self.client is not None:
-            self.client.close()
+            close_bounded("the Dask client", self.client.close)
             self.client = None
 
     def __enter__(self) -> Client:
@@ -71,6 +82,17 @@ class ClusterBackend(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def close_bounded(what: str, close: Callable[..., object], timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
+    """``close(timeout=timeout_s)``; False (and a warning) when it fails or hangs: closing
+    runs in ``finally`` blocks and must neither block forever nor hide the run's own error."""
+    try:
+        close(timeout=timeout_s)
+    except (TimeoutError, OSError, RuntimeError) as exc:
+        log.warning("could not close %s within %g s: %s", what, timeout_s, exc or type(exc).__name__)
+        return False
+    return True
 
 
 def default_workers() -> int:

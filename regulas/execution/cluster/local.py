@@ -9,7 +9,7 @@ from distributed import Client, LocalCluster
 
 from regulas.config.typed import positive
 from regulas.errors import ClusterError
-from regulas.execution.cluster.base import ClusterBackend, ClusterConfigBase, blas_env, default_workers
+from regulas.execution.cluster.base import ClusterBackend, ClusterConfigBase, blas_env, close_bounded, default_workers
 
 
 @dataclass(frozen=True)
@@ -66,5 +66,5 @@ class LocalBackend(ClusterBackend):
     def close(self) -> None:
         super().close()
         if self.cluster is not None:
-            self.cluster.close()
+            close_bounded("the LocalCluster", self.cluster.close)
             self.cluster = None

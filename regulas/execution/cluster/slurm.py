@@ -10,6 +10,8 @@ and retired jobs are replaced, and jobs that cannot start stop the run with thei
 
 from __future__ import annotations
 
+import logging
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,9 +27,11 @@ from distributed.core import Status
 
 from regulas.config.typed import positive
 from regulas.errors import ClusterError, ConfigError
-from regulas.execution.cluster.base import ClusterBackend, ClusterConfigBase, blas_env
-from regulas.execution.cluster.slurm_jobs import walltime_seconds
+from regulas.execution.cluster.base import ClusterBackend, ClusterConfigBase, blas_env, close_bounded
+from regulas.execution.cluster.slurm_jobs import COMMAND_TIMEOUT_S, walltime_seconds
 from regulas.execution.cluster.slurm_watch import JobWatch
+
+log = logging.getLogger(__name__)
 
 #: placeholders in a job script printed without a running scheduler
 SCRIPT_SCHEDULER = "tcp://SCHEDULER-ADDRESS:PORT"
@@ -238,7 +242,7 @@ class SlurmBackend(ClusterBackend):
             if time.monotonic() > deadline:
                 raise ClusterError(
                     f"no Dask worker connected within cluster.startup_timeout_s={self.config.startup_timeout_s:g} s; "
-                    f"SLURM says: {self.watch.describe_jobs()}; job logs in {self.log_directory}"
+                    + self.describe_state()
                 )
             time.sleep(0.2)
 
@@ -248,6 +252,10 @@ class SlurmBackend(ClusterBackend):
         if self.watch.fatal is not None:
             raise self.watch.fatal
         return self.watch.take_news()
+
+    def describe_state(self) -> str:
+        jobs = self.watch.describe_jobs() if self.watch is not None else "no job submitted"
+        return f"SLURM says: {jobs}; job logs in {self.log_directory}"
 
     def describe(self) -> str:
         cfg = self.config
@@ -263,8 +271,19 @@ class SlurmBackend(ClusterBackend):
             self.watch.stop()
         super().close()
         if self.cluster is not None:
-            self.cluster.close()  # cancels the jobs it submitted
+            # closing cancels the jobs it submitted; if it cannot, cancel them ourselves
+            if not close_bounded("the SLURMCluster", self.cluster.close) and self.watch is not None:
+                self._cancel_jobs(self.watch.job_ids())
             self.cluster = None
         if self._dask_config is not None:
             self._dask_config.__exit__(None, None, None)  # restores the timeout
             self._dask_config = None
+
+    @staticmethod
+    def _cancel_jobs(job_ids: list[str]) -> None:
+        if not job_ids:
+            return
+        try:
+            subprocess.run(["scancel", *job_ids], capture_output=True, timeout=COMMAND_TIMEOUT_S, check=True)
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.warning("could not cancel the worker jobs %s: %s; cancel them with scancel", " ".join(job_ids), exc)

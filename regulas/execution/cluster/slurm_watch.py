@@ -9,7 +9,8 @@ the jobs, and
 
 * turns a job that ended (or is pending for good) before its worker connected into a
   :class:`~regulas.errors.ClusterError` with the job's state, exit code and the tail of
-  its ``.err`` log, when no other worker can carry the study (or too many such jobs failed);
+  its ``.err`` log, when no other worker can carry the study (or too many such jobs
+  failed in a row, without a job in between whose worker connected);
 * drops an ended job from the plan so that adaptive scaling submits a replacement.
 
 Everything that touches the cluster runs on its loop; the driver thread only reads
@@ -25,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from regulas.errors import ClusterError
-from regulas.execution.cluster.slurm_jobs import JobInfo, SlurmCommandError, job_exit_code, job_states, log_tail
+from regulas.execution.cluster.slurm_jobs import (
+    COMMAND_TIMEOUT_S,
+    JobInfo,
+    SlurmCommandError,
+    job_exit_code,
+    job_states,
+    log_tail,
+)
 
 #: poll interval until the first worker has connected
 STARTUP_POLL_S = 0.5
@@ -71,7 +79,12 @@ class JobWatch:
         """Cancel the polling (and a running squeue) before the cluster's loop closes."""
         self._stopped = True
         if self._task is not None:
-            self.cluster.sync(self._end)
+            with contextlib.suppress(TimeoutError):  # the loop is stuck: closing the cluster deals with it
+                self.cluster.sync(self._end, callback_timeout=COMMAND_TIMEOUT_S)
+
+    def job_ids(self) -> list[str]:
+        """Every job this watch has seen submitted."""
+        return list(self._known)
 
     @property
     def n_connected(self) -> int:
@@ -129,7 +142,10 @@ class JobWatch:
             self._known.setdefault(job_id, name)
         spec_of = self._spec_names()
         connected_specs = {spec_of.get(str(w.get("name"))) for w in cluster.scheduler_info.get("workers", {}).values()}
-        self._connected_jobs.update(job_id for name, job_id in current.items() if name in connected_specs)
+        connected = {job_id for name, job_id in current.items() if name in connected_specs}
+        if connected - self._connected_jobs:
+            self.start_failures = 0  # a job that works ends a streak of jobs that did not
+        self._connected_jobs |= connected
 
         while self.submit_errors:
             name, message = self.submit_errors.pop(0)
@@ -171,7 +187,7 @@ class JobWatch:
             reason = (
                 "no Dask worker is connected"
                 if self.n_connected == 0
-                else f"{self.start_failures} worker jobs failed to start"
+                else f"{self.start_failures} worker jobs in a row failed to start"
             )
             self.fatal = ClusterError(f"{message}\n(stopping: {reason})")
             return
