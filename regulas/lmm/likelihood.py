@@ -79,15 +79,16 @@ class Evaluation:
                 Wu2 = (W * pr.u[:, None]) ** 2
                 diag0 = diag0 + (s @ Wu2) / self._den
                 diag1 = diag1 + (Wu2.sum(axis=0) + pr.n11) / self._den
-            idx = np.diag_indices_from(inner0)
-            inner0[idx] += diag0
-            inner1[idx] += diag1
-            inner0 = 0.5 * (inner0 + inner0.T)
-            inner1 = 0.5 * (inner1 + inner1.T)
+            # both inner matrices are symmetric by construction (Z^T D Z); halve them in place
+            inner0 *= 0.5
+            inner1 *= 0.5
+            flat0, flat1 = inner0.reshape(-1), inner1.reshape(-1)
+            flat0[:: pr.P + 1] += 0.5 * diag0
+            flat1[:: pr.P + 1] += 0.5 * diag1
             Tc = self.Tc
-            g0 = 0.5 * (Tc.T @ inner0 @ Tc)
-            g1 = 0.5 * (Tc.T @ inner1 @ Tc)
-            self._grad = (0.5 * (g0 + g0.T), 0.5 * (g1 + g1.T), 0.5 * inner0, 0.5 * inner1)
+            g0 = Tc.T @ inner0 @ Tc
+            g1 = Tc.T @ inner1 @ Tc
+            self._grad = (0.5 * (g0 + g0.T), 0.5 * (g1 + g1.T), inner0, inner1)
         return self._grad
 
     def information(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -210,14 +211,16 @@ class KronSumProblem:
         if info != 0:
             raise np.linalg.LinAlgError("eigendecomposition failed")
         Tc = Q.T @ L1inv
-        logdet_C1 = 2.0 * float(np.log(np.abs(np.diag(L1))).sum())
+        logdet_C1 = 2.0 * float(np.log(np.abs(L1.diagonal())).sum())
         if not (lam[0] * self.s_max > -1.0 and np.isfinite(lam[-1])):  # W = 1 / (lam s + 1) > 0
             raise FloatingPointError("C0 is not positive semi-definite relative to C1")
 
         Yr = self.Uy @ Tc.T  # r x P
         Ny1 = Tc @ self.Ny1
         Nyy = Tc @ self.Nyy @ Tc.T
-        W = 1.0 / (np.multiply.outer(s, lam) + 1.0)  # r x P
+        W = np.multiply.outer(s, lam)
+        W += 1.0
+        np.reciprocal(W, out=W)  # r x P, 1 / (lam s + 1)
         den = None
         if self.fit_intercept:
             Wu = W * u[:, None]

@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg.lapack import dposv, dpotrf, dsyevd
 
 from regulas.lmm.likelihood import Evaluation, KronSumProblem
 
@@ -46,7 +47,9 @@ class ScoringResult:
 
 def _project_psd(C: np.ndarray, rank: int | None = None) -> tuple[np.ndarray, bool]:
     """Nearest PSD matrix of rank <= ``rank`` (Frobenius), and whether anything was cut."""
-    w, Q = np.linalg.eigh((C + C.T) / 2)
+    w, Q, info = dsyevd(C, lower=1)  # direct LAPACK: numpy's wrapper costs more than the work at small P
+    if info != 0:
+        raise np.linalg.LinAlgError("eigendecomposition failed")
     cut = bool(w[0] < 0)
     w = np.clip(w, 0.0, None)
     if rank is not None and rank < w.size:
@@ -55,10 +58,18 @@ def _project_psd(C: np.ndarray, rank: int | None = None) -> tuple[np.ndarray, bo
     return np.asarray((Q * w) @ Q.T), cut
 
 
+def _cholesky(C: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of a symmetric C (lower triangle read); LinAlgError if not PD."""
+    L, info = dpotrf(C, lower=1, clean=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("matrix is not positive definite")
+    return np.asarray(L)
+
+
 def _try(problem: KronSumProblem, C0: np.ndarray, C1: np.ndarray) -> tuple[Evaluation, np.ndarray] | None:
     C1 = (C1 + C1.T) / 2
     try:
-        return problem.evaluate(C0, np.linalg.cholesky(C1), gradient=False), C1
+        return problem.evaluate(C0, _cholesky(C1), gradient=False), C1
     except (np.linalg.LinAlgError, FloatingPointError):
         return None
 
@@ -81,7 +92,7 @@ def fisher_scoring(
     """
     C0, _ = _project_psd(C0, rank)
     C1 = (C1 + C1.T) / 2
-    ev = problem.evaluate(C0, np.linalg.cholesky(C1))
+    ev = problem.evaluate(C0, _cholesky(C1))
     it, pred, cut, converged = 0, np.inf, False, False
     for it in range(1, max_iter + 1):
         o00, o01, o11 = ev.information()
@@ -135,9 +146,8 @@ def factor_scoring(
     P, k = L.shape
     n = P * k
     C1 = (C1 + C1.T) / 2
-    ev = problem.evaluate(L @ L.T, np.linalg.cholesky(C1))
+    ev = problem.evaluate(L @ L.T, _cholesky(C1))
     it, pred, converged = 0, np.inf, False
-    eye = np.eye(n)
     for it in range(1, max_iter + 1):
         o00, o01, o11 = ev.information()
         g0, g1 = ev.rotated_gradients()
@@ -145,21 +155,14 @@ def factor_scoring(
         ot = np.clip(o00 - o01**2 / o11, 0.0, None)
         Tc = ev.Tc
         Mm = Tc @ L  # P x k
-        # D[i, c] = t_i m_c^T + m_c t_i^T: rotated derivative of C0 along L[i, c]
-        D = Tc.T[:, None, :, None] * Mm.T[None, :, None, :]
-        D = (D + D.transpose(0, 1, 3, 2)).reshape(n, P * P)
-        h = D @ gt.ravel()
-        H = 0.5 * (D * ot.ravel()) @ D.T
-        # L -> L R (R orthogonal) leaves C0 unchanged: H is singular there, h is zero there
-        H[np.diag_indices(n)] += 1e-10 * float(np.trace(H)) / n + 1e-300
-        try:
-            x = np.linalg.solve(H, h)
-        except np.linalg.LinAlgError:
-            x = np.linalg.lstsq(H + 1e-6 * float(np.trace(H)) / n * eye, h, rcond=None)[0]
-        a = (x @ D).reshape(P, P)
+        H = _face_information(Tc, Mm, ot)
+        h = (2.0 * (Tc.T @ gt @ Mm)).ravel()
+        x = _solve_pd(H, h)
+        X = x.reshape(P, k)
+        a = (Tc @ X) @ Mm.T
+        a += a.T
         b = (2.0 * g1 - o01 * a) / o11
         pred = 0.5 * float(h @ x) + float((g1 * g1 / o11).sum())
-        X = x.reshape(P, k)
         D1 = ev.Tc_inv @ b @ ev.Tc_inv.T
         step, new = 1.0, None
         for _ in range(_HALVINGS):
@@ -180,6 +183,37 @@ def factor_scoring(
         if gain < min_gain:
             break
     return ScoringResult(L @ L.T, C1, ev, it, pred, converged, False)
+
+
+def _face_information(Tc: np.ndarray, Mm: np.ndarray, ot: np.ndarray) -> np.ndarray:
+    """H = 1/2 sum_pq o~_pq D_ic,pq D_jd,pq for D_ic = t_i m_c^T + m_c t_i^T, as (P k) x (P k).
+
+    Expanding the product (o~ symmetric) leaves two terms, each a few small matrix products
+    instead of one (P k) x P^2 x (P k) product:
+    A[i,c,j,d] = sum_p t_pi t_pj sum_q o~_pq m_qc m_qd, B[i,c,j,d] = sum_pq t_pi m_pd o~_pq m_qc t_qj.
+    """
+    P, k = Mm.shape
+    Bp = ot @ (Mm[:, :, None] * Mm[:, None, :]).reshape(P, k * k)  # Bp[p, (c, d)]
+    TT = (Tc[:, :, None] * Tc[:, None, :]).reshape(P, P * P)
+    A = (TT.T @ Bp).reshape(P, P, k, k).transpose(0, 2, 1, 3)
+    X = (Tc[:, :, None] * Mm[:, None, :]).reshape(P, P * k)  # X[p, (i, d)] = t_pi m_pd
+    B = (X.T @ ot @ X).reshape(P, k, P, k).transpose(0, 3, 2, 1)
+    H = (A + B).reshape(P * k, P * k)
+    return 0.5 * (H + H.T)
+
+
+def _solve_pd(H: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Solve H x = h for a PSD H (singular along rotations L -> L R): ridge-regularised Cholesky."""
+    n = h.size
+    ridge = 1e-10 * float(np.trace(H)) / n + 1e-300
+    for _ in range(6):
+        Hr = H.copy()
+        Hr.reshape(-1)[:: n + 1] += ridge
+        _, x, info = dposv(Hr, h, lower=1)
+        if info == 0:
+            return np.asarray(x)
+        ridge *= 1e3
+    return np.asarray(np.linalg.lstsq(H, h, rcond=None)[0])
 
 
 def factor_of(C0: np.ndarray, rank: int | None = None, rel: float = 1e-9) -> np.ndarray:
