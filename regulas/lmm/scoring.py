@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import solve_triangular
 from scipy.linalg.lapack import dposv, dpotrf, dsyevd
 
 from regulas.lmm.likelihood import Evaluation, KronSumProblem
@@ -281,9 +282,6 @@ def whitened_lbfgs(
     that, and whitening once by the expected information at the start makes its problem well
     conditioned. Stops when 1/2 g^T I^-1 g (I at the start) falls below ``tol``.
     """
-    from scipy.linalg import solve_triangular
-    from scipy.optimize import minimize
-
     P, k = L.shape
     tril = np.tril_indices(P)
     diag_pos = np.flatnonzero(tril[0] == tril[1])
@@ -317,34 +315,62 @@ def whitened_lbfgs(
     # rotations L -> L R leave C0 unchanged: a small ridge keeps the metric definite
     H[np.diag_indices_from(H)] += 1e-8 * float(np.trace(H)) / H.shape[0] + 1e-300
     R = np.linalg.cholesky(H).T  # H = R^T R; x = R theta
-    x0 = R @ theta0
-    last: dict[str, float] = {}
+    diag_rows = tril[0][diag_pos]
 
-    def f(x: np.ndarray) -> tuple[float, np.ndarray]:
-        theta = solve_triangular(R, x, check_finite=False)
-        Lc, F = unpack(theta)
+    def at(x: np.ndarray) -> tuple[Evaluation, np.ndarray, np.ndarray] | None:
+        Lc, F = unpack(solve_triangular(R, x, check_finite=False))
         try:
-            e = problem.evaluate(Lc @ Lc.T, F)
+            return problem.evaluate(Lc @ Lc.T, F, gradient=False), Lc, F
         except (np.linalg.LinAlgError, FloatingPointError):
-            return np.inf, np.zeros_like(x)
-        g0, g1 = e.grad_C0, e.grad_C1
-        gL = (2.0 * g0 @ Lc).ravel()
-        g1t = (2.0 * g1 @ F)[tril]
-        g1t[diag_pos] *= F[diag_pos_rows, diag_pos_rows]
-        g = np.concatenate([gL, g1t])
-        gw = solve_triangular(R, g, trans="T", check_finite=False)
-        last["pred"] = 0.5 * float(gw @ gw)
-        return -e.loglik, -gw
+            return None
 
-    diag_pos_rows = tril[0][diag_pos]
+    def ascent(point: tuple[Evaluation, np.ndarray, np.ndarray]) -> np.ndarray:
+        e, Lc, F = point
+        g1t = (2.0 * e.grad_C1 @ F)[tril]
+        g1t[diag_pos] *= F[diag_rows, diag_rows]
+        g = np.concatenate([(2.0 * e.grad_C0 @ Lc).ravel(), g1t])
+        return np.asarray(solve_triangular(R, g, trans="T", check_finite=False))
 
-    def stop(intermediate_result: object) -> None:
-        if last.get("pred", np.inf) < tol:
-            raise StopIteration
-
-    res = minimize(f, x0, jac=True, method="L-BFGS-B", callback=stop,
-                   options={"maxiter": max_iter, "ftol": 1e-15, "gtol": 1e-12, "maxcor": 30})
-    Lc, F = unpack(solve_triangular(R, res.x, check_finite=False))
-    ev = problem.evaluate(Lc @ Lc.T, F)
-    pred = last.get("pred", np.inf)
-    return ScoringResult(Lc @ Lc.T, F @ F.T, ev, int(res.nit), pred, pred < tol, False)
+    # L-BFGS (two-loop recursion, backtracking Armijo search) maximising the log-likelihood in x;
+    # written out because scipy's wrapper costs more than the few iterations needed here
+    x = R @ theta0
+    point = (ev, L, L1)
+    g = ascent(point)
+    pred = 0.5 * float(g @ g)
+    pairs: list[tuple[np.ndarray, np.ndarray, float]] = []
+    it = 0
+    while pred >= tol and it < max_iter:
+        it += 1
+        q = g.copy()
+        alphas = []
+        for sv, yv, rho in reversed(pairs):
+            alpha = rho * float(sv @ q)
+            q -= alpha * yv
+            alphas.append(alpha)
+        if pairs:
+            sv, yv, _ = pairs[-1]
+            q *= float(sv @ yv) / float(yv @ yv)
+        for (sv, yv, rho), alpha in zip(pairs, reversed(alphas)):
+            q += (alpha - rho * float(yv @ q)) * sv
+        slope = float(g @ q)
+        if slope <= 0:  # not an ascent direction: forget the curvature pairs
+            q, slope, pairs = g.copy(), float(g @ g), []
+        step, new = 1.0, None
+        for _ in range(_HALVINGS + 8):
+            cand = at(x + step * q)
+            if cand is not None and cand[0].loglik >= point[0].loglik + 1e-4 * step * slope:
+                new = cand
+                break
+            step /= 2
+        if new is None:
+            break
+        g_new = ascent(new)
+        sv, yv = step * q, g - g_new  # curvature of -loglik
+        if float(sv @ yv) > 1e-12 * float(sv @ sv):
+            pairs.append((sv, yv, 1.0 / float(sv @ yv)))
+            if len(pairs) > 30:
+                pairs.pop(0)
+        x, point, g = x + step * q, new, g_new
+        pred = 0.5 * float(g @ g)
+    ev, Lc, F = point
+    return ScoringResult(Lc @ Lc.T, F @ F.T, ev, it, pred, pred < tol, False)
