@@ -59,6 +59,19 @@ def _project_psd(C: np.ndarray, rank: int | None = None) -> tuple[np.ndarray, bo
     return np.asarray((Q * w) @ Q.T), cut
 
 
+def _remaining(pred: float, gain: float, last_gain: float, tol: float) -> float:
+    """Estimated log-likelihood still to gain: the Fisher prediction, or, where scoring converges
+    only linearly (expected and observed information differ), the geometric tail of the gains."""
+    rate = gain / last_gain if last_gain > 0 else 0.0
+    if gain < 1e-3 * tol:
+        tail = 0.0
+    elif rate < 0.95:
+        tail = gain * rate / (1.0 - rate)
+    else:
+        tail = np.inf
+    return max(pred, tail)
+
+
 def _cholesky(C: np.ndarray) -> np.ndarray:
     """Lower Cholesky factor of a symmetric C (lower triangle read); LinAlgError if not PD."""
     L, info = dpotrf(C, lower=1, clean=1)
@@ -94,7 +107,7 @@ def fisher_scoring(
     C0, _ = _project_psd(C0, rank)
     C1 = (C1 + C1.T) / 2
     ev = problem.evaluate(C0, _cholesky(C1))
-    it, pred, cut, converged = 0, np.inf, False, False
+    it, pred, cut, converged, last_gain = 0, np.inf, False, False, np.inf
     for it in range(1, max_iter + 1):
         o00, o01, o11 = ev.information()
         g0, g1 = ev.rotated_gradients()
@@ -120,11 +133,12 @@ def fisher_scoring(
             break
         gain = new[0].loglik - ev.loglik
         C0, C1, ev = C0n, new[1], new[0]
-        if pred < tol and not cut:
+        if not cut and _remaining(pred, gain, last_gain, tol) < tol:
             converged = True
             break
         if gain < min_gain:
             break
+        last_gain = gain
     return ScoringResult(C0, C1, ev, it, pred, converged, cut)
 
 
@@ -148,7 +162,7 @@ def factor_scoring(
     n = P * k
     C1 = (C1 + C1.T) / 2
     ev = problem.evaluate(L @ L.T, _cholesky(C1))
-    it, pred, converged = 0, np.inf, False
+    it, pred, converged, last_gain = 0, np.inf, False, np.inf
     for it in range(1, max_iter + 1):
         o00, o01, o11 = ev.information()
         g0, g1 = ev.rotated_gradients()
@@ -178,11 +192,12 @@ def factor_scoring(
             break
         gain = new[0].loglik - ev.loglik
         L, C1, ev = Ln, new[1], new[0]
-        if pred < tol:
+        if _remaining(pred, gain, last_gain, tol) < tol:
             converged = True
             break
         if gain < min_gain:
             break
+        last_gain = gain
     return ScoringResult(L @ L.T, C1, ev, it, pred, converged, False)
 
 
