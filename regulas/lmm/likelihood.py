@@ -27,6 +27,8 @@ from scipy.linalg.lapack import dsyevd, dtrtri
 from regulas.lmm.validation import LMMInputError, check_design
 
 LOG2PI = float(np.log(2.0 * np.pi))
+# (Tc, Tc^-1, lam, log|C1|, Tc N_y1, Tc N_yy Tc^T): the conditions' rotation, see KronSumProblem.rotate
+Rotation = tuple[np.ndarray, np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]
 
 
 class Evaluation:
@@ -67,29 +69,37 @@ class Evaluation:
 
     def _gradients(self) -> tuple[np.ndarray, ...]:
         if self._grad is None:
-            pr, W, Zhat, s = self._problem, self.W, self.Zhat, self._problem.s
-            a = s @ W  # tr over genes of K (lam K + I)^-1, per rotated condition
-            c = W.sum(axis=0) + (pr.G - pr.r)
-            Zs = Zhat * s[:, None]
-            inner0 = Zs.T @ Zhat
-            inner1 = Zhat.T @ Zhat + self._Nrr
-            diag0, diag1 = -a, -c
-            if pr.reml:
-                # derivative of -1/2 log|X^T V^-1 X|
-                Wu2 = (W * pr.u[:, None]) ** 2
-                diag0 = diag0 + (s @ Wu2) / self._den
-                diag1 = diag1 + (Wu2.sum(axis=0) + pr.n11) / self._den
-            # both inner matrices are symmetric by construction (Z^T D Z); halve them in place
-            inner0 *= 0.5
-            inner1 *= 0.5
-            flat0, flat1 = inner0.reshape(-1), inner1.reshape(-1)
-            flat0[:: pr.P + 1] += 0.5 * diag0
-            flat1[:: pr.P + 1] += 0.5 * diag1
-            Tc = self.Tc
-            g0 = Tc.T @ inner0 @ Tc
-            g1 = Tc.T @ inner1 @ Tc
-            self._grad = (0.5 * (g0 + g0.T), 0.5 * (g1 + g1.T), inner0, inner1)
+            inner0, inner1 = self.inner_gradients()
+            self._grad = (*self.rotate_back(inner0, inner1), inner0, inner1)
         return self._grad
+
+    def rotate_back(self, inner0: np.ndarray, inner1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rotated gradients back to the conditions' coordinates: the O(P^3) part of the gradient."""
+        Tc = self.Tc
+        g0 = Tc.T @ inner0 @ Tc
+        g1 = Tc.T @ inner1 @ Tc
+        return 0.5 * (g0 + g0.T), 0.5 * (g1 + g1.T)
+
+    def inner_gradients(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rotated gradients, uncached: the O(r P^2) part of the gradient."""
+        pr, W, Zhat, s = self._problem, self.W, self.Zhat, self._problem.s
+        a = s @ W  # tr over genes of K (lam K + I)^-1, per rotated condition
+        c = W.sum(axis=0) + (pr.G - pr.r)
+        Zs = Zhat * s[:, None]
+        inner0 = Zs.T @ Zhat
+        inner1 = Zhat.T @ Zhat + self._Nrr
+        diag0, diag1 = -a, -c
+        if pr.reml:
+            # derivative of -1/2 log|X^T V^-1 X|
+            Wu2 = (W * pr.u[:, None]) ** 2
+            diag0 = diag0 + (s @ Wu2) / self._den
+            diag1 = diag1 + (Wu2.sum(axis=0) + pr.n11) / self._den
+        # both inner matrices are symmetric by construction (Z^T D Z); halve them in place
+        inner0 *= 0.5
+        inner1 *= 0.5
+        inner0.reshape(-1)[:: pr.P + 1] += 0.5 * diag0
+        inner1.reshape(-1)[:: pr.P + 1] += 0.5 * diag1
+        return inner0, inner1
 
     def information(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Blocks (o00, o01, o11) of Omega_pq, the expected information of the rotated covariance
@@ -200,8 +210,11 @@ class KronSumProblem:
 
         ``gradient`` is kept for callers' clarity only: gradients are computed on first access.
         """
-        P, G, s, u = self.P, self.G, self.s, self.u
-        # rotate the conditions: Tc C1 Tc^T = I, Tc C0 Tc^T = diag(lam)
+        return self.reduce(self.rotate(C0, L1))
+
+    def rotate(self, C0: np.ndarray, L1: np.ndarray) -> Rotation:
+        """The O(P^3) part of an evaluation: Tc with Tc C1 Tc^T = I and Tc C0 Tc^T = diag(lam),
+        its inverse, log|C1| and the rotated null-space Gram matrices."""
         # direct LAPACK calls: at small P the wrappers' overhead would dominate an evaluation
         L1inv, info = dtrtri(L1, lower=1)
         if info != 0:
@@ -210,14 +223,17 @@ class KronSumProblem:
         lam, Q, info = dsyevd(Ct, lower=1)
         if info != 0:
             raise np.linalg.LinAlgError("eigendecomposition failed")
-        Tc = Q.T @ L1inv
-        logdet_C1 = 2.0 * float(np.log(np.abs(L1.diagonal())).sum())
         if not (lam[0] * self.s_max > -1.0 and np.isfinite(lam[-1])):  # W = 1 / (lam s + 1) > 0
             raise FloatingPointError("C0 is not positive semi-definite relative to C1")
+        Tc = Q.T @ L1inv
+        logdet_C1 = 2.0 * float(np.log(np.abs(L1.diagonal())).sum())
+        return Tc, L1 @ Q, lam, logdet_C1, Tc @ self.Ny1, Tc @ self.Nyy @ Tc.T
 
+    def reduce(self, rotated: Rotation) -> Evaluation:
+        """The O(r P^2) part of an evaluation, from :meth:`rotate`'s output."""
+        Tc, Tc_inv, lam, logdet_C1, Ny1, Nyy = rotated
+        P, G, s, u = self.P, self.G, self.s, self.u
         Yr = self.Uy @ Tc.T  # r x P
-        Ny1 = Tc @ self.Ny1
-        Nyy = Tc @ self.Nyy @ Tc.T
         W = np.multiply.outer(s, lam)
         W += 1.0
         np.reciprocal(W, out=W)  # r x P, 1 / (lam s + 1)
@@ -239,7 +255,6 @@ class KronSumProblem:
         if self.reml:
             # log|X^T V^-1 X| = sum log den - log|C1|; log|X^T X| = P log G
             ll -= 0.5 * (float(np.log(den).sum()) - logdet_C1 - P * np.log(G))
-        Tc_inv = L1 @ Q
         intercept = Tc_inv @ d if self.fit_intercept else d
         return Evaluation(self, ll, Tc, Tc_inv, lam, W, Zhat, intercept, Nrr, den)
 
