@@ -344,8 +344,9 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         if loose:
             ftol, gtol, max_iter = _SCREEN_TOL, _SCREEN_TOL * 10, min(int(self.max_iter), _SCREEN_ITER)
         else:
-            # an iteration gaining < tol / 100 log-likelihood units ends the run
-            ftol, gtol, max_iter = 1e-2 * float(self.tol) * scale, 1e-4 * float(self.tol), int(self.max_iter)
+            # an iteration gaining < tol / 100 log-likelihood units ends the run (but no less than
+            # 1e-13 relative: below that |loglik|'s round-off decides)
+            ftol, gtol, max_iter = max(1e-2 * float(self.tol) * scale, 1e-13), 1e-4 * float(self.tol), int(self.max_iter)
         res = minimize(f, theta, jac=True, method="L-BFGS-B", options={"maxiter": max_iter, "ftol": ftol, "gtol": gtol, "maxcor": 20})
         loglik = problem.evaluate(sig.cov(res.x[:n0]), noise_factor(noi, res.x[n0:]), gradient=False).loglik
         return _Run(np.asarray(res.x), loglik, bool(res.success), int(res.nit), name, [name])
