@@ -3,14 +3,18 @@
 Model: low-rank C0 (rank 4) and diagonal C1, the structure that keeps the number of
 parameters linear in P. Each P runs in its own child process so that its peak memory
 (ru_maxrss) is its own. Per P we report the setup (one decomposition of M and the
-projections of Y), the cost of one likelihood + gradient evaluation split into its
-O(r P^2) part (rotating U^T Y and the Gram products, r = rank M = 600) and its O(P^3)
-part (eigendecomposition and P x P products), and the wall time of a whole fit.
-The P where the O(P^3) share of an evaluation passes one half is reported as the crossover.
+projections of Y), the cost of one likelihood + gradient evaluation and of the wall time of a
+whole fit. The evaluation is timed in its real stages (KronSumProblem.rotate and
+Evaluation's back-rotation of the gradient: O(P^3), the eigendecomposition of
+C1^-1/2 C0 C1^-1/2 and P x P products; KronSumProblem.reduce and
+Evaluation.inner_gradients: O(r P^2), r = rank M = 600); the stages' sum is reported against
+the whole evaluation as coverage. The P where the O(P^3) stages pass half of the time is
+reported as the crossover.
 
     python benchmarks/lmm_tcga_scale.py --quick    # P in {8, 64, 256}: < 2 min on 2 cores
     python benchmarks/lmm_tcga_scale.py            # P in {8, 32, 128, 256, 512, 1000}
-The last line is one JSON object; results go to benchmarks/results/lmm_tcga_scale.json.
+The last line is one JSON object; results go to benchmarks/results/lmm_tcga_scale.json
+(--quick: lmm_tcga_scale.quick.json).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from threadpoolctl import threadpool_limits
 from regulas.execution.plan import derive_seed
 from regulas.lmm import KronSumLMM, KronSumProblem
 
-RESULTS = Path(__file__).resolve().parent / "results" / "lmm_tcga_scale.json"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ROOT_SEED = 20201118
 G, T, RANK = 20_000, 600, 4
 
@@ -67,20 +71,31 @@ def _one_p(P: int, threads: int | None, max_iter: int, queue: Any) -> None:
         rng = np.random.default_rng(seed)
         L = rng.standard_normal((P, RANK))
         C0, L1 = L @ L.T / P, np.diag(np.sqrt(rng.uniform(0.5, 2.0, P)))
-        t_eval = _best_of(lambda: problem.evaluate(C0, L1))
-        # the two cost classes inside one evaluation, timed on their own
-        Tc = problem.evaluate(C0, L1).Tc
-        inner = rng.standard_normal((P, P))
-        t_rp2 = _best_of(lambda: (problem.Uy @ Tc.T, problem.Uy.T @ problem.Uy, problem.Uy.T @ problem.Uy))
-        t_p3 = _best_of(lambda: (np.linalg.eigh(C0), Tc @ C0 @ Tc.T, Tc @ problem.Nyy @ Tc.T, Tc.T @ inner @ Tc, Tc.T @ inner @ Tc))
-        del problem
-        tracemalloc.start()  # numpy reports its buffers to tracemalloc: peak of the fit alone
-        t0 = time.perf_counter()
-        est = KronSumLMM(signal="lowrank_k", rank=RANK, noise="diagonal", n_restarts=0, max_iter=max_iter, random_state=seed)
-        est.fit(M, Y)
-        fit = time.perf_counter() - t0
-        fit_peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
+        t_eval = _best_of(lambda: problem.evaluate(C0, L1).grad_C0)  # value and gradient
+        # the evaluation's own stages, timed one by one
+        rotated = problem.rotate(C0, L1)
+        ev = problem.reduce(rotated)
+        inner0, inner1 = ev.inner_gradients()
+        t_rotate = _best_of(lambda: problem.rotate(C0, L1))
+        t_reduce = _best_of(lambda: problem.reduce(rotated))
+        t_inner = _best_of(ev.inner_gradients)
+        t_back = _best_of(lambda: ev.rotate_back(inner0, inner1))
+        t_p3, t_rp2 = t_rotate + t_back, t_reduce + t_inner
+        del problem, ev
+        fit_row: dict[str, Any] = {}
+        if max_iter > 0:
+            tracemalloc.start()  # numpy reports its buffers to tracemalloc: peak of the fit alone
+            t0 = time.perf_counter()
+            est = KronSumLMM(signal="lowrank_k", rank=RANK, noise="diagonal", n_restarts=0, max_iter=max_iter, random_state=seed)
+            est.fit(M, Y)
+            fit_row = {
+                "fit_s": round(time.perf_counter() - t0, 2),
+                "n_iter": est.n_iter_,
+                "converged": est.converged_,
+                "loglik": est.log_likelihood_,
+                "fit_peak_traced_mb": round(tracemalloc.get_traced_memory()[1] / 2**20, 1),
+            }
+            tracemalloc.stop()
     queue.put(
         {
             "P": P,
@@ -88,12 +103,11 @@ def _one_p(P: int, threads: int | None, max_iter: int, queue: Any) -> None:
             "eval_s": round(t_eval, 5),
             "eval_rP2_part_s": round(t_rp2, 5),
             "eval_P3_part_s": round(t_p3, 5),
+            "stages_s": {"rotate": round(t_rotate, 5), "reduce": round(t_reduce, 5),
+                         "inner_gradients": round(t_inner, 5), "gradient_back_rotation": round(t_back, 5)},
+            "stage_coverage": round((t_p3 + t_rp2) / t_eval, 3),
             "P3_share": round(t_p3 / (t_p3 + t_rp2), 3),
-            "fit_s": round(fit, 2),
-            "n_iter": est.n_iter_,
-            "converged": est.converged_,
-            "loglik": est.log_likelihood_,
-            "fit_peak_traced_mb": round(fit_peak / 2**20, 1),
+            **fit_row,
             "process_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }
     )
@@ -105,10 +119,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="BLAS threads (default: all of the node)")
     ap.add_argument("--max-iter", type=int, default=2000, help="L-BFGS-B iterations per start")
     ap.add_argument("--P", type=int, nargs="+", default=[8, 32, 128, 256, 512, 1000], help="conditions (full mode)")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--stages-only", action="store_true",
+                    help="time the evaluation's stages, no fits (writes lmm_tcga_scale.stages.json)")
+    ap.add_argument("--out", type=Path, default=None, help="default results/lmm_tcga_scale[.quick|.stages].json")
     args = ap.parse_args()
+    suffix = ".quick" if args.quick else (".stages" if args.stages_only else "")
+    out = args.out or RESULTS_DIR / f"lmm_tcga_scale{suffix}.json"
     Ps = [8, 64, 256] if args.quick else args.P
-    max_iter = min(args.max_iter, 300) if args.quick else args.max_iter
+    max_iter = 0 if args.stages_only else (min(args.max_iter, 300) if args.quick else args.max_iter)
 
     rows = []
     ctx = mp.get_context("fork")
@@ -120,29 +138,30 @@ def main() -> None:
         proc.join()
         rows.append(row)
         print(json.dumps(row), flush=True)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"partial": True, "rows": rows}, indent=1))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"partial": True, "rows": rows}, indent=1))
 
     # below ~1 ms per evaluation Python overhead, not flops, sets the split: ignore those P
     crossover = next((r["P"] for r in rows if r["P3_share"] > 0.5 and r["eval_P3_part_s"] > 1e-3), None)
     summary = {
         "benchmark": "lmm_tcga_scale",
-        "mode": "quick" if args.quick else "full",
+        "mode": "quick" if args.quick else ("stages only" if args.stages_only else "full"),
         "G": G,
         "T": T,
         "signal": f"lowrank_k (rank {RANK})",
         "noise": "diagonal",
         "threads": args.threads or "all",
         "P": [r["P"] for r in rows],
-        "fit_s": [r["fit_s"] for r in rows],
+        "fit_s": [r.get("fit_s") for r in rows],
         "eval_s": [r["eval_s"] for r in rows],
-        "fit_peak_traced_mb": [r["fit_peak_traced_mb"] for r in rows],
+        "fit_peak_traced_mb": [r.get("fit_peak_traced_mb") for r in rows],
         "process_peak_rss_mb": [r["process_peak_rss_mb"] for r in rows],
         "P3_share": [r["P3_share"] for r in rows],
+        "stage_coverage": [r["stage_coverage"] for r in rows],
         "P3_dominates_from_P": crossover,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
     print(json.dumps(summary))
 
 

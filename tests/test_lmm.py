@@ -329,3 +329,44 @@ def test_escape_step_leaves_a_collapsed_signal():
     escaped, _ = est._escape(problem, sig, noi, start)
     assert escaped.loglik > start.loglik + 1.0
     assert np.linalg.matrix_rank(sig.cov(escaped.theta[: sig.n_params])) >= 1
+
+
+# -- (7) the default stopping rule reaches the optimum of a tight, many-restart reference ------
+
+
+def _hard_data(seed: int, G: int, T: int, P: int, *, c0_rank: int | None, sigma_smallest: float | None):
+    rng = np.random.default_rng(seed)
+    M = rng.gamma(0.5, 1.0, size=(G, T))
+    M = (M - M.min(0)) / (M.max(0) - M.min(0))
+    C0 = _rand_cov(rng, P, rank=c0_rank)
+    C1 = _rand_cov(rng, P, smallest=sigma_smallest)
+    beta = rng.standard_normal((T, P)) @ np.linalg.cholesky(C0 + 1e-12 * np.eye(P)).T / np.sqrt(T)
+    Y = 1.0 + M @ beta + rng.standard_normal((G, P)) @ np.linalg.cholesky(C1).T
+    return M, Y
+
+
+@pytest.mark.parametrize(
+    "seed, P, c0_rank, sigma_smallest, model",
+    [
+        (21, 4, None, 1e-6, {"signal": "freeform"}),  # nearly singular Sigma
+        (22, 6, 2, 1e-4, {"signal": "freeform"}),  # singular optimum: C0 on the PSD boundary
+        (23, 5, None, 1e-6, {"signal": "lowrank_k", "rank": 1}),
+        (24, 6, 3, None, {"signal": "lowrank_k", "rank": 2}),
+        (25, 4, None, 1e-5, {"signal": "diagonal"}),
+        (26, 4, None, None, {"signal": "block", "blocks": [2, 2], "noise": "diagonal"}),
+        (27, 3, None, 1e-6, {"signal": "identity", "noise": "freeform"}),
+    ],
+)
+def test_default_reaches_tight_many_restart_optimum(seed, P, c0_rank, sigma_smallest, model):
+    M, Y = _hard_data(seed, 150, 25, P, c0_rank=c0_rank, sigma_smallest=sigma_smallest)
+    fast = KronSumLMM(random_state=0, **model).fit(M, Y)
+    # reference: tolerance 10^4 x tighter, 8 random starts more, and separately L-BFGS-B on the
+    # Cholesky/log parameters from the same starts (the independent solver path)
+    tight = KronSumLMM(random_state=1, tol=1e-10, n_restarts=8, max_iter=20000, **model).fit(M, Y)
+    problem = KronSumProblem(M, Y)
+    sig = make_signal(model["signal"], P, rank=model.get("rank"), blocks=model.get("blocks"))
+    noi = make_noise(model.get("noise", "freeform"), P)
+    lbfgs, _, _ = tight._fit_lbfgs(problem, sig, noi, tight._starts(problem, np.random.default_rng(1)))
+    ref = max(tight.log_likelihood_, problem.user_loglik(lbfgs.loglik))
+    assert fast.log_likelihood_ >= ref - 1e-6 * max(1.0, abs(ref))
+    assert fast.converged_

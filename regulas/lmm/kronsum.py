@@ -13,6 +13,7 @@ simulation drawing rows of beta from N(0, sigma^2 V) has C0 = T sigma^2 V here.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -20,7 +21,7 @@ import numpy as np
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from regulas.lmm.covariance import (
     NOISE_STRUCTURES,
@@ -33,12 +34,31 @@ from regulas.lmm.covariance import (
     preconditioner,
 )
 from regulas.lmm.likelihood import Evaluation, KronSumProblem
-from regulas.lmm.scoring import fisher_scoring
+from regulas.lmm.scoring import ScoringResult, factor_of, factor_scoring, fisher_scoring, null_ascent, whitened_lbfgs
 from regulas.lmm.validation import LMMInputError, check_choice, check_design, check_matrix
 
 _ESCAPE_STEPS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # multiples of the mean variance, internal units
-_SCREEN_TOL, _SCREEN_ITER = 1e-6, 50  # screening runs of every start
-_N_POLISH = 2  # starts polished to full tolerance
+_SCREEN_TOL, _SCREEN_ITER = 1e-6, 30  # L-BFGS screening runs of every start (relative ftol, iterations)
+# scoring screens stop below this gain (loglik units) or after this many steps. Freeform C0
+# screens longer: the screened point's rank picks the face the polish works on
+_SCREEN_SCORING = {"freeform": (1e-2, 10), "lowrank_k": (1e-1, 3)}
+_POLISH_WITHIN = 0.1  # screened starts this close to the best (loglik units) are polished if distinct
+_WHITEN_EVERY = 15  # L-BFGS iterations between re-whitenings by the Fisher information
+# with a misspecified rank the expected information overstates the curvature, so the predicted
+# gain understates the remaining one (by ~10x measured): stop at a smaller predicted gain
+_FISHER_SLACK = 1e-2
+_FACE_ROUNDS = 4  # rank increases of C0 tried after a converged face
+_controller: ThreadpoolController | None = None
+
+
+def _single_threaded() -> Any:
+    """Limit BLAS to one thread (a context manager); a no-op when it already is (cheap check)."""
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController()
+    if all(lib.get("num_threads", 1) == 1 for lib in _controller.info()):
+        return contextlib.nullcontext()
+    return _controller.limit(limits=1)
 
 
 @dataclass
@@ -49,6 +69,7 @@ class _Run:
     n_iter: int
     start: str
     history: list[str] = field(default_factory=list)
+    covs: tuple[np.ndarray, np.ndarray] | None = None  # (C0, C1) when the solver works in covariance space
 
 
 class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
@@ -72,9 +93,11 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     n_restarts : random Wishart starts in addition to the three deterministic ones (moment
         estimate, moment shrunk toward isotropic, isotropic).
     random_state : seed or numpy Generator for the random starts.
-    max_iter : L-BFGS-B iterations per start.
-    tol : L-BFGS-B ``ftol``, relative to |log-likelihood|; gradient tolerance tol * 10. Screening
-        runs use max(tol, 1e-6).
+    max_iter : iterations per start and solver stage.
+    tol : convergence threshold in log-likelihood units. With freeform C1 and freeform or
+        low-rank C0 the fit stops when the Fisher-predicted remaining gain 1/2 g^T I^-1 g falls
+        below it (on the face of C0's rank where the optimum is singular); other structures use
+        L-BFGS-B, stopping when an iteration gains less than tol / 100.
     decomposition : "auto" | "gram" | "svd", see :class:`KronSumProblem`.
 
     Attributes
@@ -84,8 +107,8 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     intercept_ : (P,) GLS intercept b.
     C0_, C1_ : (P, P) fitted signal and noise covariances.
     log_likelihood_ : maximised (restricted) log-likelihood, same quantity as Kron2Sum.lml().
-    converged_ : whether L-BFGS-B reported convergence for the best run.
-    n_iter_ : L-BFGS-B iterations summed over all starts and escape steps.
+    converged_ : whether the best run met the stopping rule (rather than max_iter or a stalled step).
+    n_iter_ : solver iterations summed over all starts, stages and escape steps.
     start_log_likelihoods_ : dict start name -> log-likelihood reached from it.
     """
 
@@ -100,7 +123,7 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         n_restarts: int = 1,
         random_state: int | np.random.Generator | None = None,
         max_iter: int = 2000,
-        tol: float = 1e-11,
+        tol: float = 1e-6,
         decomposition: str = "auto",
     ) -> None:
         self.signal = signal
@@ -131,26 +154,24 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         if not (isinstance(self.tol, (int, float)) and self.tol > 0):
             raise LMMInputError(f"tol must be a positive number; got {self.tol!r}")
         problem = KronSumProblem(M, Y, fit_intercept=self.fit_intercept, reml=self.reml, decomposition=self.decomposition)
-        A = preconditioner(sig, noi, (problem.Uy.T @ problem.Uy + problem.Nyy) / problem.G)
-        if A is not None:
-            sig, noi = Preconditioned(sig, A), Preconditioned(noi, A)
         rng = np.random.default_rng(self.random_state)
+        covs = self._starts(problem, rng)
 
         # evaluations work on r x P and P x P arrays: BLAS threads only add overhead below P ~ 64
-        with threadpool_limits(1 if P < 64 else None):
-            # screen every start loosely, then polish the most promising ones to full tolerance
-            screened = [self._optimise(problem, sig, noi, theta, name, loose=True) for name, theta in self._starts(problem, sig, noi, rng)]
-            screened.sort(key=lambda run: -run.loglik)
-            polished = [self._optimise(problem, sig, noi, run.theta, run.start) for run in screened[:_N_POLISH]]
-            best = max(polished, key=lambda run: run.loglik)
-            best, escape_iter = self._escape(problem, sig, noi, best)
-        runs = polished + screened[_N_POLISH:]
-        n_iter = sum(r.n_iter for r in screened + polished) + escape_iter
+        with _single_threaded() if P < 64 else contextlib.nullcontext():
+            if self.noise == "freeform" and self.signal in ("freeform", "lowrank_k"):
+                best, runs, n_iter = self._fit_scoring(problem, sig, noi, covs)
+            else:
+                A = preconditioner(sig, noi, (problem.Uy.T @ problem.Uy + problem.Nyy) / problem.G)
+                if A is not None:
+                    sig, noi = Preconditioned(sig, A), Preconditioned(noi, A)
+                best, runs, n_iter = self._fit_lbfgs(problem, sig, noi, covs)
 
-        n0 = sig.n_params
-        theta0, theta1 = best.theta[:n0], best.theta[n0:]
-        C0i = sig.cov(theta0)
-        L1 = noise_factor(noi, theta1)
+        if best.covs is not None:
+            C0i, L1 = best.covs[0], np.linalg.cholesky(best.covs[1])
+        else:
+            n0 = sig.n_params
+            C0i, L1 = sig.cov(best.theta[:n0]), noise_factor(noi, best.theta[n0:])
         ev = problem.evaluate(C0i, L1, gradient=False)
         self.C0_, self.C1_ = problem.to_user(C0i, L1 @ L1.T)
         self.intercept_ = problem.intercept_to_user(ev.intercept)
@@ -172,9 +193,8 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         return np.asarray(M @ self.coef_ + self.intercept_)
 
     # -- optimisation -------------------------------------------------------------------
-    def _starts(
-        self, problem: KronSumProblem, sig: Structure, noi: Structure, rng: np.random.Generator
-    ) -> list[tuple[str, np.ndarray]]:
+    def _starts(self, problem: KronSumProblem, rng: np.random.Generator) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """(name, C0, C1) start values in internal units."""
         P = problem.P
         C0m, C1m = problem.moments()
         w0, Q0 = np.linalg.eigh((C0m + C0m.T) / 2)
@@ -198,7 +218,103 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
             X1 = rng.standard_normal((P, P))
             W0, W1 = X0 @ X0.T / P, X1 @ X1.T / P
             covs.append((f"wishart{i}", W0 * v0, 0.5 * (W1 * v1 + C1p)))
-        return [(name, np.concatenate([sig.from_cov(c0), noi.from_cov(c1)])) for name, c0, c1 in covs]
+        return covs
+
+    def _fit_scoring(
+        self, problem: KronSumProblem, sig: Structure, noi: Structure, covs: list[tuple[str, np.ndarray, np.ndarray]]
+    ) -> tuple[_Run, list[_Run], int]:
+        """Freeform C1 with freeform or low-rank C0: scoring screens every start, the best
+        (and distinct ones nearly as good) are polished; no L-BFGS on Cholesky factors."""
+        rank = int(self.rank) if self.signal == "lowrank_k" else None  # type: ignore[arg-type]
+        tol, max_iter = float(self.tol), int(self.max_iter)
+        screened = []
+        min_gain, steps = _SCREEN_SCORING[self.signal]
+        for name, C0, C1 in covs:
+            r = fisher_scoring(problem, C0, C1, rank=rank, max_iter=steps, tol=tol, min_gain=min_gain)
+            screened.append((r, name))
+        screened.sort(key=lambda item: -item[0].ev.loglik)
+        chosen: list[tuple[ScoringResult, str]] = []
+        for r, name in screened:
+            if r.ev.loglik < screened[0][0].ev.loglik - _POLISH_WITHIN:
+                break
+            if all(np.linalg.norm(r.C0 - c.C0) > 0.05 * np.linalg.norm(c.C0) for c, _ in chosen):
+                chosen.append((r, name))
+        n_iter = sum(r.n_iter for r, _ in screened)
+        runs: list[_Run] = []
+        for r, name in chosen:
+            final, history, used = self._polish(problem, r, rank, tol, max_iter)
+            n_iter += used
+            theta = np.concatenate([sig.from_cov(final.C0), noi.from_cov(final.C1)])
+            runs.append(_Run(theta, final.ev.loglik, final.converged, used + r.n_iter, name, [name] + history, (final.C0, final.C1)))
+        best = max(runs, key=lambda run: run.loglik)
+        done = {run.start for run in runs}
+        runs += [
+            _Run(np.concatenate([sig.from_cov(r.C0), noi.from_cov(r.C1)]), r.ev.loglik, False, r.n_iter, name, [name])
+            for r, name in screened
+            if name not in done
+        ]
+        return best, runs, n_iter
+
+    def _polish(
+        self, problem: KronSumProblem, r: ScoringResult, rank: int | None, tol: float, max_iter: int
+    ) -> tuple[ScoringResult, list[str], int]:
+        """Converge a screened scoring run; returns the result, the solver path and iterations."""
+        history: list[str] = []
+        used = 0
+        if rank is None:
+            r = fisher_scoring(problem, r.C0, r.C1, max_iter=max_iter, tol=tol, min_gain=1e-3)
+            used += r.n_iter
+            history.append("scoring")
+            if r.converged:  # interior optimum: Newton-like convergence, nothing left to do
+                return r, history, used
+        for _ in range(_FACE_ROUNDS):
+            L = factor_of(r.C0, rank)
+            if rank is None:
+                # a singular optimum: converge on the face of rank-k matrices, k = rank of C0
+                f = factor_scoring(problem, L, r.C1, max_iter=max_iter, tol=tol)
+                history.append(f"face{L.shape[1]}")
+            else:
+                # a misspecified rank: expected and observed information differ, use quasi-Newton,
+                # re-whitened every few iterations (the metric at a far start goes stale)
+                # a round that converges at once under a fresh metric ends it
+                f = whitened_lbfgs(problem, L, r.C1, max_iter=_WHITEN_EVERY, tol=_FISHER_SLACK * tol)
+                while used + f.n_iter < max_iter:
+                    if (f.converged and f.n_iter <= 2) or (not f.converged and f.n_iter < _WHITEN_EVERY):
+                        break
+                    used += f.n_iter
+                    f = whitened_lbfgs(problem, factor_of(f.C0, rank), f.C1, max_iter=_WHITEN_EVERY, tol=_FISHER_SLACK * tol)
+                history.append(f"rank{L.shape[1]}")
+            used += f.n_iter
+            if f.ev.loglik < r.ev.loglik:
+                f = ScoringResult(r.C0, r.C1, r.ev, f.n_iter, f.predicted_gain, False, False)
+            r = f
+            if rank is not None and L.shape[1] >= rank:
+                break
+            up = null_ascent(problem, r.C0, r.C1, r.ev)
+            if up is None:
+                break
+            history.append("null_ascent")
+            r = ScoringResult(up, r.C1, problem.evaluate(up, np.linalg.cholesky(r.C1)), 0, np.inf, False, False)
+        return r, history, used
+
+    def _fit_lbfgs(
+        self, problem: KronSumProblem, sig: Structure, noi: Structure, covs: list[tuple[str, np.ndarray, np.ndarray]]
+    ) -> tuple[_Run, list[_Run], int]:
+        """Other structures: L-BFGS-B screens every start loosely, polishes the best one(s)."""
+        thetas = [(name, np.concatenate([sig.from_cov(c0), noi.from_cov(c1)])) for name, c0, c1 in covs]
+        screened = [self._optimise(problem, sig, noi, theta, name, loose=True) for name, theta in thetas]
+        screened.sort(key=lambda run: -run.loglik)
+        top = [run for run in screened if run.loglik >= screened[0].loglik - _POLISH_WITHIN]
+        chosen: list[_Run] = []
+        for run in top:
+            if all(np.linalg.norm(run.theta - c.theta) > 0.05 * np.linalg.norm(c.theta) for c in chosen):
+                chosen.append(run)
+        polished = [self._optimise(problem, sig, noi, run.theta, run.start) for run in chosen]
+        best = max(polished, key=lambda run: run.loglik)
+        best, escape_iter = self._escape(problem, sig, noi, best)
+        names = {run.start for run in polished}
+        runs = polished + [run for run in screened if run.start not in names]
+        return best, runs, sum(r.n_iter for r in screened + polished) + escape_iter
 
     def _objective(self, problem: KronSumProblem, sig: Structure, noi: Structure, start_loglik: float):  # type: ignore[no-untyped-def]
         n0 = sig.n_params
@@ -220,28 +336,20 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     def _optimise(
         self, problem: KronSumProblem, sig: Structure, noi: Structure, theta: np.ndarray, name: str, *, loose: bool = False
     ) -> _Run:
-        """Fisher scoring (where available) then L-BFGS-B from ``theta``; ``loose``: a cheap screening run."""
-        n0, scored = sig.n_params, 0
-        tol = max(float(self.tol), _SCREEN_TOL) if loose else float(self.tol)
-        max_iter = min(int(self.max_iter), _SCREEN_ITER) if loose else int(self.max_iter)
-        if self.noise == "freeform" and self.signal in ("freeform", "lowrank_k"):
-            # Fisher scoring in covariance space first; L-BFGS on the factors then polishes
-            rank = int(self.rank) if self.signal == "lowrank_k" else None  # type: ignore[arg-type]
-            C0, C1, _, scored = fisher_scoring(
-                problem, sig.cov(theta[:n0]), noi.cov(theta[n0:]), rank=rank, max_iter=max_iter, tol=tol
-            )
-            theta = np.concatenate([sig.from_cov(C0), noi.from_cov(C1)])
+        """L-BFGS-B from ``theta``; ``loose``: a cheap screening run."""
+        n0 = sig.n_params
         start = problem.evaluate(sig.cov(theta[:n0]), noise_factor(noi, theta[n0:]), gradient=False).loglik
         f = self._objective(problem, sig, noi, start)
-        res = minimize(
-            f,
-            theta,
-            jac=True,
-            method="L-BFGS-B",
-            options={"maxiter": max_iter, "ftol": tol, "gtol": tol * 10, "maxcor": 20},
-        )
+        scale = 1.0 / max(abs(start), 1.0)
+        if loose:
+            ftol, gtol, max_iter = _SCREEN_TOL, _SCREEN_TOL * 10, min(int(self.max_iter), _SCREEN_ITER)
+        else:
+            # an iteration gaining < tol / 100 log-likelihood units ends the run (but no less than
+            # 1e-13 relative: below that |loglik|'s round-off decides)
+            ftol, gtol, max_iter = max(1e-2 * float(self.tol) * scale, 1e-13), 1e-4 * float(self.tol), int(self.max_iter)
+        res = minimize(f, theta, jac=True, method="L-BFGS-B", options={"maxiter": max_iter, "ftol": ftol, "gtol": gtol, "maxcor": 20})
         loglik = problem.evaluate(sig.cov(res.x[:n0]), noise_factor(noi, res.x[n0:]), gradient=False).loglik
-        return _Run(np.asarray(res.x), loglik, bool(res.success), int(res.nit) + scored, name, [name])
+        return _Run(np.asarray(res.x), loglik, bool(res.success), int(res.nit), name, [name])
 
     def _escape(self, problem: KronSumProblem, sig: Structure, noi: Structure, run: _Run) -> tuple[_Run, int]:
         """Step out of collapsed directions of C0 = L L^T along the covariance-space gradient.
@@ -253,6 +361,8 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
             t0, t1 = run.theta[:n0], run.theta[n0:]
             L1 = noise_factor(noi, t1)
             ev: Evaluation = problem.evaluate(sig.cov(t0), L1)
+            if sig.name != "block" and not _points_into_null_space(sig.cov(t0), ev.grad_C0):
+                return run, extra
             scale = float(np.trace(L1 @ L1.T)) / problem.P
             cands = sig.ascent_candidates(t0, ev.grad_C0, [t * scale for t in _ESCAPE_STEPS])
             best_val, best_theta = run.loglik, None
@@ -272,6 +382,13 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
             new.history = run.history + ["escape"]
             run = new
         return run, extra
+
+
+def _points_into_null_space(C0: np.ndarray, grad: np.ndarray, rel: float = 1e-8) -> bool:
+    """Whether C0 has (near-)zero eigenvalues and the gradient rises along some v v^T in their span."""
+    w, Q = np.linalg.eigh((C0 + C0.T) / 2)
+    N = Q[:, w <= rel * max(float(w[-1]), 1e-300)]
+    return bool(N.shape[1] and np.linalg.eigvalsh(N.T @ grad @ N)[-1] > 0)
 
 
 def _posterior(problem: KronSumProblem, C0i: np.ndarray, ev: Evaluation) -> tuple[np.ndarray, np.ndarray]:

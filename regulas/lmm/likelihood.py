@@ -19,30 +19,97 @@ eigenvalue) for conditioning; :meth:`KronSumProblem.log_likelihood` converts exa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy.linalg import eigh
-from scipy.linalg.lapack import dtrtri
+from scipy.linalg.blas import dsyrk
+from scipy.linalg.lapack import dsyevd, dtrtri
 
 from regulas.lmm.validation import LMMInputError, check_design
 
 LOG2PI = float(np.log(2.0 * np.pi))
+# (Tc, Tc^-1, lam, log|C1|, Tc N_y1, Tc N_yy Tc^T): the conditions' rotation, see KronSumProblem.rotate
+Rotation = tuple[np.ndarray, np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]
 
 
-@dataclass
 class Evaluation:
-    """Everything one evaluation produces (internal units)."""
+    """Everything one evaluation produces (internal units).
 
-    loglik: float
-    grad_C0: np.ndarray  # d loglik / d C0, symmetric P x P
-    grad_C1: np.ndarray  # d loglik / d C1, symmetric P x P
-    Tc: np.ndarray  # P x P rotation of the conditions
-    Tc_inv: np.ndarray  # its inverse, L1 Q
-    lam: np.ndarray  # P eigenvalues of C1^-1/2 C0 C1^-1/2
-    W: np.ndarray  # r x P, 1 / (lam s + 1)
-    Zhat: np.ndarray  # r x P, W * (rotated residual in the eigenbasis of K)
-    intercept: np.ndarray  # P, GLS intercept (internal units)
+    The gradient and the expected information are computed on first access: line-search
+    trials only need the log-likelihood.
+    """
+
+    __slots__ = ("loglik", "Tc", "Tc_inv", "lam", "W", "Zhat", "intercept", "_problem", "_Nrr", "_den", "_grad", "_info")
+
+    def __init__(self, problem: "KronSumProblem", loglik: float, Tc: np.ndarray, Tc_inv: np.ndarray, lam: np.ndarray,
+                 W: np.ndarray, Zhat: np.ndarray, intercept: np.ndarray, Nrr: np.ndarray, den: np.ndarray | None) -> None:
+        self.loglik = loglik
+        self.Tc = Tc  # P x P rotation of the conditions
+        self.Tc_inv = Tc_inv  # its inverse, L1 Q
+        self.lam = lam  # P eigenvalues of C1^-1/2 C0 C1^-1/2
+        self.W = W  # r x P, 1 / (lam s + 1)
+        self.Zhat = Zhat  # r x P, W * (rotated residual in the eigenbasis of K)
+        self.intercept = intercept  # P, GLS intercept (internal units)
+        self._problem, self._Nrr, self._den = problem, Nrr, den
+        self._grad: tuple[np.ndarray, np.ndarray] | None = None
+        self._info: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def grad_C0(self) -> np.ndarray:
+        """d loglik / d C0, symmetric P x P."""
+        return self._gradients()[0]
+
+    @property
+    def grad_C1(self) -> np.ndarray:
+        """d loglik / d C1, symmetric P x P."""
+        return self._gradients()[1]
+
+    def rotated_gradients(self) -> tuple[np.ndarray, np.ndarray]:
+        """The gradients in the rotated coordinates (C1 -> I, C0 -> diag(lam)): Tc^-T dC Tc^-1."""
+        return self._gradients()[2:]  # type: ignore[return-value]
+
+    def _gradients(self) -> tuple[np.ndarray, ...]:
+        if self._grad is None:
+            inner0, inner1 = self.inner_gradients()
+            self._grad = (*self.rotate_back(inner0, inner1), inner0, inner1)
+        return self._grad
+
+    def rotate_back(self, inner0: np.ndarray, inner1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rotated gradients back to the conditions' coordinates: the O(P^3) part of the gradient."""
+        Tc = self.Tc
+        g0 = Tc.T @ inner0 @ Tc
+        g1 = Tc.T @ inner1 @ Tc
+        return 0.5 * (g0 + g0.T), 0.5 * (g1 + g1.T)
+
+    def inner_gradients(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rotated gradients, uncached: the O(r P^2) part of the gradient."""
+        pr, W, Zhat, s = self._problem, self.W, self.Zhat, self._problem.s
+        a = s @ W  # tr over genes of K (lam K + I)^-1, per rotated condition
+        c = W.sum(axis=0) + (pr.G - pr.r)
+        Zs = Zhat * s[:, None]
+        inner0 = Zs.T @ Zhat
+        inner1 = Zhat.T @ Zhat + self._Nrr
+        diag0, diag1 = -a, -c
+        if pr.reml:
+            # derivative of -1/2 log|X^T V^-1 X|
+            Wu2 = (W * pr.u[:, None]) ** 2
+            diag0 = diag0 + (s @ Wu2) / self._den
+            diag1 = diag1 + (Wu2.sum(axis=0) + pr.n11) / self._den
+        # both inner matrices are symmetric by construction (Z^T D Z); halve them in place
+        inner0 *= 0.5
+        inner1 *= 0.5
+        inner0.reshape(-1)[:: pr.P + 1] += 0.5 * diag0
+        inner1.reshape(-1)[:: pr.P + 1] += 0.5 * diag1
+        return inner0, inner1
+
+    def information(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Blocks (o00, o01, o11) of Omega_pq, the expected information of the rotated covariance
+        entries (see :mod:`regulas.lmm.scoring`); each P x P."""
+        if self._info is None:
+            pr, W, s = self._problem, self.W, self._problem.s
+            Ws = W * s[:, None]
+            o01 = Ws.T @ W
+            self._info = (Ws.T @ Ws, o01, W.T @ W + (pr.G - pr.r))
+        return self._info
 
 
 class KronSumProblem:
@@ -96,6 +163,7 @@ class KronSumProblem:
         self.sqrt_sT = np.sqrt(s_raw * T)  # singular values of M
         self.V = V  # T x r right singular vectors of M
         self.r = self.s.size
+        self.s_max = float(self.s.max())
         self.Uy = Uy  # r x P, U^T Y (internal units)
         self.u = u if fit_intercept else np.zeros(self.r)  # U^T 1
         ones = np.ones(G)
@@ -138,63 +206,57 @@ class KronSumProblem:
 
     # -- the core ---------------------------------------------------------------------
     def evaluate(self, C0: np.ndarray, L1: np.ndarray, *, gradient: bool = True) -> Evaluation:
-        """Log-likelihood (internal units) at C0 (P x P) and C1 = L1 L1^T (L1 lower triangular)."""
-        P, G, s, u = self.P, self.G, self.s, self.u
-        # rotate the conditions: Tc C1 Tc^T = I, Tc C0 Tc^T = diag(lam)
+        """Log-likelihood (internal units) at C0 (P x P) and C1 = L1 L1^T (L1 lower triangular).
+
+        ``gradient`` is kept for callers' clarity only: gradients are computed on first access.
+        """
+        return self.reduce(self.rotate(C0, L1))
+
+    def rotate(self, C0: np.ndarray, L1: np.ndarray) -> Rotation:
+        """The O(P^3) part of an evaluation: Tc with Tc C1 Tc^T = I and Tc C0 Tc^T = diag(lam),
+        its inverse, log|C1| and the rotated null-space Gram matrices."""
         # direct LAPACK calls: at small P the wrappers' overhead would dominate an evaluation
         L1inv, info = dtrtri(L1, lower=1)
         if info != 0:
             raise np.linalg.LinAlgError("C1 is singular")
         Ct = L1inv @ C0 @ L1inv.T
-        lam, Q = np.linalg.eigh((Ct + Ct.T) / 2)
-        Tc = Q.T @ L1inv
-        logdet_C1 = 2.0 * float(np.sum(np.log(np.abs(np.diag(L1)))))
-
-        Yr = self.Uy @ Tc.T  # r x P
-        Ny1 = Tc @ self.Ny1
-        Nyy = Tc @ self.Nyy @ Tc.T
-        W = 1.0 / (s[:, None] * lam[None, :] + 1.0)  # r x P
-        if np.any(W <= 0) or not np.all(np.isfinite(W)):
+        lam, Q, info = dsyevd(Ct, lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("eigendecomposition failed")
+        if not (lam[0] * self.s_max > -1.0 and np.isfinite(lam[-1])):  # W = 1 / (lam s + 1) > 0
             raise FloatingPointError("C0 is not positive semi-definite relative to C1")
+        Tc = Q.T @ L1inv
+        logdet_C1 = 2.0 * float(np.log(np.abs(L1.diagonal())).sum())
+        return Tc, L1 @ Q, lam, logdet_C1, Tc @ self.Ny1, Tc @ self.Nyy @ Tc.T
 
+    def reduce(self, rotated: Rotation) -> Evaluation:
+        """The O(r P^2) part of an evaluation, from :meth:`rotate`'s output."""
+        Tc, Tc_inv, lam, logdet_C1, Ny1, Nyy = rotated
+        P, G, s, u = self.P, self.G, self.s, self.u
+        Yr = self.Uy @ Tc.T  # r x P
+        W = np.multiply.outer(s, lam)
+        W += 1.0
+        np.reciprocal(W, out=W)  # r x P, 1 / (lam s + 1)
+        den = None
         if self.fit_intercept:
             Wu = W * u[:, None]
             den = u @ Wu + self.n11  # 1^T (lam_p K + I)^-1 1, per rotated condition
-            num = np.einsum("ip,ip->p", Wu, Yr) + Ny1
-            d = num / den
-            R = Yr - np.outer(u, d)
-            Nrr = Nyy - np.outer(Ny1, d) - np.outer(d, Ny1) + self.n11 * np.outer(d, d)
+            d = ((Wu * Yr).sum(axis=0) + Ny1) / den
+            R = Yr - np.multiply.outer(u, d)
+            dN = np.multiply.outer(Ny1, d)
+            Nrr = Nyy - dN - dN.T + self.n11 * np.multiply.outer(d, d)
         else:
             d = np.zeros(P)
             R, Nrr = Yr, Nyy
         Zhat = W * R
-        quad = float(np.einsum("ip,ip->", Zhat, R)) + float(np.trace(Nrr))
-        logdet = G * logdet_C1 - float(np.sum(np.log(W)))
+        quad = float((Zhat * R).sum()) + float(np.trace(Nrr))
+        logdet = G * logdet_C1 - float(np.log(W).sum())
         ll = -0.5 * (self.n_eff * LOG2PI + logdet + quad)
         if self.reml:
             # log|X^T V^-1 X| = sum log den - log|C1|; log|X^T X| = P log G
-            ll -= 0.5 * (float(np.sum(np.log(den))) - logdet_C1 - P * np.log(G))
-
-        gC0 = gC1 = np.zeros((P, P))
-        if gradient:
-            a = s @ W  # tr over genes of K (lam K + I)^-1, per rotated condition
-            c = W.sum(axis=0) + (G - self.r)
-            ZKZ = (Zhat * s[:, None]).T @ Zhat
-            ZZ = Zhat.T @ Zhat + Nrr
-            inner0 = ZKZ - np.diag(a)
-            inner1 = ZZ - np.diag(c)
-            if self.reml:
-                # derivative of -1/2 log|X^T V^-1 X|
-                Wu2 = (W * u[:, None]) ** 2
-                inner0 = inner0 + np.diag((s @ Wu2) / den)
-                inner1 = inner1 + np.diag((Wu2.sum(axis=0) + self.n11) / den)
-            gC0 = 0.5 * Tc.T @ inner0 @ Tc
-            gC1 = 0.5 * Tc.T @ inner1 @ Tc
-            gC0 = (gC0 + gC0.T) / 2
-            gC1 = (gC1 + gC1.T) / 2
-        Tc_inv = L1 @ Q
-        intercept = Tc_inv @ d if self.fit_intercept else np.zeros(P)
-        return Evaluation(ll, gC0, gC1, Tc, Tc_inv, lam, W, Zhat, intercept)
+            ll -= 0.5 * (float(np.log(den).sum()) - logdet_C1 - P * np.log(G))
+        intercept = Tc_inv @ d if self.fit_intercept else d
+        return Evaluation(self, ll, Tc, Tc_inv, lam, W, Zhat, intercept, Nrr, den)
 
     def moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Method-of-moments (Haseman-Elston) C0, C1 in internal units, not yet PSD-projected.
@@ -219,7 +281,8 @@ def _spectrum(M: np.ndarray, Ys: np.ndarray, how: str) -> tuple[np.ndarray, np.n
     eps = np.finfo(float).eps
     if how in ("auto", "gram"):
         if G >= T:
-            e, V = eigh(M.T @ M / T, check_finite=False)
+            # symmetric rank-G product (half the flops of M.T @ M), divide-and-conquer eigensolver
+            e, V = eigh(_gram(M.T, T), lower=False, check_finite=False, driver="evd")
             e, V = e[::-1], V[:, ::-1]
             keep = e > e[0] * max(G, T) * eps * 10
             e, V = e[keep], V[:, keep]
@@ -227,7 +290,7 @@ def _spectrum(M: np.ndarray, Ys: np.ndarray, how: str) -> tuple[np.ndarray, np.n
             Uy = (V.T @ (M.T @ Ys)) / sig[:, None]
             u = (V.T @ M.sum(axis=0)) / sig
         else:
-            e, U = eigh(M @ M.T / T, check_finite=False)
+            e, U = eigh(_gram(M, T), lower=False, check_finite=False, driver="evd")
             e, U = e[::-1], U[:, ::-1]
             keep = e > e[0] * max(G, T) * eps * 10
             e, U = e[keep], U[:, keep]
@@ -241,3 +304,8 @@ def _spectrum(M: np.ndarray, Ys: np.ndarray, how: str) -> tuple[np.ndarray, np.n
     keep = sig > sig[0] * max(G, T) * eps
     Uf, sig, Vt = Uf[:, keep], sig[keep], Vt[keep]
     return sig**2 / T, Vt.T, Uf.T @ Ys, Uf.sum(axis=0)
+
+
+def _gram(A: np.ndarray, T: int) -> np.ndarray:
+    """A A^T / T, upper triangle only (BLAS syrk)."""
+    return np.asarray(dsyrk(1.0 / T, A, trans=0, lower=0))
