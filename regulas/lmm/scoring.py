@@ -24,7 +24,9 @@ condition, that no PSD direction outside C0's range raises the likelihood.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from scipy.linalg import solve_triangular
@@ -33,6 +35,7 @@ from scipy.linalg.lapack import dposv, dpotrf, dsyevd
 from regulas.lmm.likelihood import Evaluation, KronSumProblem
 
 _HALVINGS = 12  # line-search halvings before a step counts as failed
+_E = TypeVar("_E")
 
 
 @dataclass
@@ -88,6 +91,22 @@ def _try(problem: KronSumProblem, C0: np.ndarray, C1: np.ndarray) -> tuple[Evalu
         return None
 
 
+def _line_search(
+    problem: KronSumProblem, loglik: float, point: Callable[[float], tuple[np.ndarray, np.ndarray, _E]]
+) -> tuple[tuple[Evaluation, np.ndarray] | None, _E]:
+    """The first of the steps 1, 1/2, 1/4, ... whose point (C0, C1) raises the likelihood above
+    ``loglik``: its (evaluation without gradient, C1), or None when every halving failed; and the
+    ``extra`` that ``point`` returned with the last point tried."""
+    step = 1.0
+    for _ in range(_HALVINGS):
+        C0, C1, extra = point(step)
+        trial = _try(problem, C0, C1)
+        if trial is not None and trial[0].loglik > loglik:
+            return trial, extra
+        step /= 2
+    return None, extra
+
+
 def fisher_scoring(
     problem: KronSumProblem,
     C0: np.ndarray,
@@ -120,14 +139,12 @@ def fisher_scoring(
         Tinv = ev.Tc_inv
         D0 = Tinv @ d0 @ Tinv.T
         D1 = Tinv @ d1 @ Tinv.T
-        step, new = 1.0, None
-        for _ in range(_HALVINGS):
-            C0n, cut = _project_psd(C0 + step * D0, rank)
-            trial = _try(problem, C0n, C1 + step * D1)
-            if trial is not None and trial[0].loglik > ev.loglik:
-                new = trial
-                break
-            step /= 2
+
+        def point(t: float) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, bool]]:
+            C0t, cut_t = _project_psd(C0 + t * D0, rank)
+            return C0t, C1 + t * D1, (C0t, cut_t)
+
+        new, (C0n, cut) = _line_search(problem, ev.loglik, point)
         if new is None:
             converged = pred < tol
             break
@@ -179,14 +196,12 @@ def factor_scoring(
         b = (2.0 * g1 - o01 * a) / o11
         pred = 0.5 * float(h @ x) + float((g1 * g1 / o11).sum())
         D1 = ev.Tc_inv @ b @ ev.Tc_inv.T
-        step, new = 1.0, None
-        for _ in range(_HALVINGS):
-            Ln = L + step * X
-            trial = _try(problem, Ln @ Ln.T, C1 + step * D1)
-            if trial is not None and trial[0].loglik > ev.loglik:
-                new = trial
-                break
-            step /= 2
+
+        def point(t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            Lt = L + t * X
+            return Lt @ Lt.T, C1 + t * D1, Lt
+
+        new, Ln = _line_search(problem, ev.loglik, point)
         if new is None:
             converged = pred < tol
             break
