@@ -15,6 +15,12 @@ token (or write its own file) closes itself without running a task and reports w
 worker that passes reports the file it wrote, which the driver reads back. Either report
 reaches :class:`StoreGate`, which the driver polls while it waits for results; a failure
 stops the run with the path, the worker, its host and why.
+
+Reports travel as Dask events. A topic subscription is fire-and-forget (a batched-stream
+message), so it can reach the scheduler after the plugin's first reports. The gate
+therefore also reads the scheduler's stored events of the topic (every 0.25 s while it
+waits for the workers connected at the start, every 5 s after), keeping those with its
+token and skipping ones it has seen.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ def probe_folder(folder: str, token: str, worker: str) -> dict[str, str]:
     host = socket.gethostname()
     driver_file = Path(folder, f"driver-{token}")
     mine = Path(folder, f"worker-{token}-{host}-{os.getpid()}")
-    out = {"worker": worker, "host": host}
+    out = {"worker": worker, "host": host, "token": token, "id": uuid.uuid4().hex}
     try:
         seen = driver_file.read_text()
     except OSError as exc:
@@ -85,9 +91,12 @@ class StoreGate:
         folder.mkdir(parents=True, exist_ok=True)
         self.driver_file = folder / f"driver-{token}"
         self.driver_file.write_text(token)
+        self.token = token
         self.passed: dict[str, str] = {}  # worker address -> host, of every worker that passed
         self._reports: list[dict[str, str]] = []
+        self._seen: set[str] = set()  # ids of the reports taken already (subscription or event log)
         self._lock = threading.Lock()
+        self._next_log_read = 0.0
         self._installed = False
         client.subscribe_topic(TOPIC, self._on_report)
         try:
@@ -95,18 +104,33 @@ class StoreGate:
             self._installed = True
             self._wait_for(list(client.nthreads()))
         except BaseException:
-            self.close()
+            self.close()  # never raises: the error that stopped the probe is the one to report
             raise
 
     def _on_report(self, event: tuple[float, dict[str, str]]) -> None:  # on the client's loop
+        self._take([event[1]])
+
+    def _take(self, reports: list[dict[str, str]]) -> None:
         with self._lock:
-            self._reports.append(event[1])
+            for report in reports:
+                if report.get("token") == self.token and report.get("id") not in self._seen:
+                    self._seen.add(report["id"])
+                    self._reports.append(report)
+
+    def _read_event_log(self, every_s: float) -> None:
+        """Take the reports the scheduler stored, including any sent before our subscription
+        landed; at most once per ``every_s`` (one scheduler round trip)."""
+        if time.monotonic() < self._next_log_read:
+            return
+        self._take([msg for _, msg in self.client.get_events(TOPIC) if isinstance(msg, dict)])
+        self._next_log_read = time.monotonic() + every_s
 
     def _wait_for(self, workers: list[str]) -> None:
         """Check the reports of ``workers`` (those connected at the start)."""
         deadline = time.monotonic() + self.timeout_s
         missing = set(workers)
         while True:
+            self._read_event_log(every_s=0.25)
             self.admit_new()
             missing -= set(self.passed)
             missing &= set(self.client.nthreads())  # a worker that left has nothing to report
@@ -124,6 +148,10 @@ class StoreGate:
         Raises :class:`ClusterError` naming the path, the worker, its host and why when a
         worker failed the probe or the driver cannot read back what it wrote.
         """
+        try:
+            self._read_event_log(every_s=5.0)  # a late joiner's report may predate the subscription too
+        except (OSError, TimeoutError):
+            pass  # the subscription still delivers; a scheduler that is gone stops the run elsewhere
         with self._lock:
             reports, self._reports = self._reports, []
         lines = []
@@ -159,13 +187,26 @@ class StoreGate:
             raise ClusterError(f"{where}: {path} reads differently on the driver than the worker wrote it; {hint}")
 
     def close(self) -> None:
-        """Remove the plugin (a scheduler that outlives the run must not probe for it) and the token."""
+        """Remove the plugin (a scheduler that outlives the run must not probe for it) and the token.
+
+        Never raises for the cluster's state: it runs while the run is stopping, often
+        because of an error that must reach the user unmasked.
+        """
         try:
             if self._installed:
-                self.client.unregister_worker_plugin(PLUGIN_NAME)
                 self._installed = False
-            self.client.unsubscribe_topic(TOPIC)
+                self.client.unregister_worker_plugin(PLUGIN_NAME)
+        except KeyError:
+            # a worker that was still joining (or closing after a failed probe) had no
+            # copy to remove; the scheduler's copy, the one that matters, is gone
+            pass
         except (OSError, ValueError, TimeoutError):
             pass  # the cluster is gone already: nothing left to probe
         finally:
+            try:
+                self.client.unsubscribe_topic(TOPIC)
+            except (OSError, ValueError, TimeoutError):
+                pass
             self.driver_file.unlink(missing_ok=True)
+            for leftover in self.driver_file.parent.glob(f"worker-{self.token}-*"):  # reports never verified
+                leftover.unlink(missing_ok=True)
