@@ -158,7 +158,8 @@ def build_study(
     write_study_rows(
         engine,
         record.id,
-        {"splice_model": _model_rows(labels, [m[1] for m in models], [m[2] for m in models], [m[3] for m in models])},
+        {"splice_event": {"event": list(range(N_EVENTS)), "name": EVENTS},
+         "splice_model": _model_rows(labels, [m[1] for m in models], [m[2] for m in models], [m[3] for m in models])},
     )
     arrays = StudyArrays(root / "arrays.zarr", name)
     samples = [f"S{i}" for i in range(N_SAMPLES)]
@@ -197,12 +198,12 @@ def build_study(
             metrics["spearman"].append(scipy.stats.spearmanr(t, p).statistic)
             order = np.argsort(-np.abs(coef[m, s, :, e]), kind="stable")[:TOP_K_STORED]
             for rank, f in enumerate(order, start=1):
-                for col, value in (("event", EVENTS[e]), ("model", m), ("split", s), ("kind", "coef"),
+                for col, value in (("event", e), ("model", m), ("split", s), ("kind", "coef"),
                                    ("rank", rank), ("feature", FEATURES[f]), ("score", coef[m, s, f, e])):
                     importance[col].append(value)
         rows: dict[str, Columns] = {
             "splice_score": {
-                "event": EVENTS, "model": [m] * N_EVENTS, "split": [s] * N_EVENTS,
+                "event": list(range(N_EVENTS)), "model": [m] * N_EVENTS, "split": [s] * N_EVENTS,
                 "n_train": [21] * N_EVENTS, "n_test": [int(np.isfinite(y[test, e]).sum()) for e in range(N_EVENTS)],
                 **metrics, "params": ["{}"] * N_EVENTS, "fit_time_s": [0.001] * N_EVENTS,
             },
@@ -633,7 +634,7 @@ def test_pipelines_without_importances_do_not_count_toward_top_k(store: Store, t
     conn = sqlite3.connect(copy / "regulas.db")
     with conn:  # the best pipeline of one event has no importances (as an SVR with an RBF kernel)
         model = nested.labels.index(best[event])
-        conn.execute("DELETE FROM splice_importance WHERE event = ? AND model = ?", (event, model))
+        conn.execute("DELETE FROM splice_importance WHERE event = ? AND model = ?", (EVENTS.index(event), model))
     conn.close()
     report = FeatureRankingReport(sort_by=f"{MSE}:test:mean", top_k_models=1, top_k_features=1)
     frame = report.generate(results_of(copy, nested.name), {"MSE": mse}, tmp_path).frame

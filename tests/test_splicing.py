@@ -121,6 +121,8 @@ def test_nested_study_equals_gridsearchcv_on_the_stored_splits(nested_run: tuple
     db = root / "regulas.db"
     a = load_arrays(root, "small")
     events = zarr.open_array(str(root / "arrays.zarr"), path="small/Y", mode="r").attrs["events"]
+    # results name their event by its index on the Zarr event axis
+    assert query(db, "SELECT event, name FROM splice_event ORDER BY event") == list(enumerate(events))
     assert query(db, "SELECT count(*) FROM splice_score") == [(N_EVENTS * 2 * 3,)]
     assert query(db, "SELECT model, label, candidate FROM splice_model ORDER BY model") == [
         (0, "ZScore+Ridge", -1), (1, "MinMax+SupportVectorMachine", -1)
@@ -128,7 +130,8 @@ def test_nested_study_equals_gridsearchcv_on_the_stored_splits(nested_run: tuple
     rows = {
         (e, m, s): (mse, mae, r2, r, rho, json.loads(params), n_test)
         for e, m, s, mse, mae, r2, r, rho, params, n_test in query(
-            db, "SELECT event, model, split, mse, mae, r2, pearson, spearman, params, n_test FROM splice_score"
+            db, "SELECT e.name, r.model, r.split, r.mse, r.mae, r.r2, r.pearson, r.spearman, r.params, r.n_test "
+            "FROM splice_score r JOIN splice_event e USING (study_id, event)"
         )
     }
     X, Y = a["X"], a["Y"]
@@ -182,7 +185,8 @@ def test_views_importances_and_reports(nested_run: tuple[Path, object]) -> None:
     ]
     a = load_arrays(folder / "out", "small")
     top = query(
-        db, "SELECT feature, score FROM splice_importance WHERE event = 'EV000' AND model = 0 AND split = 0 AND rank = 1"
+        db, "SELECT i.feature, i.score FROM splice_importance i JOIN splice_event e USING (study_id, event) "
+        "WHERE e.name = 'EV000' AND i.model = 0 AND i.split = 0 AND i.rank = 1"
     )
     full = a["importance"][0, 0, :, 0]
     features = zarr.open_array(str(folder / "out" / "arrays.zarr"), path="small/X", mode="r").attrs["features"]
@@ -253,7 +257,8 @@ def test_permutation_importance_and_the_seeds_actually_used(tmp_path: Path) -> N
                 grid = {"Ridge__alpha": [0.5, 50.0]}
             for j in (0, 7, 8, 23):  # events of the first, second and last block
                 best = GridSearchCV(pipe, grid, cv=KFold(3), scoring="neg_mean_squared_error").fit(X[train], Y[train, j])
-                ((mse,),) = query(db, "SELECT mse FROM splice_score WHERE event = ? AND model = ? AND split = ?",
+                ((mse,),) = query(db, "SELECT r.mse FROM splice_score r JOIN splice_event e USING (study_id, event) "
+                                  "WHERE e.name = ? AND r.model = ? AND r.split = ?",
                                   (events[j], m, s))
                 assert mse == pytest.approx(mean_squared_error(Y[test, j], best.predict(X[test])), rel=1e-9, abs=1e-12)
                 want = permutation_importance(best.best_estimator_, X[test], Y[test, j], scoring="neg_mean_squared_error",
@@ -392,7 +397,7 @@ def test_regulas_sample_experiment_and_report_configs_run_as_written(tmp_path: P
     db = tmp_path / "out" / "regulas.db"
     assert query(db, "SELECT name, root_seed, status FROM study") == [("lr_svr_tmr", 42, "done")]
     assert query(db, "SELECT count(*) FROM splice_score") == [(1 * 2 * 5,)]
-    assert query(db, "SELECT DISTINCT event FROM splice_score") == [("psi",)]
+    assert query(db, "SELECT DISTINCT e.name FROM splice_score r JOIN splice_event e USING (study_id, event)") == [("psi",)]
 
     rep = run_cli(["run", str(reports), store], cwd=tmp_path)  # as written: the report file has no random_state
     assert rep.returncode == 0, rep.stdout + rep.stderr
@@ -432,6 +437,7 @@ def test_gse114922_all_events_end_to_end(tmp_path: Path, record_property: Callab
     kept = zarr.open_array(str(tmp_path / "arrays.zarr"), path="gse114922/Y", mode="r").attrs["events"]
     assert len(kept) >= 9900  # all 9,990 events but those the config's filters drop (constant PSI)
     assert query(db, "SELECT count(DISTINCT event) FROM splice_score") == [(len(kept),)]
+    assert [name for (name,) in query(db, "SELECT name FROM splice_event ORDER BY event")] == kept
     assert query(db, "SELECT count(*) FROM splice_score") == [(len(kept) * n_models * 5,)]
     assert query(db, "SELECT count(*) FROM task WHERE status != 'done'") == [(0,)]
 
@@ -457,7 +463,8 @@ def test_shalek2013_missing_psi_kept_per_event(tmp_path: Path) -> None:
     for j in picked:
         tr, te = train[observed[train, j]], test[observed[test, j]]
         ((n_train, n_test, mse),) = query(
-            db, "SELECT n_train, n_test, mse FROM splice_score WHERE event = ? AND model = 0 AND split = 0", (events[j],)
+            db, "SELECT r.n_train, r.n_test, r.mse FROM splice_score r JOIN splice_event e USING (study_id, event) "
+            "WHERE e.name = ? AND r.model = 0 AND r.split = 0", (events[j],)
         )
         assert (n_train, n_test) == (len(tr), len(te))
         search = GridSearchCV(

@@ -167,20 +167,21 @@ def test_newer_schema_version_is_refused(db_path: Path) -> None:
     assert f"({SCHEMA_VERSION})" in msg and "newer" in msg
 
 
-def test_older_schema_version_is_refused(db_path: Path) -> None:
+@pytest.mark.parametrize("version", [0, 2])  # 2: v3 names a result's event by index (splice_event)
+def test_older_schema_version_without_migration_is_refused(db_path: Path, version: int) -> None:
     connect(db_path).dispose()
     sql_conn = sqlite3.connect(db_path)
-    sql_conn.execute("UPDATE regulas_meta SET value='0' WHERE key='schema_version'")
+    sql_conn.execute("UPDATE regulas_meta SET value=? WHERE key='schema_version'", (str(version),))
     sql_conn.commit()
     sql_conn.close()
-    with pytest.raises(StoreError, match=r"schema version 0, older"):
+    with pytest.raises(StoreError, match=rf"schema version {version}, older than this regulas \({SCHEMA_VERSION}\) and no migration"):
         connect(db_path)
 
 
 def test_version_1_database_is_upgraded_additively(db_path: Path) -> None:
     connect(db_path).dispose()
     conn = sqlite3.connect(db_path)
-    for name in ("splice_importance", "splice_score", "splice_model", "sim_score"):
+    for name in ("splice_importance", "splice_score", "splice_model", "splice_event", "sim_score"):
         conn.execute(f"DROP TABLE {name}")
     conn.execute("DROP VIEW performance")
     conn.execute("UPDATE regulas_meta SET value='1' WHERE key='schema_version'")
@@ -189,7 +190,7 @@ def test_version_1_database_is_upgraded_additively(db_path: Path) -> None:
     connect(db_path).dispose()
     assert sql(db_path, "SELECT value FROM regulas_meta WHERE key='schema_version'") == [(str(SCHEMA_VERSION),)]
     names = {n for (n,) in sql(db_path, "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
-    assert {"splice_model", "splice_score", "performance", "feature_ranking", "sim_result"} <= names
+    assert {"splice_event", "splice_model", "splice_score", "performance", "feature_ranking", "sim_result"} <= names
 
 
 def _splice_model_rows(labels: list[str]) -> dict[str, list[Any]]:
@@ -213,7 +214,7 @@ def test_study_rows_are_replaced_not_duplicated(engine: Engine, db_path: Path) -
     write_study_rows(engine, record.id, {"splice_model": _splice_model_rows(["a", "b"])})
     write_study_rows(engine, record.id, {"splice_model": _splice_model_rows(["a", "b"])})
     assert sql(db_path, "SELECT model, label FROM splice_model ORDER BY model") == [(0, "a"), (1, "b")]
-    with pytest.raises(StoreError, match="not a study-level table; allowed: splice_model"):
+    with pytest.raises(StoreError, match="not a study-level table; allowed: splice_event, splice_model"):
         write_study_rows(engine, record.id, {"score": {}})
 
 
@@ -221,7 +222,8 @@ def test_performance_and_feature_ranking_views(engine: Engine, db_path: Path) ->
     from regulas.store.database import write_study_rows
 
     record = new_study(engine)
-    write_study_rows(engine, record.id, {"splice_model": _splice_model_rows(["ZScore+Ridge"])})
+    write_study_rows(engine, record.id, {"splice_event": {"event": [0, 1], "name": ["e1", "e2"]},
+                                         "splice_model": _splice_model_rows(["ZScore+Ridge"])})
     tasks = plan(2)
     ids = register_tasks(engine, record.id, tasks)
     sink = make_sink(engine, record.id, ids)
@@ -230,11 +232,11 @@ def test_performance_and_feature_ranking_views(engine: Engine, db_path: Path) ->
         importance = [0.5, -2.0] if split == 0 else [1.5, 0.0]
         rows = {
             "splice_score": {
-                "event": ["e1", "e2"], "model": [0, 0], "split": [split] * 2, "n_train": [8, 8], "n_test": [2, 1],
+                "event": [0, 1], "model": [0, 0], "split": [split] * 2, "n_train": [8, 8], "n_test": [2, 1],
                 **metrics, "params": ['{"alpha": 1.0}'] * 2, "fit_time_s": [0.01, 0.01],
             },
             "splice_importance": {
-                "event": ["e1", "e1"], "model": [0, 0], "split": [split] * 2, "kind": ["coef"] * 2,
+                "event": [0, 0], "model": [0, 0], "split": [split] * 2, "kind": ["coef"] * 2,
                 "rank": [1, 2], "feature": ["RBFOX2", "QKI"] if split == 0 else ["QKI", "RBFOX2"],
                 "score": importance,
             },

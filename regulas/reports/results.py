@@ -115,6 +115,22 @@ class StudyResults:
             raise StoreError(f"Zarr array Y of study {self.study!r} in {self.arrays_path} has no 'events' attribute")
         return [str(e) for e in events]
 
+    @cached_property
+    def event_names(self) -> list[str]:
+        """Event names by their index in the database (table ``splice_event``)."""
+        frame = self._query("SELECT event, name FROM splice_event WHERE study_id = ? ORDER BY event", (self.study_id,))
+        if not np.array_equal(frame["event"].to_numpy(), np.arange(len(frame))):
+            raise StoreError(
+                f"study {self.study!r} in {self.db_path}: table splice_event does not number its events 0..n-1; "
+                "the store is inconsistent"
+            )
+        return [str(v) for v in frame["name"]]
+
+    def _named(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with its ``event`` indices replaced by the events' names (a categorical)."""
+        frame["event"] = pd.Categorical.from_codes(frame["event"].to_numpy(dtype=np.int64), categories=self.event_names)
+        return frame
+
     def event_order(self, events: pd.Series) -> pd.Categorical:
         """``events`` as a categorical ordered like the study's event axis (unknown ones last)."""
         known = self.events
@@ -144,13 +160,15 @@ class StudyResults:
     def _importance_rows(self, events: Sequence[str] | None) -> pd.DataFrame:
         sql = "SELECT event, model, split, kind, feature, score FROM splice_importance WHERE study_id = ?"
         if events is None:
-            return self._query(sql, (self.study_id,))
-        wanted = list(dict.fromkeys(events))
+            return self._named(self._query(sql, (self.study_id,)))
+        index = {name: i for i, name in enumerate(self.event_names)}
+        wanted = [index[e] for e in dict.fromkeys(events) if e in index]
         parts = [
             self._query(f"{sql} AND event IN ({', '.join('?' * len(chunk))})", (self.study_id, *chunk))
             for chunk in (wanted[i : i + SQL_PARAMS] for i in range(0, len(wanted), SQL_PARAMS))
         ]
-        return pd.concat(parts, ignore_index=True) if parts else self._query(f"{sql} AND 0", (self.study_id,))
+        frame = pd.concat(parts, ignore_index=True) if parts else self._query(f"{sql} AND 0", (self.study_id,))
+        return self._named(frame)
 
     def feature_ranking(self, events: Sequence[str] | None = None) -> pd.DataFrame:
         """Rows of the ``feature_ranking`` view: event, pipeline, kind, feature, rank, score.
@@ -164,8 +182,9 @@ class StudyResults:
             return self._ranking.copy()
         raw = self._importance_rows(events)
         keys = ["event", "model", "kind"]
-        for column in ("event", "kind", "feature"):  # categories group ~2.5x faster than strings
+        for column in ("kind", "feature"):  # categories group ~2.5x faster than strings
             raw[column] = raw[column].astype("category")
+        raw["event"] = raw["event"].cat.set_categories(sorted(self.event_names))  # rows ordered by name, as the view
         raw["score"] = raw["score"].astype(float).abs()
         raw["n_splits"] = raw.groupby(keys, observed=True)["split"].transform("nunique")
         groups = raw.groupby([*keys, "feature"], observed=True, sort=False)
@@ -205,7 +224,9 @@ class StudyResults:
 
     def finished(self) -> pd.DataFrame:
         """The (event, model, split) triples with a stored result."""
-        return self._query("SELECT event, model, split FROM splice_score WHERE study_id = ?", (self.study_id,))
+        frame = self._named(self._query("SELECT event, model, split FROM splice_score WHERE study_id = ?", (self.study_id,)))
+        frame["event"] = frame["event"].astype(str)
+        return frame
 
     # ------------------------------------------------------------------ Zarr
 

@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 
 #: Bump when a table changes; a database newer than the code is refused.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 STUDY_STATUSES = ("running", "done", "failed", "interrupted")
 TASK_STATUSES = ("pending", "running", "done", "failed")
@@ -151,13 +151,37 @@ def _event_result_columns() -> list[Column]:
     return [
         Column("study_id", Integer, ForeignKey("study.id", ondelete="CASCADE"), nullable=False),
         Column("task_id", Integer, ForeignKey("task.id", ondelete="CASCADE"), nullable=False),
-        Column("event", String(255), nullable=False),
+        Column("event", Integer, nullable=False, comment="index of the event in the study (splice_event)"),
         Column("model", Integer, nullable=False),
         Column("split", Integer, nullable=False, comment="outer split index"),
     ]
 
 
+def _event_result_keys() -> list[ForeignKeyConstraint | Index]:
+    """Foreign keys of a result row to its event and model, and the index its model key needs
+    (the primary key, led by study_id and event, serves the event key)."""
+    return [
+        ForeignKeyConstraint(["study_id", "event"], ["splice_event.study_id", "splice_event.event"], ondelete="CASCADE"),
+        ForeignKeyConstraint(["study_id", "model"], ["splice_model.study_id", "splice_model.model"], ondelete="CASCADE"),
+        Index(None, "task_id"),
+        Index(None, "study_id", "model"),
+    ]
+
+
 SPLICE_METRICS = ("mse", "mae", "r2", "pearson", "spearman")
+
+# Result rows name their event by index, not by name: event names run to ~100 characters
+# (gene:type:coordinates), and a WITHOUT ROWID table repeats its key in every index, so a
+# name in the key tripled the size of splice_importance (GSE114922: 383 MB, most of it names).
+splice_event = Table(
+    "splice_event",
+    metadata,
+    Column("study_id", Integer, ForeignKey("study.id", ondelete="CASCADE"), nullable=False),
+    Column("event", Integer, nullable=False, comment="index of the event in the study: the `event` axis of Zarr arrays"),
+    Column("name", String(255), nullable=False, comment="the event's name (a target column of the dataset)"),
+    PrimaryKeyConstraint("study_id", "event"),
+    UniqueConstraint("study_id", "name"),
+)
 
 splice_model = Table(
     "splice_model",
@@ -185,9 +209,7 @@ splice_score = Table(
     Column("params", Text, nullable=False, comment="JSON: the hyper-parameters used (chosen by the inner search when nested)"),
     Column("fit_time_s", Float, nullable=False, comment="seconds to select and fit this event (shared work divided evenly)"),
     PrimaryKeyConstraint("study_id", "event", "model", "split"),
-    ForeignKeyConstraint(["study_id", "model"], ["splice_model.study_id", "splice_model.model"], ondelete="CASCADE"),
-    Index(None, "task_id"),
-    Index(None, "study_id", "model"),
+    *_event_result_keys(),
     sqlite_with_rowid=False,
 )
 
@@ -200,9 +222,7 @@ splice_importance = Table(
     Column("feature", String(255), nullable=False),
     *_nan_float("score", "signed importance (coefficient, impurity importance or permutation mean)"),
     PrimaryKeyConstraint("study_id", "event", "model", "split", "kind", "rank"),
-    ForeignKeyConstraint(["study_id", "model"], ["splice_model.study_id", "splice_model.model"], ondelete="CASCADE"),
-    Index(None, "task_id"),
-    Index(None, "study_id", "model"),
+    *_event_result_keys(),
     sqlite_with_rowid=False,
 )
 
@@ -239,11 +259,12 @@ RESULT_TABLES: dict[str, Table] = {
 }
 
 #: Tables a workload fills once per study, before any task (``Workload.study_rows``).
-STUDY_TABLES: dict[str, Table] = {"splice_model": splice_model}
+STUDY_TABLES: dict[str, Table] = {"splice_event": splice_event, "splice_model": splice_model}
 
 _PERFORMANCE = " UNION ALL ".join(
-    f"SELECT st.name AS study, r.event AS event, m.label AS pipeline, r.split AS split, '{metric}' AS metric, "
+    f"SELECT st.name AS study, e.name AS event, m.label AS pipeline, r.split AS split, '{metric}' AS metric, "
     f"r.{metric} AS value FROM splice_score r JOIN study st ON st.id = r.study_id "
+    "JOIN splice_event e ON e.study_id = r.study_id AND e.event = r.event "
     "JOIN splice_model m ON m.study_id = r.study_id AND m.model = r.model"
     for metric in SPLICE_METRICS
 )
@@ -260,13 +281,14 @@ VIEWS: dict[str, str] = {
     "feature_ranking": (
         "SELECT study, event, pipeline, kind, feature, "
         "ROW_NUMBER() OVER (PARTITION BY study, event, pipeline, kind ORDER BY score DESC, feature) AS rank, score "
-        "FROM (SELECT st.name AS study, i.event AS event, m.label AS pipeline, i.kind AS kind, i.feature AS feature, "
+        "FROM (SELECT st.name AS study, e.name AS event, m.label AS pipeline, i.kind AS kind, i.feature AS feature, "
         "SUM(ABS(i.score)) / n.splits AS score "
         "FROM splice_importance i "
         "JOIN (SELECT study_id, event, model, kind, COUNT(DISTINCT split) AS splits FROM splice_importance "
         "GROUP BY study_id, event, model, kind) n "
         "ON n.study_id = i.study_id AND n.event = i.event AND n.model = i.model AND n.kind = i.kind "
         "JOIN study st ON st.id = i.study_id "
+        "JOIN splice_event e ON e.study_id = i.study_id AND e.event = i.event "
         "JOIN splice_model m ON m.study_id = i.study_id AND m.model = i.model "
         "GROUP BY i.study_id, i.event, i.model, i.kind, i.feature)"
     ),

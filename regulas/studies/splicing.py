@@ -17,6 +17,8 @@ Stored per (event, model, split): metrics, chosen hyper-parameters and fit time 
 ``splice_score``; the top-k importances in ``splice_importance``; test predictions
 and full importance vectors in Zarr (``pred``, ``importance``). A *model* is a
 pipeline (nested) or a pipeline at one grid point (outer); ``splice_model`` lists them.
+Rows name their event by its index on the Zarr event axis; ``splice_event`` maps the
+index to the event's name (the views show names).
 """
 
 from __future__ import annotations
@@ -357,7 +359,8 @@ class SplicingWorkload(Workload):
             for p, spec in enumerate(self.specs)
         ]
         grids = [json.dumps(spec.grid, sort_keys=True, default=str) for spec in self.specs]
-        return {"splice_model": {
+        events = [str(v) for v in self.data.Y.columns]  # the order of Y's event axis (see prepare)
+        return {"splice_event": {"event": list(range(len(events))), "name": events}, "splice_model": {
             "model": [m.index for m in self.models],
             "pipeline": [self.specs[m.pipeline].name for m in self.models],
             "candidate": [m.candidate for m in self.models],
@@ -379,7 +382,6 @@ class SplicingWorkload(Workload):
         s, m0 = blk["split"], blk["models"][0]
         store, study = ctx.arrays.store_path, ctx.arrays.study
         X, x_attrs = _shared_input(store, study, "X", blk["data"])
-        y_attrs = _shared_input(store, study, "Y", blk["data"])[1]  # the event names
         Y = ctx.arrays.read("Y", (slice(None), slice(start, stop)))
         train = _index(ctx.arrays.read("train_index", s))
         test = _index(ctx.arrays.read("test_index", s))
@@ -402,7 +404,7 @@ class SplicingWorkload(Workload):
             ctx.arrays.write(
                 Region.of(name, slice(m0, m0 + n_cand), s, slice(0, n_features), slice(start, stop)), full[:, None]
             )
-        events = np.asarray(y_attrs["events"][start:stop], dtype=object)
+        events = np.arange(start, stop)  # indices into splice_event, like the Zarr event axis
         models = np.arange(m0, m0 + n_cand)
         rows: dict[str, Columns] = {
             "splice_score": {
