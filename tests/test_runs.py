@@ -230,6 +230,31 @@ def test_local_backend_one_thread_per_worker_and_blas_pinned() -> None:
     assert backend.client is None and backend.cluster is None
 
 
+def test_local_backend_without_dashboard_does_not_claim_port_8787() -> None:
+    """With ``dashboard_address: null`` a second cluster on the machine (8787 taken) starts
+    without distributed's "Port 8787 is already in use" warning."""
+    import socket
+    import warnings
+
+    from regulas.execution.cluster.local import LocalBackend, LocalClusterConfig
+
+    with socket.socket() as holder:
+        try:
+            holder.bind(("", 8787))
+            holder.listen()
+        except OSError:
+            pass  # somebody else holds it: the same condition
+        backend = LocalBackend(LocalClusterConfig(n_workers=1, dashboard_address=None))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                link = backend.start().dashboard_link
+            finally:
+                backend.close()
+    assert not [w for w in caught if "already in use" in str(w.message)]
+    assert ":8787/" not in link
+
+
 def test_task_that_kills_its_worker_is_recorded(tmp_path: Path, demo_config: Path) -> None:
     """A task that takes its worker process down (segfault, OOM kill) every time: Dask
     gives up on it after its allowed failures; it is recorded and the rest completes."""

@@ -43,6 +43,10 @@ class LocalBackend(ClusterBackend):
         kwargs: dict[str, Any] = {}
         if cfg.memory_limit is not None:
             kwargs["memory_limit"] = cfg.memory_limit
+        if cfg.dashboard_address is None:
+            # without a dashboard the scheduler still serves HTTP (health, metrics) on
+            # 8787 and warns when another cluster holds that port: any free port will do
+            kwargs["scheduler_kwargs"] = {"dashboard_address": "127.0.0.1:0"}
         try:
             self.cluster = LocalCluster(
                 n_workers=self.n_workers,
