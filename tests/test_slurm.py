@@ -385,6 +385,39 @@ exec unshare --mount --propagation private /bin/sh -c 'mount -t tmpfs tmpfs {roo
     assert query(db, "SELECT status FROM study") == [("interrupted",)]
 
 
+def test_worker_jobs_failing_to_start_in_a_row_stop_the_run(tmp_path: Path, demo_config: Path, job_name: str) -> None:
+    """The first worker job works; every other one dies at start. While a worker is
+    connected each failure is reported and replaced; 2 x max_jobs = 4 failures in a row
+    stop the run (a slot that can never start a worker must not be resubmitted forever)."""
+    root = tmp_path / "out"
+    db = root / "regulas.db"
+    first = tmp_path / "first-job-started"  # mkdir is atomic: only the first job creates it
+    traces = tmp_path / "traces"  # a file per task run: the first worker is connected once one exists
+    traces.mkdir()
+    python = tmp_path / "python-only-first-job-starts.sh"
+    python.write_text(f"""#!/bin/sh
+if mkdir {first} 2>/dev/null; then exec {sys.executable} "$@"; fi
+# fail only once the first worker runs tasks (before that, a failure alone ends the run)
+for _ in $(seq 600); do [ -n "$(ls {traces})" ] && break; sleep 0.1; done
+echo "regulas test: this worker job is made to fail at start" >&2
+exit 3
+""")
+    python.chmod(0o755)
+    proc = run_cli(["run", str(demo_config), f"store.root={root}", "demo.n_targets=1000", "demo.block_size=20",
+                    "demo.n_splits=2", "demo.sleep_s=1", "execution.commit_every_s=0.1", f"demo.trace_dir={traces}",
+                    *_slurm_args(tmp_path, job_name, f"cluster.python={python}")], timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (error,) = [line for line in proc.stderr.splitlines() if line.startswith("regulas: error:")]
+    assert "before its Dask worker connected" in error
+    assert "stopping: 4 worker jobs in a row failed to start" in proc.stderr, proc.stderr
+    assert "regulas test: this worker job is made to fail at start" in proc.stderr  # the tail of its .err log
+    assert proc.stderr.count("(other workers go on; submitting a replacement job)") == 3, proc.stderr
+    done = _task_status(db)["done"]
+    assert 0 < done < 100  # the working job's tasks are stored; the run stopped long before the end
+    assert query(db, "SELECT status FROM study") == [("interrupted",)]
+    _wait_until_ended(job_name)
+
+
 def test_all_workers_lost_and_replacements_pending_stops_in_bounded_time(
     tmp_path: Path, demo_config: Path, job_name: str, slurm: str
 ) -> None:
