@@ -9,7 +9,7 @@ Measured side by side in one run:
   vs. SQLAlchemy Core ``insert`` with a list of dicts, into the same schema.
 
 Usage: ``python benchmarks/overhead.py [--quick]``; writes
-``benchmarks/results/overhead.json`` and prints the result as one JSON line last.
+``benchmarks/results/overhead[.quick].json`` and prints the result as one JSON line last.
 """
 
 from __future__ import annotations
@@ -145,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes, under 2 minutes on 2 cores")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--out", type=Path, default=HERE / "results" / "overhead.json")
+    p.add_argument("--out", type=Path, default=None, help="default results/overhead[.quick].json")
     args = p.parse_args(argv)
+    # a quick run must not overwrite the full result (splicing_tcga_projection reads overhead.json)
+    args.out = args.out or HERE / "results" / ("overhead.quick.json" if args.quick else "overhead.json")
     n_tasks, n_rows = (1000, 500_000) if args.quick else (5000, 2_000_000)
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)

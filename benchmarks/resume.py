@@ -3,7 +3,7 @@
 Measures: tasks done when the driver died, tasks run by the resume, done tasks computed
 again (must be 0), wall time of the resume, and whether the final ``score`` table equals
 an uninterrupted run's. Usage: ``python benchmarks/resume.py [--quick]``; writes
-``benchmarks/results/resume.json`` and prints the result as one JSON line last.
+``benchmarks/results/resume[.quick].json`` and prints the result as one JSON line last.
 """
 
 from __future__ import annotations
@@ -88,8 +88,10 @@ def measure(tmp: Path, extra: list[str]) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a smaller demo (under a minute)")
-    p.add_argument("--out", type=Path, default=HERE / "results" / "resume.json")
+    p.add_argument("--out", type=Path, default=None, help="default results/resume[.quick].json")
     args = p.parse_args(argv)
+    # a quick run must not overwrite the full result (splicing_tcga_projection reads overhead.json)
+    args.out = args.out or HERE / "results" / ("resume.quick.json" if args.quick else "resume.json")
     extra = ["demo.n_targets=400", "demo.block_size=20"] if args.quick else []
     with tempfile.TemporaryDirectory() as tmp:
         result = {"benchmark": "resume", "quick": args.quick, **measure(Path(tmp), extra)}
