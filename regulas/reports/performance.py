@@ -61,17 +61,16 @@ def per_split_from_arrays(results: StudyResults, fn: Callable[..., Any], name: s
     test_index = np.asarray(results.array("test_index")[...])
     n_models, n_splits, _, n_events = pred.shape
     events = results.events
-    position = {e: i for i, e in enumerate(events)}
-    done = results.finished()
-    rows = done["event"].map(position)
-    if rows.isna().any():
-        unknown = sorted(set(done.loc[rows.isna(), "event"]))
+    # the database numbers events by their position on the Zarr event axis: the names must agree
+    unknown = sorted(n for i, n in enumerate(results.event_names) if i >= len(events) or events[i] != n)
+    if unknown:
         raise StoreError(
-            f"study {results.study!r}: events {unknown[:5]} have results in the database but are not on the event "
-            f"axis of Zarr array Y in {results.arrays_path} (attribute 'events'); the store is inconsistent"
+            f"study {results.study!r}: events {unknown[:5]} of the database (table splice_event) are not on the event "
+            f"axis of Zarr array Y in {results.arrays_path} at their index (attribute 'events'); the store is inconsistent"
         )
     wanted = np.zeros((n_models, n_splits, n_events), dtype=bool)
-    wanted[done["model"].to_numpy(), done["split"].to_numpy(), rows.to_numpy(dtype=int)] = True
+    done = results.finished()
+    wanted[done["model"].to_numpy(), done["split"].to_numpy(), done["event"].to_numpy(dtype=int)] = True
     values = np.full(wanted.shape, np.nan)
     step = max(1, EVENT_BLOCK // pred.chunks[3]) * pred.chunks[3]
     for e0 in range(0, n_events, step):

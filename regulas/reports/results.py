@@ -223,10 +223,9 @@ class StudyResults:
         return frame
 
     def finished(self) -> pd.DataFrame:
-        """The (event, model, split) triples with a stored result."""
-        frame = self._named(self._query("SELECT event, model, split FROM splice_score WHERE study_id = ?", (self.study_id,)))
-        frame["event"] = frame["event"].astype(str)
-        return frame
+        """The (event, model, split) triples with a stored result; ``event`` is the event's
+        index, its position on the Zarr event axis."""
+        return self._query("SELECT event, model, split FROM splice_score WHERE study_id = ?", (self.study_id,))
 
     # ------------------------------------------------------------------ Zarr
 
