@@ -312,16 +312,26 @@ def test_scancel_of_a_worker_job_mid_run(tmp_path: Path, demo_config: Path, job_
     assert (np.isfinite(pred).sum(axis=0) == 1).all()
 
 
-def test_walltime_shorter_than_study_workers_retire_and_are_replaced(tmp_path: Path, demo_config: Path, job_name: str) -> None:
-    """A 1-minute walltime; workers retire 25 s before it (lifetime 35 s +- 6 s) while
-    the study needs 45 s of work per worker: replacement jobs finish it."""
+def _run_with_one_minute_walltime(
+    tmp_path: Path, demo_config: Path, job_name: str, *, sleep_s: float, retire: str
+) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
+    """The 36-task demo (a trace file per task run) on 2 jobs of 1-minute walltime; it must succeed.
+    Returns (store root, trace folder, the finished run)."""
     root = tmp_path / "out"
     traces = tmp_path / "traces"
     traces.mkdir()
     proc = run_cli(["run", str(demo_config), f"store.root={root}", "demo.n_targets=360", "demo.block_size=20",
-                    "demo.n_splits=2", "demo.sleep_s=2.5", f"demo.trace_dir={traces}", *_slurm_args(tmp_path, job_name),
-                    "cluster.walltime='1'", "cluster.retire_before_walltime_s=25"], timeout=600)
+                    "demo.n_splits=2", f"demo.sleep_s={sleep_s}", f"demo.trace_dir={traces}",
+                    *_slurm_args(tmp_path, job_name), "cluster.walltime='1'",
+                    f"cluster.retire_before_walltime_s={retire}"], timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    return root, traces, proc
+
+
+def test_walltime_shorter_than_study_workers_retire_and_are_replaced(tmp_path: Path, demo_config: Path, job_name: str) -> None:
+    """A 1-minute walltime; workers retire 25 s before it (lifetime 35 s +- 6 s) while
+    the study needs 45 s of work per worker: replacement jobs finish it."""
+    root, traces, proc = _run_with_one_minute_walltime(tmp_path, demo_config, job_name, sleep_s=2.5, retire="25")
     assert "COMPLETED: worker" in proc.stderr and "submitting a replacement job" in proc.stderr
     jobs = _jobs(job_name)
     assert len(jobs) >= 3, jobs
@@ -336,13 +346,7 @@ def test_walltime_kill_by_slurm_workers_are_replaced(tmp_path: Path, demo_config
     """No retirement (retire_before_walltime_s null): SLURM itself ends each job at its
     1-minute walltime (state TIMEOUT), inside a task; the study (about 90 s of work per
     worker) still completes, with every task's results stored once."""
-    root = tmp_path / "out"
-    traces = tmp_path / "traces"
-    traces.mkdir()
-    proc = run_cli(["run", str(demo_config), f"store.root={root}", "demo.n_targets=360", "demo.block_size=20",
-                    "demo.n_splits=2", "demo.sleep_s=5", f"demo.trace_dir={traces}", *_slurm_args(tmp_path, job_name),
-                    "cluster.walltime='1'", "cluster.retire_before_walltime_s=null"], timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    root, traces, proc = _run_with_one_minute_walltime(tmp_path, demo_config, job_name, sleep_s=5, retire="null")
     assert "TIMEOUT (TimeLimit): worker" in proc.stderr and "submitting a replacement job" in proc.stderr
     jobs = _jobs(job_name)
     assert list(jobs.values()).count("TIMEOUT") >= 2, jobs
