@@ -246,6 +246,12 @@ class SplicingWorkload(Workload):
         return splits
 
     @functools.cached_property
+    def event_names(self) -> list[str]:
+        """The events in the order of Y's event axis: Zarr ``Y.attrs["events"]`` and the
+        ``splice_event`` index, which result rows use, both come from here."""
+        return [str(v) for v in self.data.events]
+
+    @functools.cached_property
     def data(self) -> SplicingData:
         """The dataset, loaded and checked once in the driver (never shipped to workers)."""
         from regulas.data import Loader
@@ -280,7 +286,7 @@ class SplicingWorkload(Workload):
         x = a.create(ArraySpec("X", (n, f), (n, f), dims=("sample", "feature"), description="features"), X)
         x.attrs.update({"samples": [str(v) for v in data.X.index], "features": [str(v) for v in data.X.columns]})
         y = a.create(ArraySpec("Y", (n, e), (n, block), dims=("sample", "event"), description="PSI (NaN = missing)"), Y)
-        y.attrs.update({"events": [str(v) for v in data.Y.columns]})
+        y.attrs.update({"events": self.event_names})
         for name, width, part in (("train_index", max_train, 0), ("test_index", max_test, 1)):
             padded = np.full((n_splits, width), -1, dtype=np.int64)
             for s, split in enumerate(splits):
@@ -359,7 +365,7 @@ class SplicingWorkload(Workload):
             for p, spec in enumerate(self.specs)
         ]
         grids = [json.dumps(spec.grid, sort_keys=True, default=str) for spec in self.specs]
-        events = [str(v) for v in self.data.Y.columns]  # the order of Y's event axis (see prepare)
+        events = self.event_names
         return {"splice_event": {"event": list(range(len(events))), "name": events}, "splice_model": {
             "model": [m.index for m in self.models],
             "pipeline": [self.specs[m.pipeline].name for m in self.models],
