@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from regulas.execution.plan import derive_seed
+from regulas.core.task import derive_seed
 from regulas.lmm import KronSumLMM, KronSumProblem
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from distributed import Client, LocalCluster, as_completed
 
-from regulas.config.study import load_study
-from regulas.execution.plan import make_task
+from regulas.study import load_study
+from regulas.core.task import make_task
 from regulas.execution.progress import RunProgress
 from regulas.execution.runner import run_study
 from regulas.store.database import connect, open_study, register_tasks

@@ -59,7 +59,7 @@ from typing import Any
 
 from distributed import Client
 
-from regulas.config.study import load_study
+from regulas.study import load_study
 from regulas.execution.cluster import make_backend
 from regulas.execution.cluster.base import ClusterBackend
 from regulas.execution.progress import RunProgress
@@ -140,7 +140,7 @@ def run_one(backend_name: str, n: int, size: list[str], tmp: Path, cpus: int) ->
         client.wait_for_workers(n, timeout=300)
         start_s = time.perf_counter() - t0
         client.run(_warm, "sklearn.linear_model")  # imports are not what we measure
-        client.run(_warm, "regulas.studies.demo")
+        client.run(_warm, "regulas.workloads.demo")
         t1 = time.perf_counter()
         ticks = cpu_ticks()
         summary = run_study(spec, client=client, progress=RunProgress("none"))

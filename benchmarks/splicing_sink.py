@@ -35,7 +35,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from splicing_common import header, write_result  # noqa: E402
 
-from regulas.execution.plan import make_task  # noqa: E402
+from regulas.core.task import make_task  # noqa: E402
 from regulas.store import schema  # noqa: E402
 from regulas.store.database import connect, open_study, register_tasks, write_study_rows  # noqa: E402
 from regulas.store.sink import Sink, TaskOutcome  # noqa: E402

@@ -41,12 +41,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from regulas.config.study import load_study
+from regulas.study import load_study
 from regulas.execution.worker import execute_task
 from regulas.store.arrays import StudyArrays
 from regulas.store.database import connect
 from regulas.store.sink import Sink
-from regulas.studies.base import StudyContext
+from regulas.core.workload import StudyContext
 
 from splicing_common import RESULTS, header, write_result  # type: ignore[import-not-found]
 

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from regulas import __version__
-from regulas.errors import ConfigError, RegulasError
+from regulas.core.errors import ConfigError, RegulasError
 
 if TYPE_CHECKING:
-    from regulas.config.study import StudySpec
+    from regulas.core.spec import StudySpec
+    from regulas.reports import ReportRun
 
 EXIT_OK, EXIT_FAILED_TASKS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -32,8 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", help="key=value, +key=value, group=option (e.g. cluster=local)")
 
     report = sub.add_parser("report", help="rerun a finished study's reports from its database (no refitting)")
-    report.add_argument("config", help="the study config (or a regulAS report-only config)")
+    report.add_argument("config", help="the study config (or a regulAS report-only config), or a store root")
     report.add_argument("overrides", nargs="*")
+    report.add_argument("--study", help="with a store root holding several studies: the study to report on")
 
     status = sub.add_parser("status", help="progress and failures of the studies in a store (also while running)")
     status.add_argument("store_root", help="the store.root folder of a study (holds regulas.db)")
@@ -60,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args.config, args.overrides)
         if args.command == "report":
-            return _report(args.config, args.overrides)
+            return _report(args.config, args.overrides, args.study)
         if args.command == "cluster-script":
             return _cluster_script(args.config, args.overrides)
         if args.command == "status":
@@ -81,7 +83,7 @@ def console_main() -> None:
 
 
 def _show_config(config: str, overrides: Sequence[str]) -> int:
-    from regulas.config.study import load_study
+    from regulas.study import load_study
 
     spec = load_study(config, overrides)
     print(spec.yaml, end="")
@@ -89,7 +91,7 @@ def _show_config(config: str, overrides: Sequence[str]) -> int:
 
 
 def _cluster_script(config: str, overrides: Sequence[str]) -> int:
-    from regulas.config.study import load_study
+    from regulas.study import load_study
     from regulas.execution.cluster import make_backend
 
     spec = load_study(config, overrides)
@@ -106,13 +108,13 @@ def _cluster_script(config: str, overrides: Sequence[str]) -> int:
 
 
 def _run(config: str, overrides: Sequence[str]) -> int:
-    from regulas.config.study import load_study
-    from regulas.execution.runner import run_study
+    from regulas.study import load_study, run
 
     spec = load_study(config, overrides)
     if spec.workload.reports_only:
         return _write_reports(spec)
-    summary = run_study(spec)
+    result = run(spec)
+    summary = result.summary
     out = sys.stdout
     print(
         f"\nstudy {summary.study!r}: {summary.total} tasks; {summary.skipped_done} were already done, "
@@ -121,10 +123,8 @@ def _run(config: str, overrides: Sequence[str]) -> int:
         file=out,
     )
     print(f"database: {summary.db_path}\narrays:   {summary.arrays_path}/{summary.study}", file=out)
-    if summary.summary_text:
-        print(summary.summary_text, file=out)
-    for figure in summary.figures:
-        print(f"figure:   {figure}", file=out)
+    if result.reports is not None:
+        _print_reports(result.reports)
     if summary.failures:
         print(f"\n{len(summary.failures)} task(s) not done:", file=out)
         for f in summary.failures[:10]:
@@ -135,26 +135,35 @@ def _run(config: str, overrides: Sequence[str]) -> int:
     return EXIT_OK
 
 
-def report_dir(spec: StudySpec) -> Path:
-    """Where a study's reports and figures go: ``<store.root>/reports/<study>``."""
-    return spec.store.root_path / "reports" / spec.study.name
+def _print_reports(reports: ReportRun) -> None:
+    for text in reports.texts:
+        print(text)
+    for path in reports.files:
+        print(f"{'figure' if path.suffix == '.png' else 'report'}:   {path}")
 
 
-def _report(config: str, overrides: Sequence[str]) -> int:
-    from regulas.config.study import load_study
+def _report(target: str, overrides: Sequence[str], study: str | None) -> int:
+    from regulas.study import load_stored_study, load_study, report_dir, write_reports
 
-    return _write_reports(load_study(config, overrides))
+    if Path(target).is_dir():
+        if overrides:
+            raise ConfigError("overrides apply to a config file, not to a store root", source=target)
+        workload, layout, name = load_stored_study(Path(target), study)
+        return _report_files(name, write_reports(workload, layout, name), report_dir(layout.root, name))
+    return _write_reports(load_study(target, overrides))
 
 
 def _write_reports(spec: StudySpec) -> int:
-    from regulas.store.arrays import StudyArrays
-    from regulas.store.status import require_finished_study
+    from regulas.study import layout_of, report_dir, write_reports
 
-    require_finished_study(spec.store.db_path, spec.study.name)
-    arrays = StudyArrays(spec.store.arrays_path, spec.study.name)
-    out_dir = report_dir(spec)
-    paths = spec.workload.report(spec.store.db_path, arrays, out_dir)
-    print(f"study {spec.study.name!r}: {len(paths)} report file(s) in {out_dir}")
+    layout = layout_of(spec)
+    reports = write_reports(spec.workload, layout, spec.study.name)
+    return _report_files(spec.study.name, reports, report_dir(layout.root, spec.study.name))
+
+
+def _report_files(study: str, reports: ReportRun, folder: Path) -> int:
+    paths = reports.files
+    print(f"study {study!r}: {len(paths)} report file(s) in {folder}")
     for path in paths:
         print(f"  {path}")
     return EXIT_OK

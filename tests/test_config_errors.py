@@ -23,10 +23,10 @@ import pytest
 import yaml
 
 from regulas import cli
-from regulas.config.loader import load_config
-from regulas.config.study import load_study
-from regulas.config.targets import check_targets, locate
-from regulas.errors import ConfigError
+from regulas.core.config.loader import load_config
+from regulas.study import load_study
+from regulas.core.config.targets import check_targets, locate
+from regulas.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -438,7 +438,7 @@ class _WithPaths:
 
 
 def test_missing_input_file_and_folder_are_named(tmp_path: Path) -> None:
-    from regulas.config.typed import build
+    from regulas.core.config.typed import build
 
     present = tmp_path / "psi.tsv"
     present.write_text("a\n")

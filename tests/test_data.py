@@ -20,7 +20,7 @@ import pytest
 import zarr
 from sklearn.feature_selection import VarianceThreshold
 
-from regulas.config.targets import instantiate, locate
+from regulas.core.config.targets import instantiate, locate
 from regulas.data import (
     DataError,
     JunctionPSILoader,
@@ -31,7 +31,7 @@ from regulas.data import (
     psi_from_junctions,
     write_table,
 )
-from regulas.errors import ConfigError
+from regulas.core.errors import ConfigError
 
 from conftest import SHARED_DATA
 

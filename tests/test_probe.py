@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from distributed import Client, LocalCluster
 
-from regulas.errors import ClusterError
+from regulas.core.errors import ClusterError
 from regulas.execution.probe import PLUGIN_NAME, PROBE_FOLDER, StoreGate
 
 

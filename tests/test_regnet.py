@@ -20,8 +20,8 @@ from sklearn.linear_model import RidgeCV
 from sklearn.metrics import mean_squared_error, r2_score
 
 from conftest import CONFIGS, QUIET, SHARED_DATA, query, run_cli
-from regulas.config.study import load_study
-from regulas.errors import ConfigError
+from regulas.study import load_study
+from regulas.core.errors import ConfigError
 from regulas.lmm import KronSumLMM
 from regulas.sim.covariance import LOWRANK_NUGGET, lowrank_blocks, noise_covariance, signal_covariance
 from regulas.sim.methods import DEFAULT_ALPHAS, MethodConfig, fit_method

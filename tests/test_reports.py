@@ -32,9 +32,9 @@ from sklearn.model_selection import ShuffleSplit
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from regulas.errors import ConfigError, StoreError
-from regulas.execution.plan import make_task
-from regulas.reports import (
+from regulas.core.errors import ConfigError, StoreError
+from regulas.core.task import make_task
+from regulas.workloads.splicing.reports import (
     ExportCSV,
     FeatureRankingReport,
     ModelPerformanceReport,
@@ -42,8 +42,8 @@ from regulas.reports import (
     check_reports,
     run_reports,
 )
-from regulas.reports.config import plan_reports
-from regulas.reports.performance import per_split_from_arrays
+from regulas.workloads.splicing.reports.config import plan_reports
+from regulas.workloads.splicing.reports.performance import per_split_from_arrays
 from regulas.store.arrays import ArraySpec, StudyArrays
 from regulas.store.database import connect, open_study, register_tasks, write_study_rows
 from regulas.store.sink import Columns, Sink, TaskOutcome
@@ -408,14 +408,14 @@ def test_reports_run_in_dependency_order_and_chain_outputs(store: Store, tmp_pat
     column = f"{MSE}:test:mean"
     reports = {  # listed consumers first: the order must come from _depends_on_
         "Export": {
-            "_target_": "regulas.reports.ExportCSV",
+            "_target_": "regulas.workloads.splicing.reports.ExportCSV",
             "_depends_on_": ["Ranking", "Listing"],
             "output_dir": str(tmp_path / "abs"),
         },
-        "Listing": {"_target_": "regulas.reports.ExportCSV", "_depends_on_": ["Ranking"], "sep": "\t"},
-        "Ranking": {"_target_": "regulas.reports.FeatureRankingReport", "_depends_on_": ["Loss"], "sort_by": column,
+        "Listing": {"_target_": "regulas.workloads.splicing.reports.ExportCSV", "_depends_on_": ["Ranking"], "sep": "\t"},
+        "Ranking": {"_target_": "regulas.workloads.splicing.reports.FeatureRankingReport", "_depends_on_": ["Loss"], "sort_by": column,
                     "top_k_models": 1, "top_k_features": 2},
-        "Loss": {"_target_": "regulas.reports.ModelPerformanceReport", "loss_fn": MSE},
+        "Loss": {"_target_": "regulas.workloads.splicing.reports.ModelPerformanceReport", "loss_fn": MSE},
     }
     assert [p.name for p in plan_reports(reports)] == ["Loss", "Ranking", "Listing", "Export"]
     files = run(root, nested.name, reports, tmp_path / "out")
@@ -587,7 +587,7 @@ def test_no_reports_still_writes_the_default_figures(store: Store, tmp_path: Pat
 
 def test_export_refuses_names_that_are_not_file_names() -> None:
     with pytest.raises(ConfigError, match="cannot be file names"):
-        check_reports({"../x": _perf(), "CSV": {"_target_": "regulas.reports.ExportCSV", "_depends_on_": ["../x"]}})
+        check_reports({"../x": _perf(), "CSV": {"_target_": "regulas.workloads.splicing.reports.ExportCSV", "_depends_on_": ["../x"]}})
     assert ExportCSV(output_dir="out", sep="\t").sep == "\t"
 
 

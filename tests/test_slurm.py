@@ -586,7 +586,7 @@ def test_cluster_script_prints_without_submitting(tmp_path: Path, demo_config: P
     [("30", 1800), ("1:30", 90), ("2:00:00", 7200), ("1-0", 86400), ("1-2:30", 95400), ("2-00:00:10", 172810)],
 )
 def test_walltime_formats(text: str, seconds: int) -> None:
-    from regulas.execution.cluster.slurm_jobs import walltime_seconds
+    from regulas.execution.cluster._slurm_jobs import walltime_seconds
 
     assert walltime_seconds(text) == seconds
 
@@ -604,8 +604,8 @@ def test_walltime_formats(text: str, seconds: int) -> None:
     ],
 )
 def test_bad_slurm_settings_are_named_before_any_work(demo_config: Path, override: str, message: str) -> None:
-    from regulas.config.study import load_study
-    from regulas.errors import ConfigError
+    from regulas.study import load_study
+    from regulas.core.errors import ConfigError
 
     with pytest.raises(ConfigError) as caught:
         load_study(demo_config, ["cluster=slurm", override])

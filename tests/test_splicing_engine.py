@@ -20,7 +20,7 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from sklearn.model_selection import GridSearchCV, KFold, ShuffleSplit
 from threadpoolctl import threadpool_limits
 
-from regulas.errors import ConfigError
+from regulas.core.errors import ConfigError
 from regulas.splicing import BlockInputError, PipelineSpec, evaluate_block, regression_metrics
 from regulas.splicing.ridge_batch import RidgeFactor
 from tests.conftest import SHARED_DATA

@@ -20,8 +20,8 @@ import pytest
 import zarr
 from sqlalchemy import Engine
 
-from regulas.errors import OwnershipError, StoreError
-from regulas.execution.plan import Task, derive_seed, make_task
+from regulas.core.errors import OwnershipError, StoreError
+from regulas.core.task import Task, derive_seed, make_task
 from regulas.store import schema
 from regulas.store.arrays import ArraySpec, Region, RegionWriter, StudyArrays
 from regulas.store.database import StudyRecord, connect, open_study, register_tasks
@@ -560,7 +560,7 @@ def test_task_key_and_seed_are_deterministic() -> None:
     assert len(a.key) == 32 and int(a.key, 16) >= 0
     # and across interpreters (no dependence on hash randomization or process state)
     code = (
-        "from regulas.execution.plan import make_task; import json, sys; "
+        "from regulas.core.task import make_task; import json, sys; "
         "t = make_task(**json.loads(sys.argv[1])); print(t.key, t.seed)"
     )
     import json

@@ -17,7 +17,7 @@ from regulas.data.loaders import Loader, PickleLoader, TableLoader
 from regulas.data.options import LoadOptions
 from regulas.data.tables import read_table, write_table
 from regulas.data.xena import XenaLoader
-from regulas.errors import DataError
+from regulas.core.errors import DataError
 
 __all__ = [
     "DataError",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from regulas.errors import DataError
+from regulas.core.errors import DataError
 
 
 def few(labels: pd.Index | list[object] | np.ndarray, n: int = 5) -> str:

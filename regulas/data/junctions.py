@@ -36,7 +36,7 @@ from regulas.data.loaders import (
 )
 from regulas.data.prepare import Part, RawData
 from regulas.data.tables import as_float, read_table
-from regulas.errors import ConfigError, DataError
+from regulas.core.errors import ConfigError, DataError
 
 
 def psi_from_junctions(

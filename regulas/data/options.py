@@ -8,7 +8,7 @@ Filters and policies, applied in this order after the files are read and checked
 3. Y: ``all_nan_events``, ``missing_psi``, ``min_samples_per_event``, ``constant_events``.
 
 Every drop is counted in :attr:`SplicingData.log` and logged; a policy "fail" raises
-:class:`~regulas.errors.DataError` naming the file and the first offending values.
+:class:`~regulas.core.errors.DataError` naming the file and the first offending values.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from regulas.config.typed import build, positive
-from regulas.errors import ConfigError
+from regulas.core.config.typed import build, positive
+from regulas.core.errors import ConfigError
 
 #: Config key of a dataset node in a regulAS experiment; error messages name keys under it.
 DATASET_KEY = "experiment.dataset"

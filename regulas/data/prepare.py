@@ -25,7 +25,7 @@ from regulas.data.checks import (
 from regulas.data.dataset import SplicingData
 from regulas.data.options import DATASET_KEY, LoadOptions
 from regulas.data.tables import read_columns
-from regulas.errors import DataError
+from regulas.core.errors import DataError
 
 logger = logging.getLogger("regulas.data")
 

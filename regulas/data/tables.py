@@ -38,7 +38,7 @@ from typing import IO, Any, Literal
 import numpy as np
 import pandas as pd
 
-from regulas.errors import ConfigError, DataError
+from regulas.core.errors import ConfigError, DataError
 
 Format = Literal["tsv", "csv", "parquet", "hdf5", "zarr"]
 

@@ -36,7 +36,7 @@ from typing import Any
 from distributed import Client
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from regulas.errors import ClusterError
+from regulas.core.errors import ClusterError
 
 PROBE_FOLDER = ".regulas-probe"
 TOPIC = "regulas-store-probe"  # Dask event topic of the workers' reports

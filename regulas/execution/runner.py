@@ -24,25 +24,27 @@ from typing import Any
 from distributed import Client, Future, as_completed
 from sqlalchemy import Engine, select
 
-from regulas.config.study import StudySpec
-from regulas.errors import ClusterError, StoreError
+from regulas.core.errors import ClusterError, StoreError
+from regulas.core.spec import StudySpec
+from regulas.core.task import Task
+from regulas.core.workload import StudyContext
 from regulas.execution.cluster import ClusterBackend, make_backend
-from regulas.execution.plan import Task
 from regulas.execution.probe import StoreGate
 from regulas.execution.progress import RunProgress
 from regulas.execution.worker import execute_task
 from regulas.store import schema
 from regulas.store.arrays import StudyArrays
 from regulas.store.database import (
-    connect,
+    TaskState,
     finish_study,
     open_study,
+    open_write,
     register_arrays,
     register_tasks,
     write_study_rows,
 )
+from regulas.store.root import StoreLayout, write_marker
 from regulas.store.sink import Sink, TaskOutcome
-from regulas.studies.base import StudyContext
 
 #: seconds to fetch one finished task's outcome (a few rows) before the driver polls the
 #: cluster again; doubled for each retry of the same task, up to MAX_RESULT_WAIT_S
@@ -78,8 +80,6 @@ class RunSummary:
     db_path: str
     arrays_path: str
     failures: list[dict[str, Any]] = field(default_factory=list)
-    summary_text: str | None = None
-    figures: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -101,7 +101,7 @@ def _failure(task: Task, exc: BaseException) -> TaskOutcome:
     )
 
 
-def plan_study(spec: StudySpec, engine: Engine) -> tuple[int, bool, list[Task], dict[str, tuple[int, str, int]]]:
+def plan_study(spec: StudySpec, engine: Engine) -> tuple[int, bool, list[Task], dict[str, TaskState]]:
     """Driver-side preparation: study row, inputs, arrays, plan, ownership, task rows."""
     record = open_study(
         engine,
@@ -134,16 +134,16 @@ def run_study(spec: StudySpec, *, client: Client | None = None, progress: RunPro
     t0 = time.monotonic()
     progress = progress or RunProgress(spec.execution.progress, spec.execution.progress_every_s)
     spec.workload.check_inputs(spec.seed)  # bad data stops the run before the store exists
-    spec.store.root_path.mkdir(parents=True, exist_ok=True)
-    engine = connect(spec.store.db_path)
+    write_marker(StoreLayout(spec.store.root_path, db=spec.store.db, arrays=spec.store.arrays))
+    engine = open_write(spec.store.db_path, spec.workload.tables)
     try:
         study_id, resumed, tasks, status = plan_study(spec, engine)
         max_attempts = spec.execution.max_attempts
-        skipped = sum(status[t.key][1] == "done" for t in tasks)
-        exhausted = [t for t in tasks if status[t.key][1] == "failed" and status[t.key][2] >= max_attempts]
+        skipped = sum(status[t.key].status == "done" for t in tasks)
+        exhausted = [t for t in tasks if status[t.key].status == "failed" and status[t.key].attempts >= max_attempts]
         exhausted_keys = {t.key for t in exhausted}
-        todo = [t for t in tasks if status[t.key][1] != "done" and t.key not in exhausted_keys]
-        retried = sum(status[t.key][1] == "failed" for t in todo)
+        todo = [t for t in tasks if status[t.key].status != "done" and t.key not in exhausted_keys]
+        retried = sum(status[t.key].status == "failed" for t in todo)
         progress.message(
             f"study {spec.study.name!r} ({spec.study.workload}): {len(tasks)} tasks, {skipped} already done, "
             f"{len(todo)} to run" + (f" ({retried} failed before, retried: attempt limit {max_attempts})" if retried else "")
@@ -152,7 +152,7 @@ def run_study(spec: StudySpec, *, client: Client | None = None, progress: RunPro
         sink = Sink(
             engine,
             study_id,
-            {k: v[0] for k, v in status.items()},
+            {k: v.id for k, v in status.items()},
             commit_every_s=spec.execution.commit_every_s,
             commit_every_rows=spec.execution.commit_every_rows,
         )
@@ -167,11 +167,6 @@ def run_study(spec: StudySpec, *, client: Client | None = None, progress: RunPro
         failures = _failures(engine, study_id)
         final = "done" if not failures else "failed"
         finish_study(engine, study_id, final)
-        text, figures = None, []
-        if final == "done":
-            text = spec.workload.summarize(engine, study_id)
-            arrays = StudyArrays(spec.store.arrays_path, spec.study.name)
-            figures = spec.workload.plot(engine, study_id, arrays, spec.store.root_path / "reports" / spec.study.name)
         return RunSummary(
             study=spec.study.name,
             study_id=study_id,
@@ -187,8 +182,6 @@ def run_study(spec: StudySpec, *, client: Client | None = None, progress: RunPro
             db_path=str(spec.store.db_path),
             arrays_path=str(spec.store.arrays_path),
             failures=failures,
-            summary_text=text,
-            figures=[str(p) for p in figures],
         )
     finally:
         engine.dispose()
@@ -212,9 +205,9 @@ def _execute(
         client = backend.start()
         progress.message(f"cluster ready after {time.monotonic() - started:.1f} s ({len(client.nthreads())} worker(s) connected)")
     try:
-        # the scheduler's HTTP server runs even with the dashboard off: ask the config
-        if getattr(spec.cluster, "dashboard_address", "") is not None and client.dashboard_link:
-            progress.message(f"dashboard: {client.dashboard_link}")
+        link = backend.dashboard_link() if backend is not None else None
+        if link:
+            progress.message(f"dashboard: {link}")
         gate = StoreGate(client, spec.store.root_path, timeout_s=spec.cluster.startup_timeout_s)
         try:
             progress.message(f"store {spec.store.root_path} is shared with the {len(gate.passed)} connected worker(s)")
@@ -242,7 +235,7 @@ def _run_tasks(
     # an adaptive cluster grows while it runs: size the queue for what it may become
     threads = (backend.planned_threads() if backend is not None else None) or sum(client.nthreads().values()) or 1
     limit = spec.execution.max_in_flight or 4 * threads
-    blas = getattr(spec.cluster, "blas_threads", 1)
+    blas = spec.cluster.blas_threads
     store_path = str(spec.store.arrays_path)
     pending = iter(todo)
     in_flight: dict[object, Task] = {}

@@ -9,10 +9,10 @@ import traceback as tb
 
 from threadpoolctl import threadpool_limits
 
-from regulas.execution.plan import Task
+from regulas.core.task import Task
 from regulas.store.arrays import RegionWriter
 from regulas.store.sink import TaskOutcome
-from regulas.studies.base import TaskContext, Workload
+from regulas.core.workload import TaskContext, Workload
 
 
 def worker_name() -> str:

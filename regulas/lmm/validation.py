@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from regulas.errors import RegulasError
+from regulas.core.errors import RegulasError
 
 
 class LMMInputError(RegulasError, ValueError):

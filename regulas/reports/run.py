@@ -1,64 +1,61 @@
-"""Run a study's reports from its store, without refitting anything."""
+"""Run a study's reports from its store, in order, without refitting anything."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from regulas.errors import ConfigError
-from regulas.reports.config import PlannedReport, plan_reports
-from regulas.reports.figures import write_default_figures
-from regulas.reports.results import StudyResults
+from regulas.core.errors import RegulasError
+from regulas.core.report import Report, ReportContext, ReportOutput
 
 log = logging.getLogger(__name__)
 
 
-def _check_experiment_names(plan: list[PlannedReport], results: StudyResults, source: str | None) -> None:
-    known = {results.study, results.experiment_name} - {None}
-    for item in plan:
-        name = item.report.experiment_name
-        if name is not None and name not in known:
-            raise ConfigError(
-                f"names experiment {name!r}, but the reports run on study {results.study!r}"
-                + (f" (experiment name {results.experiment_name!r})" if results.experiment_name else ""),
-                key=f"{item.key}.experiment_name",
-                source=source,
-            )
+class ReportError(RegulasError):
+    """A report could not be produced from the study's results."""
 
 
-def run_reports(
-    reports: Mapping[str, Any] | None,
-    *,
-    db_path: Path,
-    arrays_path: Path,
-    study: str,
-    out_dir: Path,
-    source: str | None = None,
-    key: str = "experiment.reports",
-) -> list[Path]:
-    """Run the configured reports in dependency order, then write the default figures.
+@dataclass
+class ReportRun:
+    """What the reports of a study produced, by report name, in run order."""
 
-    Each report receives the output tables of the reports named in its ``_depends_on_``.
-    The config, the study and its arrays are all checked before anything is written.
-    Returns the files written (CSV exports, then the figures). ``key`` and ``source``
-    name the config section in error messages.
+    outputs: dict[str, ReportOutput] = field(default_factory=dict)
+
+    @property
+    def files(self) -> list[Path]:
+        return [f for out in self.outputs.values() for f in out.files]
+
+    @property
+    def texts(self) -> list[str]:
+        return [out.text for out in self.outputs.values() if out.text]
+
+
+def run_reports(reports: Sequence[Report], ctx: ReportContext) -> ReportRun:
+    """Run ``reports`` in the given order; each gets the tables of the reports it depends on.
+
+    The order must put every report after those it depends on (workloads plan it so, and a
+    report naming one that has not run yet is refused before anything is written); every
+    report's :meth:`~regulas.core.report.Report.check` runs before the first one writes.
     """
-    plan = plan_reports(reports, key=key, source=source)
-    results = StudyResults(Path(db_path), Path(arrays_path), study)
-    _check_experiment_names(plan, results, source)
-    results.events  # noqa: B018 - fail on missing Zarr arrays before writing anything
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    outputs: dict[str, pd.DataFrame | None] = {}
-    files: list[Path] = []
-    for item in plan:
-        output = item.report.generate(results, {d: outputs[d] for d in item.depends_on}, out_dir)
-        outputs[item.name] = output.frame
-        files += output.files
-        log.info("report %s: %s", item.name, "no table" if output.frame is None else f"{len(output.frame)} rows")
-    files += write_default_figures(results, out_dir)
-    return files
+    seen: set[str] = set()
+    for report in reports:
+        missing = [d for d in report.depends_on if d not in seen]
+        if missing:
+            raise ReportError(f"report {report.name!r} depends on {missing}, which do not run before it")
+        if report.name in seen:
+            raise ReportError(f"two reports are named {report.name!r}")
+        seen.add(report.name)
+    for report in reports:
+        report.check(ctx)
+    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    run = ReportRun()
+    for report in reports:
+        inputs: dict[str, pd.DataFrame | None] = {d: run.outputs[d].frame for d in report.depends_on}
+        output = report.write(ctx, inputs)
+        run.outputs[report.name] = output
+        log.info("report %s: %s", report.name, "no table" if output.frame is None else f"{len(output.frame)} rows")
+    return run

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from regulas.errors import ConfigError
+from regulas.core.errors import ConfigError
 
 METHOD_KINDS = ("ridge", "lmm", "ols")
 LMM_SIGNAL = ("freeform", "lowrank_k", "diagonal", "identity", "block")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from regulas.errors import ConfigError
+from regulas.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from regulas.execution.plan import derive_seed
+from regulas.core.task import derive_seed
 from regulas.sim.covariance import noise_covariance, signal_covariance
 from regulas.sim.motifs import draw_motif_matrix, synthetic_motif_matrix
 

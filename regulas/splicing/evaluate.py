@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.model_selection import BaseCrossValidator
 
-from regulas.errors import ConfigError, RegulasError
+from regulas.core.errors import ConfigError, RegulasError
 from regulas.splicing.block import BlockWork
 from regulas.splicing.generic import fit_generic_group
 from regulas.splicing.importance import check_permutation

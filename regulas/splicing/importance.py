@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
-from regulas.errors import ConfigError
+from regulas.core.errors import ConfigError
 
 PERMUTATION_DEFAULTS: dict[str, Any] = {"n_repeats": 5, "scoring": None, "max_samples": 1.0}
 

@@ -33,9 +33,9 @@ from sklearn.model_selection import ParameterGrid
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
 
-from regulas.config.targets import ALIASES, RESERVED, locate
-from regulas.errors import ConfigError
-from regulas.execution.plan import stable_hash
+from regulas.core.config.targets import ALIASES, RESERVED, locate
+from regulas.core.errors import ConfigError
+from regulas.core.task import stable_hash
 
 #: Per-feature affine scalers after which the ridge family keeps its batched path: each is
 #: fitted on X alone, so every event of a split shares the scaled training matrix.

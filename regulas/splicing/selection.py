@@ -18,7 +18,7 @@ from sklearn.base import clone
 from sklearn.metrics import get_scorer
 from sklearn.model_selection import BaseCrossValidator, KFold
 
-from regulas.errors import ConfigError
+from regulas.core.errors import ConfigError
 
 Splits = list[tuple[np.ndarray, np.ndarray]]
 

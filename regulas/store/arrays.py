@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from regulas.errors import OwnershipError, StoreError
+from regulas.core.errors import OwnershipError, StoreError
+from regulas.core.task import Region
 
 
 @dataclass(frozen=True)
@@ -53,42 +54,6 @@ class ArraySpec:
     @property
     def unit(self) -> tuple[int, ...]:
         return self.shards if self.shards is not None else self.chunks
-
-
-@dataclass(frozen=True)
-class Region:
-    """A box ``[start, stop)`` of one array that one task owns."""
-
-    array: str
-    start: tuple[int, ...]
-    stop: tuple[int, ...]
-
-    @classmethod
-    def of(cls, array: str, *bounds: slice | int) -> Region:
-        start, stop = [], []
-        for b in bounds:
-            if isinstance(b, slice):
-                start.append(int(b.start or 0))
-                stop.append(int(b.stop))
-            else:
-                start.append(int(b))
-                stop.append(int(b) + 1)
-        return cls(array, tuple(start), tuple(stop))
-
-    @property
-    def slices(self) -> tuple[slice, ...]:
-        return tuple(slice(a, b) for a, b in zip(self.start, self.stop))
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(b - a for a, b in zip(self.start, self.stop))
-
-    def contains(self, other: Region) -> bool:
-        return (
-            self.array == other.array
-            and len(self.start) == len(other.start)
-            and all(a <= c and d <= b for a, b, c, d in zip(self.start, self.stop, other.start, other.stop))
-        )
 
 
 def _units(region: Region, spec: ArraySpec) -> Iterable[tuple[int, ...]]:

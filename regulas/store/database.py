@@ -1,27 +1,31 @@
-"""Open ``regulas.db``: create or check the schema, WAL mode, study and task bookkeeping.
+"""Open ``regulas.db`` (the one way in: :func:`open_write` for the driver, :func:`open_read`
+for everyone else), check and migrate its schema, and keep the study and task bookkeeping.
 
-Every function here runs in the driver, the only process that writes the database.
-Readers (``regulas status``, reports, users with ``pandas.read_sql``) may open it at
-any time: WAL mode lets them read while the driver writes.
+Every function but :func:`open_read` runs in the driver, the only process that writes the
+database. Readers (``regulas status``, reports, users with ``pandas.read_sql``) may open
+it at any time: WAL mode lets them read while the driver writes.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, create_engine, event, select, text, tuple_, update
 from sqlalchemy.exc import DatabaseError
 
-from regulas.errors import StoreError
+from regulas.core.errors import StoreError
+from regulas.core.task import Task
+from regulas.core.workload import Columns, Rows, WorkloadTables, rows_by_table
 from regulas.store import schema
 from regulas.store.schema import SCHEMA_VERSION, study, task
-from regulas.store.sink import Columns, prepare_rows
+from regulas.store.sink import prepare_rows
 
 
 def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -38,14 +42,22 @@ def _on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-#: Older schema versions that only lack tables and views (``create_all`` adds them).
-ADDITIVE_UPGRADES = frozenset({1})
+def _migrate_3_to_4(conn: Any) -> None:
+    """``score.is_nan`` -> ``score.value_is_nan``: every NaN flag is ``<column>_is_nan``."""
+    columns = {r[1] for r in conn.exec_driver_sql("PRAGMA table_info(score)")}
+    if "is_nan" in columns:
+        conn.exec_driver_sql("ALTER TABLE score RENAME COLUMN is_nan TO value_is_nan")
 
 
-def _sync_views(conn: Any) -> None:
-    """Create the documented views, replacing any whose SQL text changed."""
+#: older schema version -> the step that brings it to the next version (applied in order);
+#: 1 -> 2 only lacked tables, which ``create_all`` adds
+MIGRATIONS: dict[int, Callable[[Any], None]] = {1: lambda conn: None, 3: _migrate_3_to_4}
+
+
+def _sync_views(conn: Any, views: Mapping[str, str]) -> None:
+    """Create the given views, replacing any whose SQL text changed (other views are left alone)."""
     found = dict(conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type='view'")).all())
-    for name, select_sql in schema.VIEWS.items():
+    for name, select_sql in views.items():
         create = f"CREATE VIEW {name} AS {select_sql}"
         if found.get(name) == create:
             continue
@@ -53,51 +65,129 @@ def _sync_views(conn: Any) -> None:
         conn.execute(text(create))
 
 
-def connect(db_path: Path, *, create: bool = True) -> Engine:
-    """Engine for ``db_path``; creates the schema in a new file, refuses a newer one."""
-    if not create and not db_path.is_file():
-        raise StoreError(f"no regulas database at {db_path} (expected the store.root of a study)")
+def _stored_version(conn: Any, db_path: Path) -> int | None:
+    """The database's schema version; None for an empty file; refuses foreign and newer files."""
+    has_meta = conn.exec_driver_sql(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name='regulas_meta'"
+    ).first()
+    if not has_meta:
+        other = conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE type='table'").scalar_one()
+        if other:
+            raise StoreError(f"{db_path} is an SQLite database but not a regulas one (no regulas_meta table)")
+        return None
+    row = conn.exec_driver_sql("SELECT value FROM regulas_meta WHERE key='schema_version'").first()
+    found = int(row[0]) if row else 0
+    if found > SCHEMA_VERSION:
+        raise StoreError(
+            f"{db_path} has schema version {found}, newer than this regulas understands "
+            f"({SCHEMA_VERSION}); upgrade regulas-hpc or use another store.root"
+        )
+    return found
+
+
+def _check_rows(tables: WorkloadTables) -> None:
+    """Every typed rows class names a declared table and only its columns, and fills every
+    column that is required (not null, no default, not the store's ids or NaN flags)."""
+    declared = {t.name: t for t in tables.all}
+    for rows in tables.rows:
+        table = declared.get(rows.table)
+        if table is None:
+            raise StoreError(f"{rows.__name__} is for table {rows.table!r}, which the workload does not declare")
+        columns = set(table.c.keys())
+        fields = set(rows.column_names())
+        flags = {c.info["nan_flag"] for c in table.c if "nan_flag" in c.info}
+        required = {
+            c.name for c in table.c
+            if not c.nullable and c.server_default is None and c.name not in {"study_id", "task_id"} | flags
+        }
+        if fields - columns or required - fields:
+            raise StoreError(
+                f"{rows.__name__} does not match table {rows.table!r}: unknown {sorted(fields - columns)}, "
+                f"missing {sorted(required - fields)}"
+            )
+
+
+def open_write(db_path: Path, tables: WorkloadTables | None = None) -> Engine:
+    """The driver's engine on ``db_path``: the one way to open a store for writing.
+
+    Creates the file and the store's tables when new, checks the schema version (refuses a
+    newer one, migrates an older one in place), creates the workload's ``tables`` and (re)creates
+    its views. Every connection gets WAL mode and the pragmas above.
+    """
     db_path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(f"sqlite:///{db_path}")
     event.listen(engine, "connect", _on_connect)
+    tables = tables or WorkloadTables()
+    _check_rows(tables)
     try:
         with engine.begin() as conn:
-            has_meta = conn.execute(
-                text("SELECT name FROM sqlite_master WHERE type='table' AND name='regulas_meta'")
-            ).first()
-            if has_meta:
-                row = conn.execute(
-                    select(schema.regulas_meta.c.value).where(schema.regulas_meta.c.key == "schema_version")
-                ).first()
-                found = int(row[0]) if row else 0
-                if found > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"{db_path} has schema version {found}, newer than this regulas understands "
-                        f"({SCHEMA_VERSION}); upgrade regulas-hpc or use another store.root"
-                    )
-                if found < SCHEMA_VERSION and found not in ADDITIVE_UPGRADES:
+            found = _stored_version(conn, db_path)
+            if found is not None and found < SCHEMA_VERSION:
+                missing = [v for v in range(max(found, 1), SCHEMA_VERSION) if v not in MIGRATIONS and v != 2]
+                if found == 0 or missing:
                     raise StoreError(
                         f"{db_path} has schema version {found}, older than this regulas ({SCHEMA_VERSION}) "
                         "and no migration exists for it; use another store.root"
                     )
-            elif create:
-                other = conn.execute(text("SELECT count(*) FROM sqlite_master WHERE type='table'")).scalar_one()
-                if other:
-                    raise StoreError(f"{db_path} is an SQLite database but not a regulas one (no regulas_meta table)")
-            schema.metadata.create_all(conn)
-            _sync_views(conn)
-            if not has_meta:
-                conn.execute(
-                    schema.regulas_meta.insert(), [{"key": "schema_version", "value": str(SCHEMA_VERSION)}]
-                )
-            elif found < SCHEMA_VERSION:  # an additive upgrade: create_all added the new tables
+                for version in range(found, SCHEMA_VERSION):
+                    MIGRATIONS.get(version, lambda conn: None)(conn)
+            schema.metadata.create_all(conn, tables=[*schema.CORE_TABLES, *tables.all])
+            _sync_views(conn, tables.views)
+            if found is None:
+                conn.execute(schema.regulas_meta.insert(), [{"key": "schema_version", "value": str(SCHEMA_VERSION)}])
+            elif found < SCHEMA_VERSION:
                 conn.execute(
                     schema.regulas_meta.update()
                     .where(schema.regulas_meta.c.key == "schema_version")
                     .values(value=str(SCHEMA_VERSION))
                 )
     except DatabaseError as exc:  # also "file is not a database"
+        engine.dispose()
         raise StoreError(f"cannot open {db_path} as an SQLite database: {exc.orig}") from exc
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def _read_only_connection(db_path: Path) -> sqlite3.Connection:
+    uri = db_path.resolve().as_uri()
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        # a WAL database in a folder we cannot write (a read-only copy or mount): SQLite
+        # cannot create the -shm index, so read the file as immutable (committed pages only)
+        conn.close()
+        conn = sqlite3.connect(f"{uri}?immutable=1", uri=True)
+    return conn
+
+
+def open_read(db_path: Path) -> Engine:
+    """A read-only engine on an existing store: the one way for status, reports and readers.
+
+    Safe while a driver writes (WAL); works on a read-only copy. Refuses a missing file, a
+    file that is not a regulas database and schema versions other than this regulas's
+    (an older store is upgraded in place by the next ``regulas run`` of one of its studies).
+    """
+    if not db_path.is_file():
+        raise StoreError(f"no regulas database at {db_path} (expected the database of a store.root)")
+    engine = create_engine("sqlite://", creator=lambda: _read_only_connection(db_path))
+    try:
+        with engine.connect() as conn:
+            found = _stored_version(conn, db_path)
+    except DatabaseError as exc:
+        engine.dispose()
+        raise StoreError(f"cannot open {db_path} as an SQLite database: {exc.orig}") from exc
+    except StoreError:
+        engine.dispose()
+        raise
+    if found is None or found < SCHEMA_VERSION:
+        engine.dispose()
+        raise StoreError(
+            f"{db_path} has schema version {found or 0}, older than this regulas ({SCHEMA_VERSION}); "
+            "rerun `regulas run` on one of its study configs once to upgrade it in place"
+        )
     return engine
 
 
@@ -162,7 +252,7 @@ def finish_study(engine: Engine, study_id: int, status: str) -> None:
         conn.exec_driver_sql("UPDATE task SET status='pending' WHERE study_id=? AND status='running'", (study_id,))
 
 
-def write_study_rows(engine: Engine, study_id: int, rows: Mapping[str, Columns]) -> None:
+def write_study_rows(engine: Engine, study_id: int, rows: Sequence[Rows] | Mapping[str, Columns]) -> None:
     """Write a study's rows in study-level tables (by the driver, before any task).
 
     Rows are upserted by primary key, never deleted and inserted again: task results
@@ -170,11 +260,13 @@ def write_study_rows(engine: Engine, study_id: int, rows: Mapping[str, Columns])
     of the study. A resumed study describes the same models (the config hash guarantees
     it); a row whose key is no longer described is deleted, with whatever references it.
     """
+    by_table = rows if isinstance(rows, Mapping) else rows_by_table(rows)
+    allowed = schema.study_tables()
     with engine.begin() as conn:
-        for name, cols in rows.items():
-            table = schema.STUDY_TABLES.get(name)
+        for name, cols in by_table.items():
+            table = allowed.get(name)
             if table is None:
-                raise StoreError(f"{name!r} is not a study-level table; allowed: {', '.join(schema.STUDY_TABLES)}")
+                raise StoreError(f"{name!r} is not a study-level table; allowed: {', '.join(sorted(allowed)) or 'none'}")
             prepared = prepare_rows(table, cols, study_id, None)
             keys = [c.name for c in table.primary_key.columns]
             stale = table.delete().where(table.c.study_id == study_id)
@@ -190,8 +282,16 @@ def write_study_rows(engine: Engine, study_id: int, rows: Mapping[str, Columns])
                 )
 
 
-def register_tasks(engine: Engine, study_id: int, tasks: Sequence[Any]) -> dict[str, tuple[int, str, int]]:
-    """Insert the plan's tasks that are new; return key -> (task id, status, attempts).
+class TaskState(NamedTuple):
+    """A task's row as the driver needs it to resume."""
+
+    id: int
+    status: str
+    attempts: int
+
+
+def register_tasks(engine: Engine, study_id: int, tasks: Sequence[Task]) -> dict[str, TaskState]:
+    """Insert the plan's tasks that are new; return key -> its :class:`TaskState`.
 
     Tasks left ``running`` by a driver that died count as pending again: their results
     never reached the database, so nothing of theirs is lost by running them again.
@@ -219,7 +319,7 @@ def register_tasks(engine: Engine, study_id: int, tasks: Sequence[Any]) -> dict[
         rows = conn.execute(
             select(task.c.key, task.c.id, task.c.status, task.c.attempts).where(task.c.study_id == study_id)
         )
-        return {r.key: (r.id, r.status, r.attempts) for r in rows}
+        return {r.key: TaskState(r.id, r.status, r.attempts) for r in rows}
 
 
 def register_arrays(engine: Engine, study_id: int, arrays: Iterable[dict[str, Any]]) -> None:

@@ -18,14 +18,12 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, Table
 
-from regulas.errors import StoreError
-from regulas.store.schema import RESULT_TABLES
+from regulas.core.errors import StoreError
+from regulas.core.workload import Columns
+from regulas.store.schema import result_tables
 
 #: what a task's rows can provoke: a broken constraint, an unknown table or column, a bad value
 _ROW_ERRORS = (sqlite3.IntegrityError, StoreError, ValueError, TypeError)
-
-#: rows of one table, column-wise: {column name: sequence of values}
-Columns = Mapping[str, Sequence[Any] | np.ndarray]
 
 
 @dataclass
@@ -115,13 +113,15 @@ class Sink:
         *,
         commit_every_s: float = 1.0,
         commit_every_rows: int = 200_000,
-        tables: Mapping[str, Table] = RESULT_TABLES,
+        tables: Mapping[str, Table] | None = None,
     ) -> None:
         self._conn = engine.raw_connection()
         self.study_id = study_id
         self.task_ids = dict(task_ids)
         self.commit_every_s = commit_every_s
         self.commit_every_rows = commit_every_rows
+        if tables is None:
+            tables = result_tables()
         self.tables = dict(tables)
         self._buffer: list[TaskOutcome] = []
         self._submitted: list[tuple[float, int]] = []

@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
-from regulas.errors import StoreError
-from regulas.store.schema import SCHEMA_VERSION
-
-
-def _open_readonly(root: Path) -> sqlite3.Connection:
-    db = root / "regulas.db" if root.is_dir() else root
-    if not db.is_file():
-        raise StoreError(f"no regulas database at {db} (expected STORE_ROOT/regulas.db)")
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
-        (found,) = conn.execute("SELECT value FROM regulas_meta WHERE key='schema_version'").fetchone()
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise StoreError(f"{db} is not a regulas database: {exc}") from exc
-    if int(found) > SCHEMA_VERSION:
-        conn.close()
-        raise StoreError(f"{db} has schema version {found}, newer than this regulas ({SCHEMA_VERSION}); upgrade regulas-hpc")
-    return conn
+from regulas.core.errors import StoreError
+from regulas.store.database import open_read
+from regulas.store.root import find_layout
 
 
 def format_status(root: Path, study_name: str | None = None, max_failures: int = 10) -> str:
-    conn = _open_readonly(root)
+    """Progress and failures of the studies of the store at ``root`` (a store root or its database)."""
+    engine = open_read(find_layout(root).db_path)
+    raw = engine.raw_connection()
+    conn = raw.driver_connection
     try:
         query = "SELECT id, name, workload, status, started_at, resumed_at, finished_at, runs FROM study"
         params: tuple[object, ...] = ()
@@ -71,12 +58,16 @@ def format_status(root: Path, study_name: str | None = None, max_failures: int =
                     out.extend("    " + ln for ln in tb.rstrip().splitlines()[-6:])
         return "\n".join(out)
     finally:
-        conn.close()
+        raw.close()
+        engine.dispose()
 
 
-def require_finished_study(db: Path, study_name: str) -> None:
-    """Refuse to report on a study that is missing or unfinished (failed tasks are allowed: reported as missing)."""
-    conn = _open_readonly(db)
+def require_finished_study(db: Path, study_name: str) -> int:
+    """The id of study ``study_name`` in database ``db``; refuses a study that is missing or
+    unfinished (failed tasks are allowed: reported as missing)."""
+    engine = open_read(db)
+    raw = engine.raw_connection()
+    conn = raw.driver_connection
     try:
         row = conn.execute("SELECT id, status FROM study WHERE name = ?", (study_name,)).fetchone()
         if row is None:
@@ -91,5 +82,7 @@ def require_finished_study(db: Path, study_name: str) -> None:
                 f"study {study_name!r} in {db} has {pending[0]} task(s) not run yet (status {row[1]}); rerun "
                 "`regulas run` on its config to finish it before reporting"
             )
+        return int(row[0])
     finally:
-        conn.close()
+        raw.close()
+        engine.dispose()

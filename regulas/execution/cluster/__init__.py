@@ -1,30 +1,56 @@
-"""Cluster backends by name, as selected by ``cluster.backend``."""
+"""Cluster backends by name, as selected by ``cluster.backend``.
+
+A backend is one module of this package named after it (``local``, ``address``,
+``slurm``) holding one :class:`ClusterBackend` subclass, plus one config group file
+``configs/cluster/<name>.yaml``; nothing else names it. Modules whose name starts with
+``_`` are helpers. A package installed beside regulas may add backends through the
+``regulas.cluster_backends`` entry-point group (name -> ``module:Class``).
+"""
 
 from __future__ import annotations
 
 import importlib
+import inspect
+import pkgutil
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
-from regulas.config.typed import build
-from regulas.errors import ConfigError
+from regulas.core.config.typed import build
+from regulas.core.errors import ConfigError
 from regulas.execution.cluster.base import ClusterBackend, ClusterConfigBase
 
-#: backend name -> "module:Class"
-BACKENDS: dict[str, str] = {
-    "local": "regulas.execution.cluster.local:LocalBackend",
-    "address": "regulas.execution.cluster.address:AddressBackend",
-    "slurm": "regulas.execution.cluster.slurm:SlurmBackend",
-}
+GROUP = "regulas.cluster_backends"
+_NOT_BACKENDS = frozenset({"base"})
+
+
+def backend_names() -> list[str]:
+    own = [
+        m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])
+        if not m.name.startswith("_") and m.name not in _NOT_BACKENDS
+    ]
+    return sorted({*own, *(ep.name for ep in entry_points(group=GROUP))})
 
 
 def backend_class(name: Any) -> type[ClusterBackend]:
-    spec = BACKENDS.get(name) if isinstance(name, str) else None
-    if spec is None:
+    if not isinstance(name, str) or name not in backend_names():
         raise ConfigError(
-            f"unknown cluster backend (given: {name!r}); allowed: {', '.join(BACKENDS)}", key="cluster.backend"
+            f"unknown cluster backend (given: {name!r}); allowed: {', '.join(backend_names())}", key="cluster.backend"
         )
-    module, _, cls = spec.partition(":")
-    found: type[ClusterBackend] = getattr(importlib.import_module(module), cls)
+    eps = {ep.name: ep for ep in entry_points(group=GROUP)}
+    if name in eps:
+        found = eps[name].load()
+    else:
+        module = importlib.import_module(f"{__name__}.{name}")
+        classes = [
+            c for _, c in inspect.getmembers(module, inspect.isclass)
+            if issubclass(c, ClusterBackend) and c is not ClusterBackend and c.__module__ == module.__name__
+        ]
+        if len(classes) != 1:
+            raise ConfigError(f"module {module.__name__} must hold exactly one ClusterBackend subclass, found {len(classes)}")
+        found = classes[0]
+    if not (isinstance(found, type) and issubclass(found, ClusterBackend)):
+        raise ConfigError(f"cluster backend {name!r} is not a ClusterBackend subclass", key="cluster.backend")
     return found
 
 
@@ -37,4 +63,4 @@ def make_backend(config: ClusterConfigBase) -> ClusterBackend:
     return backend_class(config.backend)(config)
 
 
-__all__ = ["BACKENDS", "ClusterBackend", "backend_class", "cluster_config", "make_backend"]
+__all__ = ["ClusterBackend", "backend_class", "backend_names", "cluster_config", "make_backend"]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from distributed import Client
 
-from regulas.errors import ClusterError, ConfigError
+from regulas.core.errors import ClusterError, ConfigError
 from regulas.execution.cluster.base import ClusterBackend, ClusterConfigBase
 
 

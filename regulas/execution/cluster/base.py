@@ -10,10 +10,11 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from distributed import Client
+
+from regulas.core.config.sections import ClusterConfigBase
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,6 @@ BLAS_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "
 def blas_env(threads: int) -> dict[str, str]:
     """Environment that pins BLAS/OpenMP pools in worker processes to ``threads``."""
     return {name: str(threads) for name in BLAS_ENV_VARS}
-
-
-@dataclass(frozen=True)
-class ClusterConfigBase:
-    backend: str
-    startup_timeout_s: float = 60.0
 
 
 class ClusterBackend(ABC):
@@ -53,7 +48,7 @@ class ClusterBackend(ABC):
         """One line for the progress header: what runs where."""
 
     def check(self) -> list[str]:
-        """Raise :class:`~regulas.errors.ClusterError` when the cluster can no longer run tasks.
+        """Raise :class:`~regulas.core.errors.ClusterError` when the cluster can no longer run tasks.
 
         Called by the driver while it waits for results; returns news worth a line in
         the progress log (e.g. a lost batch job was replaced). Default: nothing to say.
@@ -67,6 +62,10 @@ class ClusterBackend(ABC):
     def planned_threads(self) -> int | None:
         """Worker threads an adaptive cluster may grow to; None: count the connected ones."""
         return None
+
+    def dashboard_link(self) -> str | None:
+        """Where the Dask dashboard of the started cluster is, if it has one."""
+        return self.client.dashboard_link if self.client is not None else None
 
     def job_script(self) -> str | None:
         """The batch script of one worker job, for backends that submit jobs; else None."""

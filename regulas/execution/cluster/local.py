@@ -7,8 +7,8 @@ from typing import Any
 
 from distributed import Client, LocalCluster
 
-from regulas.config.typed import positive
-from regulas.errors import ClusterError
+from regulas.core.config.typed import positive
+from regulas.core.errors import ClusterError
 from regulas.execution.cluster.base import ClusterBackend, ClusterConfigBase, blas_env, close_bounded, default_workers
 
 
@@ -63,6 +63,10 @@ class LocalBackend(ClusterBackend):
             self.close()
             raise ClusterError(f"could not start a LocalCluster of {self.n_workers} workers: {exc}") from exc
         return self.client
+
+    def dashboard_link(self) -> str | None:
+        # the scheduler's HTTP server runs even with the dashboard off: ask the config
+        return super().dashboard_link() if self.config.dashboard_address is not None else None
 
     def describe(self) -> str:
         return f"LocalCluster: {self.n_workers} worker processes x {self.config.threads_per_worker} thread"

@@ -5,7 +5,7 @@ runs ``processes`` worker processes of ``cores / processes`` threads, with BLAS 
 pinned to ``blas_threads``. Workers retire ``retire_before_walltime_s`` before the
 walltime (``dask worker --lifetime``) so SLURM does not kill them inside a task; lost
 and retired jobs are replaced, and jobs that cannot start stop the run with their log
-(see :mod:`regulas.execution.cluster.slurm_watch`).
+(see :mod:`regulas.execution.cluster._slurm_watch`).
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from dask_jobqueue.slurm import SLURMJob
 from distributed import Client
 from distributed.core import Status
 
-from regulas.config.typed import positive
-from regulas.errors import ClusterError, ConfigError
+from regulas.core.config.typed import positive
+from regulas.core.errors import ClusterError, ConfigError
 from regulas.execution.cluster.base import ClusterBackend, ClusterConfigBase, blas_env, close_bounded
-from regulas.execution.cluster.slurm_jobs import COMMAND_TIMEOUT_S, walltime_seconds
-from regulas.execution.cluster.slurm_watch import JobWatch
+from regulas.execution.cluster._slurm_jobs import COMMAND_TIMEOUT_S, walltime_seconds
+from regulas.execution.cluster._slurm_watch import JobWatch
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +256,10 @@ class SlurmBackend(ClusterBackend):
     def describe_state(self) -> str:
         jobs = self.watch.describe_jobs() if self.watch is not None else "no job submitted"
         return f"SLURM says: {jobs}; job logs in {self.log_directory}"
+
+    def dashboard_link(self) -> str | None:
+        # the scheduler's HTTP server runs even with the dashboard off: ask the config
+        return super().dashboard_link() if self.config.dashboard_address is not None else None
 
     def describe(self) -> str:
         cfg = self.config

@@ -1,0 +1,231 @@
+"""Load a study config: defaults, config groups, the file itself, command-line overrides.
+
+Merge order (later wins):
+
+1. ``regulas/config/defaults.yaml`` (the one commented defaults file);
+2. the config groups the file selects in its ``defaults:`` list, e.g.
+   ``- cluster: local`` reads ``cluster/local.yaml`` (see :func:`group_search_path`);
+   a group *replaces* the whole section, so a backend never inherits another
+   backend's keys;
+3. the file's own keys;
+4. overrides ``a.b=value`` (the key must exist), ``+a.b=value`` (adds a key) and
+   ``group=option`` (selects another group file, e.g. ``cluster=slurm``).
+
+Values are parsed as YAML scalars or flow collections (``[1, 2]``). ``???`` marks a
+required value and ``${a.b}`` interpolates; both are checked by :func:`load_config`,
+so every error surfaces before any work starts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from regulas.core.config.regulas_format import experiment_override_key, is_regulas_experiment, wrap_experiment
+from regulas.core.errors import ConfigError
+
+DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
+GROUPS = ("cluster", "store")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError("config file not found (expected a YAML file)", source=str(path))
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", source=str(path)) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"the top level must be a mapping of keys, got a {type(data).__name__}", source=str(path)
+        )
+    return data
+
+
+#: the configs/ folder of a source checkout (editable install), searched last
+SHIPPED_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+
+
+def group_search_path(config_path: Path) -> list[Path]:
+    """Folders searched for ``<group>/<option>.yaml``, first match wins.
+
+    The config's folder and its parents, then the folders of ``$REGULAS_CONFIG_PATH``
+    (``:``-separated), then the ``configs/`` folder shipped with a source checkout.
+    """
+    folder = config_path.resolve().parent
+    extra = [Path(p) for p in os.environ.get("REGULAS_CONFIG_PATH", "").split(os.pathsep) if p]
+    return [folder, *folder.parents, *extra, SHIPPED_CONFIGS]
+
+
+def _find_group_file(group: str, option: str, search: list[Path], source: str) -> Path:
+    for folder in search:
+        candidate = folder / group / f"{option}.yaml"
+        if candidate.is_file():
+            return candidate
+    options = sorted(
+        {p.stem for folder in search if (folder / group).is_dir() for p in (folder / group).glob("*.yaml")}
+    )
+    allowed = ", ".join(options) if options else f"none found: no '{group}/' folder beside or above the config"
+    raise ConfigError(
+        f"no config group file {group}/{option}.yaml (given: {group}={option}); available: {allowed}",
+        key=group,
+        source=source,
+    )
+
+
+def _parse_defaults_list(raw: Any, source: str) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, list):
+        raise ConfigError("'defaults' must be a list such as [{cluster: local}, _self_]", key="defaults", source=source)
+    selected: dict[str, str] = {}
+    for item in raw:
+        if item == "_self_":
+            continue  # the file's own keys are always merged after its groups
+        if not (isinstance(item, dict) and len(item) == 1):
+            raise ConfigError(
+                f"each 'defaults' entry is '_self_' or one 'group: option' pair, got {item!r}",
+                key="defaults",
+                source=source,
+            )
+        ((group, option),) = item.items()
+        if group not in GROUPS:
+            raise ConfigError(
+                f"unknown config group {group!r}; allowed groups: {', '.join(GROUPS)}",
+                key="defaults",
+                source=source,
+            )
+        selected[group] = str(option)
+    return selected
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def _split_override(item: str) -> tuple[bool, str, Any]:
+    add = item.startswith("+")
+    body = item[1:] if add else item
+    key, sep, value = body.partition("=")
+    if not sep or not key or any(c.isspace() for c in key):
+        raise ConfigError(
+            f"override {item!r} is not of the form key=value, +key=value or group=option",
+            source="command line",
+        )
+    return add, key, _parse_value(value)
+
+
+SectionDefaults = Callable[[DictConfig], dict[str, Any]]
+
+
+def load_config(
+    path: str | Path, overrides: Sequence[str] = (), section_defaults: SectionDefaults | None = None
+) -> DictConfig:
+    """Read, merge and resolve a study config; raise :class:`ConfigError` on any problem.
+
+    ``section_defaults(merged)`` may return defaults for sections that depend on the
+    merged config (a workload's own keys); they go under the file's keys, before the
+    overrides, so ``demo.sleep_s=1`` works without ``+`` and ``show-config`` lists them.
+    """
+    config_path = Path(path)
+    source = str(config_path)
+    body = _read_yaml(config_path)
+    groups = _parse_defaults_list(body.pop("defaults", None), source)
+    parsed = [_split_override(item) for item in overrides]
+    if is_regulas_experiment(body):
+        body = wrap_experiment(body)
+        parsed = [(add, experiment_override_key(key), value) for add, key, value in parsed]
+
+    search = group_search_path(config_path)
+    plain: list[tuple[bool, str, Any]] = []
+    for add, key, value in parsed:
+        if key in GROUPS and not add and isinstance(value, str):
+            groups[key] = value
+        else:
+            plain.append((add, key, value))
+
+    merged = OmegaConf.create(_read_yaml(DEFAULTS_FILE))
+    for group, option in groups.items():
+        group_file = _find_group_file(group, option, search, source)
+        merged[group] = OmegaConf.create(_read_yaml(group_file))
+    try:
+        merged = _merge(merged, OmegaConf.create(body))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"cannot merge over the defaults: {exc}", source=source) from exc
+    if section_defaults is not None:
+        extra = section_defaults(merged)
+        if extra:
+            merged = _merge(OmegaConf.create(extra), merged)
+
+    for add, key, value in plain:
+        _apply_override(merged, key, value, add)
+
+    _check_missing(merged, "", source)
+    try:
+        OmegaConf.resolve(merged)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(
+            f"cannot resolve interpolation: {exc}", key=getattr(exc, "full_key", None), source=source
+        ) from exc
+    return merged
+
+
+def _apply_override(cfg: DictConfig, key: str, value: Any, add: bool) -> None:
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, throw_on_missing=False) if parent else cfg
+    exists = isinstance(node, DictConfig) and leaf in node.keys()  # `in node` misses "???" values
+    if not exists and not add:
+        allowed = ", ".join(str(k) for k in node.keys()) if isinstance(node, DictConfig) else "none"
+        raise ConfigError(
+            f"override {key}={value!r} sets a key the config does not have; use +{key}=... to add it "
+            f"(keys under '{parent or '<top>'}': {allowed})",
+            key=key,
+            source="command line",
+        )
+    try:
+        OmegaConf.update(cfg, key, value, merge=False, force_add=True)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"cannot set {key}={value!r}: {exc}", key=key, source="command line") from exc
+
+
+def _merge(base: DictConfig, top: DictConfig) -> DictConfig:
+    merged = OmegaConf.merge(base, top)
+    assert isinstance(merged, DictConfig)
+    return merged
+
+
+def _check_missing(node: DictConfig | ListConfig, prefix: str, source: str) -> None:
+    keys: list[Any] = list(node.keys()) if isinstance(node, DictConfig) else list(range(len(node)))
+    for k in keys:
+        full = f"{prefix}.{k}" if prefix else str(k)
+        if OmegaConf.is_missing(node, k):
+            raise ConfigError(
+                f"required value is missing ('???'); give it on the command line as {full}=VALUE",
+                key=full,
+                source=source,
+            )
+        child = node._get_node(k)  # noqa: SLF001 - walk without resolving interpolations
+        if isinstance(child, (DictConfig, ListConfig)):
+            _check_missing(child, full, source)
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain Python (dicts, lists, scalars)."""
+    out = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(out, dict)
+    return out  # type: ignore[return-value]
+
+
+def to_yaml(cfg: DictConfig | dict[str, Any]) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True) if isinstance(cfg, DictConfig) else yaml.safe_dump(cfg, sort_keys=False)

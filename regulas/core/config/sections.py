@@ -1,0 +1,92 @@
+"""Typed sections shared by every study: ``study``, ``store``, ``execution`` and the base of
+``cluster``.
+
+The ``cluster`` section is typed by its backend's subclass of :class:`ClusterConfigBase`
+(``regulas.execution.cluster``) and each workload types its own section.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from regulas.core.config.typed import positive
+from regulas.core.errors import ConfigError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class StudySection:
+    name: str
+    workload: str
+    description: str = ""
+
+    def check(self, prefix: str, source: str | None) -> None:
+        if not _NAME.match(self.name):
+            raise ConfigError(
+                f"invalid study name (given: {self.name!r}); expected letters, digits, '_', '.', '-' "
+                "(it names a Zarr group and appears in file names)",
+                key=f"{prefix}.name",
+                source=source,
+            )
+
+
+@dataclass(frozen=True)
+class StoreSection:
+    root: str = "./regulas-out"
+    db: str = "regulas.db"
+    arrays: str = "arrays.zarr"
+
+    @property
+    def root_path(self) -> Path:
+        return Path(self.root).expanduser().resolve()
+
+    @property
+    def db_path(self) -> Path:
+        return self.root_path / self.db
+
+    @property
+    def arrays_path(self) -> Path:
+        return self.root_path / self.arrays
+
+    def check(self, prefix: str, source: str | None) -> None:
+        for key in ("db", "arrays"):
+            value = getattr(self, key)
+            if not value or "/" in value or value in (".", ".."):
+                raise ConfigError(
+                    f"expected a plain file name inside store.root (given: {value!r})",
+                    key=f"{prefix}.{key}",
+                    source=source,
+                )
+        root = self.root_path
+        if root.exists() and not root.is_dir():
+            raise ConfigError(
+                f"store root exists but is not a folder (given: {self.root!r})", key=f"{prefix}.root", source=source
+            )
+
+
+@dataclass(frozen=True)
+class ExecutionSection:
+    max_in_flight: int | None = None
+    max_attempts: int = 3
+    commit_every_s: float = 1.0
+    commit_every_rows: int = 200_000
+    progress: Literal["auto", "bar", "log", "none"] = "auto"
+    progress_every_s: float = 10.0
+
+    def check(self, prefix: str, source: str | None) -> None:
+        for key in ("max_in_flight", "max_attempts", "commit_every_rows", "progress_every_s"):
+            positive(getattr(self, key), f"{prefix}.{key}", source)
+        positive(self.commit_every_s, f"{prefix}.commit_every_s", source, allow_zero=True)
+
+
+@dataclass(frozen=True)
+class ClusterConfigBase:
+    """What every cluster backend's section has; backends subclass it with their own keys."""
+
+    backend: str
+    startup_timeout_s: float = 60.0
+    blas_threads: int = 1  # BLAS/OpenMP threads a task may use on its worker (threadpoolctl)

@@ -1,0 +1,218 @@
+"""The contract every workload implements, and the typed pieces it hands the engine.
+
+A workload turns its config section into inputs (written once, before any task), a plan
+of :class:`~regulas.core.task.Task` and a pure function that runs one task on a worker
+and returns small summaries (:class:`TaskResult`); big arrays go to Zarr regions the task
+owns. It also declares the tables and views it adds to the store
+(:class:`WorkloadTables`) and the reports of a finished study
+(:class:`~regulas.core.report.Report`).
+
+Workloads are plug-ins: they are found by name in the ``regulas.workloads`` entry-point
+group (:mod:`regulas.core.registry`), so a package installed beside regulas can add one
+without editing it. The engine (``regulas.execution``) and the store only ever see this
+contract; see ``docs/adding-a-workload.md`` for a worked example.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+import numpy as np
+
+from regulas.core.arrays import RegionWriterLike, StudyArraysLike
+from regulas.core.errors import RegulasError
+from regulas.core.task import Task
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
+
+    from regulas.core.report import Report
+
+#: rows of one table, column-wise: {column name: sequence of values}
+Columns = Mapping[str, Sequence[Any] | np.ndarray]
+
+
+@dataclass(frozen=True)
+class StudyContext:
+    """What the driver knows about the study while it plans."""
+
+    name: str
+    root_seed: int
+    arrays: StudyArraysLike
+
+
+@dataclass
+class TaskContext:
+    """What a task gets on the worker: its seed and its (checked) array access."""
+
+    task: Task
+    arrays: RegionWriterLike
+
+    @property
+    def rng(self) -> np.random.Generator:
+        return np.random.default_rng(self.task.seed)
+
+
+@dataclass(frozen=True)
+class Block:
+    """Base of a workload's typed task block: a frozen dataclass of plain JSON values.
+
+    ``json()`` is what enters the task key and ``task.block``; ``of(task)`` reads it back
+    on the worker, so the plan and ``run_task`` spell the block once, here.
+    """
+
+    def json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def of(cls, task: Task) -> Self:
+        return cls(**task.block)
+
+
+@dataclass
+class Rows:
+    """Base of a workload's typed result rows: one dataclass per table, column-wise.
+
+    Subclasses set ``table`` (the table's name) and declare one field per column they
+    fill (a sequence or an array each). The store checks the fields against the table when
+    the workload registers it (:func:`regulas.store.database.open_write`), so a misspelt
+    column fails before any task runs.
+    """
+
+    table: ClassVar[str]
+
+    def columns(self) -> dict[str, Sequence[Any] | np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def column_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def rows_by_table(rows: Sequence[Rows]) -> dict[str, Columns]:
+    """Typed rows -> ``{table: columns}``, the form the sink writes (tables may repeat)."""
+    out: dict[str, dict[str, list[Any]]] = {}
+    for r in rows:
+        cols = r.columns()
+        if r.table not in out:
+            out[r.table] = {k: _as_list(v) for k, v in cols.items()}
+            continue
+        have = out[r.table]
+        if set(have) != set(cols):
+            raise RegulasError(f"rows for table {r.table!r} with different columns: {sorted(have)} vs {sorted(cols)}")
+        for k, v in cols.items():
+            have[k].extend(_as_list(v))
+    return dict(out)
+
+
+def _as_list(values: Sequence[Any] | np.ndarray) -> list[Any]:
+    return values.tolist() if isinstance(values, np.ndarray) else list(values)
+
+
+@dataclass
+class TaskResult:
+    """Small summaries of one task: result rows per table, column-wise."""
+
+    rows: dict[str, Columns] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, *rows: Rows) -> TaskResult:
+        if len({r.table for r in rows}) == len(rows):  # the common case: no copy needed
+            return cls({r.table: r.columns() for r in rows})
+        return cls(rows_by_table(rows))
+
+
+@dataclass(frozen=True)
+class WorkloadTables:
+    """What a workload adds to the store: tables (SQLAlchemy Core, on the store's metadata)
+    and documented views.
+
+    ``results``: tables a task returns rows for (:class:`Rows` subclasses in ``rows``);
+    ``study``: tables filled once per study before any task (:meth:`Workload.study_rows`);
+    ``views``: name -> SELECT, the stable interface for users and reports.
+    """
+
+    results: tuple[Table, ...] = ()
+    study: tuple[Table, ...] = ()
+    views: Mapping[str, str] = field(default_factory=dict)
+    rows: tuple[type[Rows], ...] = ()
+
+    @property
+    def all(self) -> tuple[Table, ...]:
+        return (*self.study, *self.results)
+
+
+class Workload(ABC):
+    """One kind of study. Subclasses set ``name``, ``section`` and ``config_class``.
+
+    ``config_class`` is a dataclass that types the workload's config section (see
+    :func:`regulas.core.config.typed.build`); its ``check(prefix, source)`` method, when
+    present, validates values across keys.
+    """
+
+    name: ClassVar[str]
+    section: ClassVar[str]  # the config key holding this workload's settings
+    config_class: ClassVar[type]
+    #: keys of the section that change how tasks run, not what they compute
+    runtime_keys: ClassVar[tuple[str, ...]] = ()
+    #: top-level config keys besides the core sections and ``section`` (regulAS's own)
+    extra_top_keys: ClassVar[tuple[str, ...]] = ()
+    #: the tables and views this workload adds to the store
+    tables: ClassVar[WorkloadTables] = WorkloadTables()
+    #: ``_target_`` names this workload's configs may use for regulas classes (e.g. regulAS's)
+    target_aliases: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def result_config(self) -> dict[str, Any]:
+        """The part of the config that determines results; enters task keys and the study hash."""
+        return {k: v for k, v in dataclasses.asdict(self.config).items() if k not in self.runtime_keys}
+
+    def check_inputs(self, root_seed: int) -> None:
+        """Read and check the input data before the store is touched (driver; optional).
+
+        Bad data must stop a run before it creates or changes anything; a workload
+        that reads files does it here and keeps what it read for :meth:`prepare`.
+        """
+
+    @abstractmethod
+    def prepare(self, ctx: StudyContext) -> str:
+        """Write inputs and create output arrays (driver, before any task).
+
+        Returns a fingerprint of the input data; it enters every task key.
+        """
+
+    @abstractmethod
+    def plan(self, ctx: StudyContext, fingerprint: str) -> list[Task]:
+        """The full list of tasks of the study, in submission order."""
+
+    @abstractmethod
+    def run_task(self, ctx: TaskContext) -> TaskResult:
+        """Compute one task on a worker. Must be deterministic given ``ctx.task.seed``."""
+
+    def study_rows(self, ctx: StudyContext) -> Sequence[Rows]:
+        """Rows of the workload's study-level tables (``tables.study``), written before any task.
+
+        For what describes the whole study rather than one task, e.g. the pipelines
+        it compares.
+        """
+        return ()
+
+    def reports(self) -> Sequence[Report]:
+        """The reports of a finished study, in an order where each follows what it depends on.
+
+        They run after a run that finished every task, and again on ``regulas report``.
+        A report whose output has ``text`` is printed after the run.
+        """
+        return ()
+
+    @property
+    def reports_only(self) -> bool:
+        """True when the config asks only for reports on an existing study (no fitting)."""
+        return False

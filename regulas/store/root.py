@@ -1,0 +1,80 @@
+"""A self-describing store root: ``<store.root>/regulas-store.json`` names its database and
+its Zarr folder, so commands that take a store root (``status``, ``report``) find them
+whatever ``store.db`` and ``store.arrays`` were.
+
+Written by the driver when it first opens a root; a root made before the marker existed
+(or by hand) is read with the default names.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from regulas.core.errors import StoreError
+
+MARKER = "regulas-store.json"
+FORMAT = 1
+DEFAULT_DB = "regulas.db"
+DEFAULT_ARRAYS = "arrays.zarr"
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """Where a store's database and arrays are."""
+
+    root: Path
+    db: str = DEFAULT_DB
+    arrays: str = DEFAULT_ARRAYS
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / self.db
+
+    @property
+    def arrays_path(self) -> Path:
+        return self.root / self.arrays
+
+
+def write_marker(layout: StoreLayout) -> None:
+    """Record the layout in the root; refuse a root whose marker names another database."""
+    path = layout.root / MARKER
+    if path.is_file():
+        found = read_marker(layout.root)
+        if (found.db, found.arrays) != (layout.db, layout.arrays):
+            raise StoreError(
+                f"store root {layout.root} holds database {found.db!r} and arrays {found.arrays!r} ({MARKER}); "
+                f"this config asks for {layout.db!r} and {layout.arrays!r}: use the same store.db and "
+                "store.arrays, or another store.root"
+            )
+        return
+    layout.root.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"format": FORMAT, "db": layout.db, "arrays": layout.arrays}, indent=1) + "\n")
+    tmp.replace(path)  # atomic: a reader never sees half a marker
+
+
+def read_marker(root: Path) -> StoreLayout:
+    path = root / MARKER
+    try:
+        data = json.loads(path.read_text())
+        return StoreLayout(root, db=str(data["db"]), arrays=str(data["arrays"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"{path} is not a regulas store marker ({exc}); expected JSON with 'db' and 'arrays'") from exc
+
+
+def find_layout(path: Path) -> StoreLayout:
+    """The layout of the store at ``path``: a store root (with or without a marker) or its database file."""
+    path = Path(path).expanduser().resolve()
+    if path.is_file():
+        root = path.parent
+        arrays = read_marker(root).arrays if (root / MARKER).is_file() else DEFAULT_ARRAYS
+        return StoreLayout(root, db=path.name, arrays=arrays)
+    if (path / MARKER).is_file():
+        return read_marker(path)
+    if path.is_dir() and (path / DEFAULT_DB).is_file():
+        return StoreLayout(path)
+    raise StoreError(
+        f"no regulas store at {path} (expected a store.root folder holding {MARKER}, or a regulas database file)"
+    )

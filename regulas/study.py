@@ -1,0 +1,161 @@
+"""A study, assembled: config + workload + cluster + store. The one module that knows every part.
+
+:func:`load_study` reads and validates a config (every problem raises one
+:class:`~regulas.core.errors.ConfigError` before any work); :func:`run` runs or resumes it
+on its cluster and writes its reports; :func:`write_reports` reports on a finished study
+again, from its config or from its store root alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from regulas.core.config.loader import load_config, to_container
+from regulas.core.config.regulas_format import apply_top_keys
+from regulas.core.config.sections import ExecutionSection, StoreSection, StudySection
+from regulas.core.config.targets import check_targets
+from regulas.core.config.typed import build
+from regulas.core.errors import ConfigError, StoreError
+from regulas.core.registry import workload_class, workload_names
+from regulas.core.report import ReportContext
+from regulas.core.spec import CORE_SECTIONS, StudySpec
+from regulas.core.workload import Workload
+from regulas.execution.cluster import cluster_config
+from regulas.execution.progress import RunProgress
+from regulas.execution.runner import RunSummary, run_study
+from regulas.reports import ReportRun, run_reports
+from regulas.store.arrays import StudyArrays
+from regulas.store.database import open_read
+from regulas.store.root import StoreLayout, find_layout
+from regulas.store.status import require_finished_study
+
+
+def _workload_defaults(merged: DictConfig) -> dict[str, Any]:
+    """The chosen workload's dataclass defaults, as the base of its config section."""
+    name = OmegaConf.select(merged, "study.workload", throw_on_missing=False, default=None)
+    if not isinstance(name, str) or name not in workload_names():
+        return {}  # reported with the allowed names during validation
+    cls = workload_class(name)
+    defaults = {
+        f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+        for f in dataclasses.fields(cls.config_class)
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    }
+    return {cls.section: defaults}
+
+
+def load_study(path: str | Path, overrides: Sequence[str] = ()) -> StudySpec:
+    """Load and validate a study config; every problem raises one :class:`ConfigError`."""
+    source = str(path)
+    tree = to_container(load_config(path, overrides, section_defaults=_workload_defaults))
+
+    apply_top_keys(tree, source)
+    study = build(StudySection, tree.get("study"), "study", source=source)
+    try:
+        workload_cls = workload_class(study.workload)
+        cluster = cluster_config(tree.get("cluster"), source=source)
+    except ConfigError as exc:
+        if exc.source is not None:
+            raise
+        raise ConfigError(str(exc), source=source) from exc
+    allowed = (*CORE_SECTIONS, *workload_cls.extra_top_keys, workload_cls.section)
+    for key in tree:
+        if key not in allowed:
+            raise ConfigError(
+                f"unknown top-level key (given: {tree[key]!r}); allowed for workload "
+                f"{study.workload!r}: {', '.join(allowed)}",
+                key=str(key),
+                source=source,
+            )
+    seed = tree.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"wrong type (given: {seed!r}); expected a non-negative integer", key="seed", source=source)
+    check_targets(tree, source=source)
+    workload_cfg: Any = build(workload_cls.config_class, tree.get(workload_cls.section), workload_cls.section, source=source)
+    return StudySpec(
+        source=source,
+        tree=tree,
+        seed=seed,
+        study=study,
+        store=build(StoreSection, tree.get("store"), "store", source=source),
+        execution=build(ExecutionSection, tree.get("execution"), "execution", source=source),
+        cluster=cluster,
+        workload=workload_cls(workload_cfg),
+    )
+
+
+def layout_of(spec: StudySpec) -> StoreLayout:
+    return StoreLayout(spec.store.root_path, db=spec.store.db, arrays=spec.store.arrays)
+
+
+def report_dir(root: Path, study: str) -> Path:
+    """Where a study's reports and figures go: ``<store.root>/reports/<study>``."""
+    return root / "reports" / study
+
+
+def write_reports(workload: Workload, layout: StoreLayout, study: str) -> ReportRun:
+    """Run the workload's reports on finished study ``study`` of the store at ``layout``."""
+    study_id = require_finished_study(layout.db_path, study)
+    engine = open_read(layout.db_path)
+    try:
+        ctx = ReportContext(
+            study=study,
+            study_id=study_id,
+            db=engine,
+            db_path=layout.db_path,
+            arrays=StudyArrays(layout.arrays_path, study),
+            out_dir=report_dir(layout.root, study),
+        )
+        return run_reports(workload.reports(), ctx)
+    finally:
+        engine.dispose()
+
+
+@dataclass
+class StudyRun:
+    """What :func:`run` did: the run's summary and, when every task is done, the reports."""
+
+    summary: RunSummary
+    reports: ReportRun | None
+
+
+def run(spec: StudySpec, *, progress: RunProgress | None = None) -> StudyRun:
+    """Run (or resume) a study to the end, then write its reports if every task is done."""
+    summary = run_study(spec, progress=progress)
+    reports = write_reports(spec.workload, layout_of(spec), spec.study.name) if summary.ok else None
+    return StudyRun(summary, reports)
+
+
+def load_stored_study(root: Path, study: str | None = None) -> tuple[Workload, StoreLayout, str]:
+    """The workload (built from the config stored with the study), layout and name of a study
+    in the store at ``root``; ``study`` may be omitted when the store holds one."""
+    layout = find_layout(root)
+    engine = open_read(layout.db_path)
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT name, workload, config_yaml FROM study ORDER BY id").all()
+    finally:
+        engine.dispose()
+    names = [r[0] for r in rows]
+    if study is None and len(rows) != 1:
+        raise StoreError(
+            f"{layout.db_path} holds {len(rows)} studies ({', '.join(map(repr, names)) or 'none'}); name one with --study"
+        )
+    row = rows[0] if study is None else next((r for r in rows if r[0] == study), None)
+    if row is None:
+        raise StoreError(f"no study named {study!r} in {layout.db_path} (studies there: {', '.join(map(repr, names))})")
+    name, workload_name, config_yaml = row
+    cls = workload_class(workload_name)
+    tree = yaml.safe_load(config_yaml) or {}
+    config = build(cls.config_class, tree.get(cls.section), cls.section, source=f"the config stored with study {name!r}")
+    return cls(config), layout, str(name)
+
+
+__all__ = ["StudyRun", "StudySpec", "layout_of", "load_stored_study", "load_study", "report_dir", "run", "write_reports"]

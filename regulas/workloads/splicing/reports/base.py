@@ -1,0 +1,101 @@
+"""What every report is: a small class built from its config keys.
+
+A report reads a finished splicing study (:class:`~regulas.workloads.splicing.reports.results.StudyResults`)
+and the output tables of the reports it depends on (regulAS's ``_depends_on_``), and
+returns its own table and the files it wrote. Constructors validate their arguments,
+so :func:`regulas.workloads.splicing.reports.check_reports` finds every bad value before any work starts.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from regulas.core.errors import ConfigError
+from regulas.core.report import Report, ReportContext, ReportOutput
+from regulas.reports import ReportError
+
+if TYPE_CHECKING:
+    from regulas.workloads.splicing.reports.results import StudyResults
+
+#: ``DataFrame.attrs`` key of the caveat a report's output carries (e.g. optimistic selection)
+NOTE = "note"
+#: ``DataFrame.attrs`` key of a human-readable title
+TITLE = "title"
+
+
+class ReportParamError(ConfigError):
+    """A report argument is invalid; ``param`` is the config key under the report's node."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message, key=param)
+        self.param = param
+        self.detail = message
+
+
+def optional_str(param: str, value: Any) -> str | None:
+    if value is not None and not (isinstance(value, str) and value):
+        raise ReportParamError(param, f"expected a non-empty string or null, got {value!r}")
+    return value
+
+
+def optional_positive_int(param: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ReportParamError(param, f"expected a positive integer or null, got {value!r}")
+    return value
+
+
+class SplicingReport(Report):
+    """Base class of the splicing reports (the regulAS report classes map to subclasses).
+
+    Parameters
+    ----------
+    experiment_name : regulAS's ``experiment_name``; when given, it must name the study the
+        reports run on (its study name or its experiment ``name``).
+    """
+
+    #: the config key of this report (``experiment.reports.<name>``), for error messages
+    key: str = ""
+
+    def __init__(self, experiment_name: str | None = None) -> None:
+        self.experiment_name = optional_str("experiment_name", experiment_name)
+
+    def output_columns(self) -> frozenset[str]:
+        """Columns of the output table known before running (checked against ``sort_by`` keys)."""
+        return frozenset()
+
+    def check_inputs(self, available: Mapping[str, frozenset[str]]) -> None:
+        """Check the reports this one depends on (name -> their known columns); raise ReportParamError."""
+
+    def check(self, ctx: ReportContext) -> None:
+        from regulas.workloads.splicing.reports.results import StudyResults
+
+        results = StudyResults.of(ctx)
+        results.events  # noqa: B018 - fail on missing Zarr arrays before writing anything
+        known = {results.study, results.experiment_name} - {None}
+        if self.experiment_name is not None and self.experiment_name not in known:
+            raise ConfigError(
+                f"names experiment {self.experiment_name!r}, but the reports run on study {results.study!r}"
+                + (f" (experiment name {results.experiment_name!r})" if results.experiment_name else ""),
+                key=f"{self.key or self.name}.experiment_name",
+            )
+
+    def write(self, ctx: ReportContext, inputs: Mapping[str, pd.DataFrame | None]) -> ReportOutput:
+        from regulas.workloads.splicing.reports.results import StudyResults
+
+        return self.generate(StudyResults.of(ctx), inputs, ctx.out_dir)
+
+    @abstractmethod
+    def generate(
+        self, results: StudyResults, inputs: Mapping[str, pd.DataFrame | None], out_dir: Path
+    ) -> ReportOutput:
+        """Produce the report from the study's results and the outputs of its dependencies."""
+
+
+__all__ = ["ReportError", "ReportOutput", "ReportParamError", "SplicingReport"]
