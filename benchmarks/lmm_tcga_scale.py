@@ -81,7 +81,7 @@ def _one_p(P: int, threads: int | None, max_iter: int, queue: Any) -> None:
         t_inner = _best_of(ev.inner_gradients)
         t_back = _best_of(lambda: ev.rotate_back(inner0, inner1))
         t_p3, t_rp2 = t_rotate + t_back, t_reduce + t_inner
-        del problem, ev
+        problem = ev = None  # type: ignore[assignment]  # frees the P x P buffers before the fit
         fit_row: dict[str, Any] = {}
         if max_iter > 0:
             tracemalloc.start()  # numpy reports its buffers to tracemalloc: peak of the fit alone

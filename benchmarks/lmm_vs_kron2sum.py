@@ -77,7 +77,7 @@ def _kron2sum_child(G: int, P: int, T: int, rank: int, seed: int, queue: Any) ->
         lmm._cov.C0.L = rng.standard_normal((P, rank))  # off the symmetric all-ones start
         try:
             lmm.fit(verbose=False)
-        except Exception as exc:  # report its own failure (e.g. optimix "Too many bad solutions")
+        except Exception as exc:  # noqa: BLE001 - report its own failure (e.g. optimix "Too many bad solutions")
             queue.put({"status": f"error: {type(exc).__name__}: {exc}", "seconds": time.perf_counter() - t0})
             return
         seconds = time.perf_counter() - t0

@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 from distributed import Client, LocalCluster, as_completed
 
-from regulas.study import load_study
 from regulas.core.task import make_task
 from regulas.execution.progress import RunProgress
 from regulas.execution.runner import run_study
-from regulas.store.database import connect, open_study, register_tasks
-from regulas.store.schema import score
+from regulas.store.database import open_study, open_write, register_tasks
 from regulas.store.sink import Sink, TaskOutcome
+from regulas.study import load_study
+from regulas.workloads.score import SCORE_TABLES, score
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = HERE.parent / "configs"
@@ -89,7 +89,7 @@ def bench_sink(n_rows: int, tmp: Path) -> dict[str, float]:
         )
 
     def fresh(name: str):
-        engine = connect(tmp / f"{name}.db")
+        engine = open_write(tmp / f"{name}.db", SCORE_TABLES)
         rec = open_study(engine, name="s", workload="noop", config_yaml="", config_hash="h", root_seed=0, package_versions={})
         tasks = [make_task(study="s", kind="k", block={"t": t}, root_seed=0, config={}, data_fingerprint="") for t in range(n_tasks)]
         ids = register_tasks(engine, rec.id, tasks)
@@ -113,7 +113,7 @@ def bench_sink(n_rows: int, tmp: Path) -> dict[str, float]:
     conn.execute("PRAGMA cache_size=-262144")  # the same settings as the sink's connection
     t0 = time.perf_counter()
     conn.executemany(
-        "INSERT INTO score (study_id, task_id, target, method, split, metric, value, is_nan) VALUES (?,?,?,?,?,?,?,?)", rows
+        "INSERT INTO score (study_id, task_id, target, method, split, metric, value, value_is_nan) VALUES (?,?,?,?,?,?,?,?)", rows
     )
     conn.commit()
     t_raw = time.perf_counter() - t0
@@ -123,7 +123,7 @@ def bench_sink(n_rows: int, tmp: Path) -> dict[str, float]:
     tid3 = ids3[tasks3[0].key][0]
     n_core = min(n_rows, 200_000)  # the slow path, on a slice
     dicts = [{"study_id": sid3, "task_id": tid3, "target": f"e{j}", "method": "m", "split": 0, "metric": "mse",
-              "value": 0.5, "is_nan": False} for j in range(n_core)]
+              "value": 0.5, "value_is_nan": False} for j in range(n_core)]
     t0 = time.perf_counter()
     with engine3.begin() as c:
         c.execute(score.insert(), dicts)

@@ -29,15 +29,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from regulas.study import load_study  # noqa: E402
 from regulas.execution.runner import run_study  # noqa: E402
+from regulas.study import load_study  # noqa: E402
 from regulas.workloads.regnet.reports import load_results, paired_comparison  # noqa: E402
 
 MOTIFS = REPO.parent / "shared" / "data" / "motifs" / "regions400_motif_scores.tsv.gz"

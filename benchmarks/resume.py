@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 DEMO = HERE.parent / "configs" / "demo.yaml"
 QUIET = ["execution.progress=none", "cluster.dashboard_address=null"]
-SCORES = "SELECT target, method, split, metric, value, is_nan FROM score ORDER BY 1, 2, 3, 4"
+SCORES = "SELECT target, method, split, metric, value, value_is_nan FROM score ORDER BY 1, 2, 3, 4"
 
 
 def _query(db: Path, sql: str) -> list[tuple]:

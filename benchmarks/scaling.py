@@ -59,11 +59,11 @@ from typing import Any
 
 from distributed import Client
 
-from regulas.study import load_study
 from regulas.execution.cluster import make_backend
 from regulas.execution.cluster.base import ClusterBackend
 from regulas.execution.progress import RunProgress
 from regulas.execution.runner import run_study
+from regulas.study import load_study
 
 HERE = Path(__file__).resolve().parent
 DEMO = HERE.parent / "configs" / "demo.yaml"

@@ -31,7 +31,6 @@ prints the result as one JSON line last.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sqlite3
 import subprocess
@@ -49,11 +48,11 @@ import yaml
 import zarr
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold, ShuffleSplit
+from splicing_common import header, write_result
 from threadpoolctl import threadpool_limits
 
 from regulas.splicing import PipelineSpec, evaluate_block
 from regulas.splicing.selection import seed32
-from splicing_common import header, write_result
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"

@@ -22,17 +22,16 @@ JSON line last.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Literal, cast
 
 import numpy as np
 from sklearn.model_selection import GridSearchCV, KFold, ShuffleSplit
+from splicing_common import header, write_result
 from threadpoolctl import threadpool_limits
 
 from regulas.splicing import PipelineSpec, evaluate_block
-from splicing_common import header, write_result
 
 ALPHAS = [float(a) for a in np.logspace(-1, 4, 10)]
 SIZES = {"full": (2000, 1500, 5000, 4), "quick": (300, 400, 1000, 4)}  # n, p, events, sampled events

@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from splicing_common import header, write_result  # noqa: E402
 
 from regulas.core.task import make_task  # noqa: E402
-from regulas.store import schema  # noqa: E402
-from regulas.store.database import connect, open_study, register_tasks, write_study_rows  # noqa: E402
+from regulas.store.database import open_study, open_write, register_tasks, write_study_rows  # noqa: E402
 from regulas.store.sink import Sink, TaskOutcome  # noqa: E402
+from regulas.workloads.splicing import tables  # noqa: E402
 
 MODELS, SPLITS, TOP_K, FEATURES, BLOCK = 2, 5, 10, 868, 250
 
@@ -51,7 +51,7 @@ def event_names(n: int) -> list[str]:
 def task_rows(rng: np.random.Generator, events: list[int], model: int, split: int) -> dict[str, dict[str, Any]]:
     n = len(events)
     score = {"event": events, "model": [model] * n, "split": [split] * n, "n_train": [32] * n, "n_test": [8] * n,
-             **{m: rng.random(n) for m in schema.SPLICE_METRICS}, "params": ['{"alpha": 1.0}'] * n,
+             **{m: rng.random(n) for m in tables.SPLICE_METRICS}, "params": ['{"alpha": 1.0}'] * n,
              "fit_time_s": rng.random(n)}
     importance = {"event": [e for e in events for _ in range(TOP_K)], "model": [model] * n * TOP_K,
                   "split": [split] * n * TOP_K, "kind": ["coef"] * n * TOP_K, "rank": list(range(1, TOP_K + 1)) * n,
@@ -65,7 +65,7 @@ def plan(n_events: int) -> list[tuple[int, int, int]]:
 
 
 def with_sink(folder: Path, names: list[str]) -> tuple[int, float]:
-    engine = connect(folder / "regulas.db")
+    engine = open_write(folder / "regulas.db", tables.SPLICING_TABLES)
     rec = open_study(engine, name="s", workload="splicing", config_yaml="bench", config_hash="0" * 64, root_seed=0,
                      package_versions={})
     write_study_rows(engine, rec.id, {
@@ -99,7 +99,7 @@ def with_sink(folder: Path, names: list[str]) -> tuple[int, float]:
 def with_sqlite3(folder: Path, names: list[str], *, by_name: bool) -> tuple[int, float]:
     """The same rows by executemany; ``by_name``: the event's name in the key (no splice_event)."""
     ddl = []
-    for table in (schema.splice_score, schema.splice_importance):
+    for table in (tables.splice_score, tables.splice_importance):
         create = str(CreateTable(table).compile(dialect=sqlite_dialect.dialect()))
         create = create.replace("REFERENCES task (id)", "").replace("REFERENCES study (id)", "")
         create = "\n".join(line for line in create.splitlines() if "FOREIGN KEY" not in line)
@@ -126,7 +126,7 @@ def with_sqlite3(folder: Path, names: list[str], *, by_name: bool) -> tuple[int,
     conn.execute("BEGIN")
     for rows in batches:
         for table, cols in rows.items():
-            nan_cols = [c for c in schema.RESULT_TABLES[table].columns if c.info.get("nan_flag")]
+            nan_cols = [c for c in {t.name: t for t in tables.SPLICING_TABLES.results}[table].columns if c.info.get("nan_flag")]
             values = dict(cols, study_id=[1] * len(cols["event"]), task_id=[1] * len(cols["event"]))
             for c in nan_cols:
                 v = np.asarray(values[c.name], dtype=float)

@@ -40,15 +40,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-
-from regulas.study import load_study
-from regulas.execution.worker import execute_task
-from regulas.store.arrays import StudyArrays
-from regulas.store.database import connect
-from regulas.store.sink import Sink
-from regulas.core.workload import StudyContext
-
 from splicing_common import RESULTS, header, write_result  # type: ignore[import-not-found]
+
+from regulas.execution.worker import execute_task
+from regulas.store.database import open_write
+from regulas.store.sink import Sink
+from regulas.study import load_study
 
 STUDY = {"samples": 10_000, "features": 1_500, "events": 50_000, "splits": 5, "alphas": 10, "inner_cv": 5, "top_k": 10}
 NODES = (1, 4, 16, 64)
@@ -99,7 +96,7 @@ def time_block(config: Path) -> dict[str, float]:
     from regulas.execution.runner import plan_study
 
     spec = load_study(config)
-    engine = connect(spec.store.db_path)
+    engine = open_write(spec.store.db_path, spec.workload.tables)
     study_id, _, tasks, status = plan_study(spec, engine)
     task = tasks[0]  # block 0, split 0
     t0, c0 = time.perf_counter(), time.process_time()

@@ -10,7 +10,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from regulas import __version__
@@ -91,8 +90,8 @@ def _show_config(config: str, overrides: Sequence[str]) -> int:
 
 
 def _cluster_script(config: str, overrides: Sequence[str]) -> int:
-    from regulas.study import load_study
     from regulas.execution.cluster import make_backend
+    from regulas.study import load_study
 
     spec = load_study(config, overrides)
     text = make_backend(spec.cluster).job_script()

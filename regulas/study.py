@@ -154,7 +154,7 @@ def load_stored_study(root: Path, study: str | None = None) -> tuple[Workload, S
     name, workload_name, config_yaml = row
     cls = workload_class(workload_name)
     tree = yaml.safe_load(config_yaml) or {}
-    config = build(cls.config_class, tree.get(cls.section), cls.section, source=f"the config stored with study {name!r}")
+    config: Any = build(cls.config_class, tree.get(cls.section), cls.section, source=f"the config stored with study {name!r}")
     return cls(config), layout, str(name)
 
 

@@ -59,3 +59,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("measured in this run")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+def open_all(db: Path):  # type: ignore[no-untyped-def]
+    """The store at ``db`` opened for writing with the tables of every built-in workload."""
+    from regulas.core.workload import WorkloadTables
+    from regulas.store.database import open_write
+    from regulas.workloads.regnet.tables import REGNET_TABLES
+    from regulas.workloads.score import SCORE_TABLES
+    from regulas.workloads.splicing.tables import SPLICING_TABLES
+
+    return open_write(db, WorkloadTables.union(SCORE_TABLES, SPLICING_TABLES, REGNET_TABLES))

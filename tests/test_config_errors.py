@@ -24,9 +24,9 @@ import yaml
 
 from regulas import cli
 from regulas.core.config.loader import load_config
-from regulas.study import load_study
 from regulas.core.config.targets import check_targets, locate
 from regulas.core.errors import ConfigError
+from regulas.study import load_study
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"

@@ -20,7 +20,9 @@ import pytest
 import zarr
 from sklearn.feature_selection import VarianceThreshold
 
+from conftest import SHARED_DATA
 from regulas.core.config.targets import instantiate, locate
+from regulas.core.errors import ConfigError
 from regulas.data import (
     DataError,
     JunctionPSILoader,
@@ -31,9 +33,6 @@ from regulas.data import (
     psi_from_junctions,
     write_table,
 )
-from regulas.core.errors import ConfigError
-
-from conftest import SHARED_DATA
 
 GSE = SHARED_DATA / "gse114922"
 SHALEK = SHARED_DATA / "shalek2013"

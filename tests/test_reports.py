@@ -9,9 +9,10 @@ on the fits made in this file.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,8 +33,12 @@ from sklearn.model_selection import ShuffleSplit
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
+from conftest import open_all
 from regulas.core.errors import ConfigError, StoreError
 from regulas.core.task import make_task
+from regulas.store.arrays import ArraySpec, StudyArrays
+from regulas.store.database import open_study, register_tasks, write_study_rows
+from regulas.store.sink import Columns, Sink, TaskOutcome
 from regulas.workloads.splicing.reports import (
     ExportCSV,
     FeatureRankingReport,
@@ -44,9 +49,6 @@ from regulas.workloads.splicing.reports import (
 )
 from regulas.workloads.splicing.reports.config import plan_reports
 from regulas.workloads.splicing.reports.performance import per_split_from_arrays
-from regulas.store.arrays import ArraySpec, StudyArrays
-from regulas.store.database import connect, open_study, register_tasks, write_study_rows
-from regulas.store.sink import Columns, Sink, TaskOutcome
 
 N_SAMPLES, N_FEATURES, N_EVENTS, N_SPLITS = 30, 6, 8, 3
 TOP_K_STORED = 4  # importances kept in SQLite per (event, model, split), as the workload's importance.top_k
@@ -145,7 +147,7 @@ def build_study(
                 coef[m, s, :, e] = fitted[-1].coef_
 
     db = root / "regulas.db"
-    engine = connect(db)
+    engine = open_all(db)
     record = open_study(
         engine,
         name=name,
@@ -604,7 +606,7 @@ def test_inconsistent_or_missing_arrays_are_refused(store: Store, tmp_path: Path
     with pytest.raises(StoreError, match=r"events \['SE_0', 'SE_1'.*not on the event axis of Zarr array Y"):
         report = ModelPerformanceReport(loss_fn="sklearn.metrics.max_error")
         report.generate(results_of(copy, nested.name), {}, tmp_path)
-    engine = connect(copy / "regulas.db")
+    engine = open_all(copy / "regulas.db")
     empty = open_study(engine, name="empty", workload="splicing", config_yaml="{}", config_hash="e" * 64,
                        root_seed=0, package_versions={})
     with pytest.raises(StoreError, match="study 'empty' .* has no splicing models"):

@@ -32,7 +32,7 @@ SMALL = ("demo.n_targets=200", "demo.block_size=20", "demo.n_splits=5", "cluster
 
 
 def _scores(db: Path) -> list[tuple]:
-    return query(db, "SELECT target, method, split, metric, value, is_nan FROM score ORDER BY target, split, metric")
+    return query(db, "SELECT target, method, split, metric, value, value_is_nan FROM score ORDER BY target, split, metric")
 
 
 def _task_status(db: Path) -> Counter:

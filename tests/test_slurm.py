@@ -118,7 +118,7 @@ def _slurm_args(tmp_path: Path, job_name: str, *extra: str) -> list[str]:
 
 
 def _scores(db: Path) -> list[tuple]:
-    return query(db, "SELECT target, method, split, metric, value, is_nan FROM score ORDER BY target, split, metric")
+    return query(db, "SELECT target, method, split, metric, value, value_is_nan FROM score ORDER BY target, split, metric")
 
 
 def _task_status(db: Path) -> Counter:
@@ -604,8 +604,8 @@ def test_walltime_formats(text: str, seconds: int) -> None:
     ],
 )
 def test_bad_slurm_settings_are_named_before_any_work(demo_config: Path, override: str, message: str) -> None:
-    from regulas.study import load_study
     from regulas.core.errors import ConfigError
+    from regulas.study import load_study
 
     with pytest.raises(ConfigError) as caught:
         load_study(demo_config, ["cluster=slurm", override])

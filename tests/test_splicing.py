@@ -19,14 +19,14 @@ import pandas as pd
 import pytest
 import zarr
 from scipy.stats import pearsonr, spearmanr
+from sklearn.inspection import permutation_importance
+from sklearn.linear_model import Ridge
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from sklearn.model_selection import GridSearchCV, KFold, ShuffleSplit
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
-from sklearn.linear_model import Ridge
 from sklearn.svm import SVR
 from sklearn.tree import DecisionTreeRegressor
-from sklearn.inspection import permutation_importance
 
 from conftest import QUIET, SHARED_DATA, SUMMARY, query, run_cli
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_splicing import study_config, write_dataset
 
 from conftest import QUIET, query, run_cli
-from test_splicing import study_config, write_dataset
 
 Case = Callable[[Path, Path, Path], tuple[list[str], list[str]]]  # -> (overrides, expected message parts)
 

@@ -17,16 +17,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy.exc
 import zarr
 from sqlalchemy import Engine
 
+from conftest import open_all
 from regulas.core.errors import OwnershipError, StoreError
 from regulas.core.task import Task, derive_seed, make_task
 from regulas.store import schema
 from regulas.store.arrays import ArraySpec, Region, RegionWriter, StudyArrays
-from regulas.store.database import StudyRecord, connect, open_study, register_tasks
+from regulas.store.database import StudyRecord, open_read, open_study, register_tasks
+from regulas.store.reading import read_frame
+from regulas.store.root import StoreLayout, find_layout, write_marker
 from regulas.store.schema import SCHEMA_VERSION
 from regulas.store.sink import Sink, TaskOutcome
+from regulas.store.status import format_status
+from regulas.workloads.splicing import tables as splicing_tables
 
 HASH_A = "a" * 20 + "1" * 44
 HASH_B = "b" * 20 + "2" * 44
@@ -42,7 +48,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def engine(db_path: Path) -> Engine:
-    eng = connect(db_path)
+    eng = open_all(db_path)
     yield eng
     eng.dispose()
 
@@ -102,7 +108,7 @@ def test_connect_creates_schema_in_wal_mode(engine: Engine, db_path: Path) -> No
     with engine.connect() as conn:  # the engine's connections enforce foreign keys
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
     # reopening an existing regulas database is fine and does not duplicate the meta row
-    connect(db_path).dispose()
+    open_all(db_path).dispose()
     assert sql(db_path, "SELECT count(*) FROM regulas_meta") == [(1,)]
 
 
@@ -154,13 +160,13 @@ def test_constraints_and_indexes_are_named(engine: Engine, db_path: Path) -> Non
 
 
 def test_newer_schema_version_is_refused(db_path: Path) -> None:
-    connect(db_path).dispose()
+    open_all(db_path).dispose()
     sql_conn = sqlite3.connect(db_path)
     sql_conn.execute("UPDATE regulas_meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION + 1),))
     sql_conn.commit()
     sql_conn.close()
     with pytest.raises(StoreError) as info:
-        connect(db_path)
+        open_all(db_path)
     msg = str(info.value)
     assert str(db_path) in msg
     assert f"schema version {SCHEMA_VERSION + 1}" in msg
@@ -169,17 +175,17 @@ def test_newer_schema_version_is_refused(db_path: Path) -> None:
 
 @pytest.mark.parametrize("version", [0, 2])  # 2: v3 names a result's event by index (splice_event)
 def test_older_schema_version_without_migration_is_refused(db_path: Path, version: int) -> None:
-    connect(db_path).dispose()
+    open_all(db_path).dispose()
     sql_conn = sqlite3.connect(db_path)
     sql_conn.execute("UPDATE regulas_meta SET value=? WHERE key='schema_version'", (str(version),))
     sql_conn.commit()
     sql_conn.close()
     with pytest.raises(StoreError, match=rf"schema version {version}, older than this regulas \({SCHEMA_VERSION}\) and no migration"):
-        connect(db_path)
+        open_all(db_path)
 
 
 def test_version_1_database_is_upgraded_additively(db_path: Path) -> None:
-    connect(db_path).dispose()
+    open_all(db_path).dispose()
     conn = sqlite3.connect(db_path)
     for name in ("splice_importance", "splice_score", "splice_model", "splice_event", "sim_score"):
         conn.execute(f"DROP TABLE {name}")
@@ -187,7 +193,7 @@ def test_version_1_database_is_upgraded_additively(db_path: Path) -> None:
     conn.execute("UPDATE regulas_meta SET value='1' WHERE key='schema_version'")
     conn.commit()
     conn.close()
-    connect(db_path).dispose()
+    open_all(db_path).dispose()
     assert sql(db_path, "SELECT value FROM regulas_meta WHERE key='schema_version'") == [(str(SCHEMA_VERSION),)]
     names = {n for (n,) in sql(db_path, "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
     assert {"splice_event", "splice_model", "splice_score", "performance", "feature_ranking", "sim_result"} <= names
@@ -228,7 +234,7 @@ def test_performance_and_feature_ranking_views(engine: Engine, db_path: Path) ->
     ids = register_tasks(engine, record.id, tasks)
     sink = make_sink(engine, record.id, ids)
     for split, task in enumerate(tasks):
-        metrics = {m: [0.1 * (split + 1), np.nan] for m in schema.SPLICE_METRICS}
+        metrics = {m: [0.1 * (split + 1), np.nan] for m in splicing_tables.SPLICE_METRICS}
         importance = [0.5, -2.0] if split == 0 else [1.5, 0.0]
         rows = {
             "splice_score": {
@@ -244,7 +250,7 @@ def test_performance_and_feature_ranking_views(engine: Engine, db_path: Path) ->
         sink.add(outcome(task.key, rows))
     sink.close()
     perf = sql(db_path, "SELECT study, event, pipeline, split, metric, value FROM performance ORDER BY event, split, metric")
-    assert len(perf) == 2 * 2 * len(schema.SPLICE_METRICS)
+    assert len(perf) == 2 * 2 * len(splicing_tables.SPLICE_METRICS)
     assert ("s", "e1", "ZScore+Ridge", 1, "mse", 0.2) in [(*r[:5], round(r[5], 12)) for r in perf if r[1] == "e1"]
     assert {r[5] for r in perf if r[1] == "e2"} == {None}  # NaN stays NULL, never 0
     ranking = sql(db_path, "SELECT event, pipeline, kind, feature, rank, score FROM feature_ranking ORDER BY rank")
@@ -259,7 +265,7 @@ def test_foreign_sqlite_file_is_refused_and_left_alone(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     with pytest.raises(StoreError) as info:
-        connect(other)
+        open_all(other)
     assert str(other) in str(info.value) and "not a regulas one" in str(info.value)
     assert sql(other, "SELECT name FROM sqlite_master WHERE type='table'") == [("foo",)]
 
@@ -268,7 +274,7 @@ def test_non_sqlite_file_is_refused_with_store_error(tmp_path: Path) -> None:
     junk = tmp_path / "regulas.db"
     junk.write_bytes(b"this is a text file, not an SQLite database\n" * 100)
     with pytest.raises(StoreError, match="regulas.db"):
-        connect(junk)
+        open_all(junk)
 
 
 # ------------------------------------------------------------------ sink and NaN
@@ -288,14 +294,14 @@ def test_nan_and_inf_are_stored_explicitly(engine: Engine, db_path: Path) -> Non
     conn = sqlite3.connect(db_path)
     try:
         df = pd.read_sql(
-            "SELECT target, value, value IS NULL AS is_null, is_nan, task_id FROM score ORDER BY target", conn
+            "SELECT target, value, value IS NULL AS is_null, value_is_nan, task_id FROM score ORDER BY target", conn
         )
         task_row = pd.read_sql("SELECT status, attempts, worker, duration_s FROM task", conn)
     finally:
         conn.close()
     assert list(df.target) == targets
     nan = np.isnan(values)
-    assert df.is_nan.tolist() == nan.astype(int).tolist()
+    assert df.value_is_nan.tolist() == nan.astype(int).tolist()
     assert df.is_null.tolist() == nan.astype(int).tolist()
     assert df.value[~nan].tolist() == values[~nan].tolist()  # exact, including +-inf
     assert set(df.task_id) == {ids[tasks[0].key][0]}
@@ -595,3 +601,91 @@ def test_seeds_fit_in_63_bits_and_use_them() -> None:
     assert len(set(seeds)) == len(seeds)
     assert derive_seed(2**40, "k", {"i": 0}) < 2**63
     np.random.default_rng(max(seeds))  # accepted as a numpy seed
+
+
+# ------------------------------------------------------- migration, read-only opening, store root
+
+
+def _score_rows(n: int) -> dict[str, Any]:
+    return {"target": [f"t{i}" for i in range(n)], "method": ["m"] * n, "split": [0] * n, "metric": ["r2"] * n,
+            "value": [float("nan") if i % 2 else 0.5 * i for i in range(n)]}
+
+
+def test_schema_3_store_is_upgraded_in_place(engine: Engine, db_path: Path) -> None:
+    """A store written by schema 3 (``score.is_nan``) keeps its rows and is upgraded to the
+    single NaN-flag spelling ``value_is_nan`` by the next driver that opens it."""
+    record = new_study(engine)
+    ids = register_tasks(engine, record.id, plan(1))
+    sink = make_sink(engine, record.id, ids)
+    sink.add(outcome(plan(1)[0].key, {"score": _score_rows(4)}))
+    sink.close()
+    engine.dispose()
+    conn = sqlite3.connect(db_path)
+    conn.execute("ALTER TABLE score RENAME COLUMN value_is_nan TO is_nan")
+    conn.execute("UPDATE regulas_meta SET value='3' WHERE key='schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match=r"schema version 3, older .* rerun `regulas run`"):
+        open_read(db_path)  # readers do not migrate; the message says how to
+    open_all(db_path).dispose()
+    assert sql(db_path, "SELECT value FROM regulas_meta WHERE key='schema_version'") == [(str(SCHEMA_VERSION),)]
+    assert sql(db_path, "SELECT target, value, value_is_nan FROM score ORDER BY target") == [
+        ("t0", 0.0, 0), ("t1", None, 1), ("t2", 1.0, 0), ("t3", None, 1)]
+
+
+def test_read_only_engine_reads_nan_back_and_cannot_write(engine: Engine, db_path: Path) -> None:
+    record = new_study(engine)
+    ids = register_tasks(engine, record.id, plan(1))
+    sink = make_sink(engine, record.id, ids)
+    sink.add(outcome(plan(1)[0].key, {"score": _score_rows(3)}))
+    sink.close()
+    reader = open_read(db_path)  # while the driver's engine is open (WAL)
+    try:
+        frame = read_frame(reader, "SELECT target, value, value_is_nan FROM score ORDER BY target")
+        assert list(frame.columns) == ["target", "value"]  # the flag is folded into the value
+        assert frame.value.iloc[0] == 0.0 and np.isnan(frame.value.iloc[1]) and frame.value.iloc[2] == 1.0
+        with pytest.raises(sqlalchemy.exc.OperationalError, match="readonly"), reader.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM score")
+    finally:
+        reader.dispose()
+    assert len(sql(db_path, "SELECT * FROM score")) == 3
+
+
+def test_store_root_marker_names_its_database(tmp_path: Path) -> None:
+    """`regulas status ROOT` finds a database not called regulas.db (regulAS's database.url)
+    through the root's marker; a second layout in the same root is refused."""
+    root = tmp_path / "root"
+    layout = StoreLayout(root, db="lr_svr.db", arrays="arrays.zarr")
+    write_marker(layout)
+    write_marker(layout)  # the same layout again: fine
+    eng = open_all(layout.db_path)
+    new_study(eng, name="lr_svr")
+    eng.dispose()
+    assert find_layout(root) == layout
+    assert find_layout(layout.db_path) == layout
+    assert "study 'lr_svr' (demo)" in format_status(root)
+    with pytest.raises(StoreError, match="holds database 'lr_svr.db'"):
+        write_marker(StoreLayout(root, db="regulas.db"))
+    with pytest.raises(StoreError, match="no regulas store"):
+        find_layout(tmp_path / "nowhere")
+
+
+def test_rows_classes_are_checked_against_their_tables(db_path: Path) -> None:
+    """A workload's typed rows that name a column its table lacks fail when the store opens."""
+    from dataclasses import dataclass
+
+    from regulas.core.workload import Rows, WorkloadTables
+    from regulas.store.database import open_write
+    from regulas.workloads.score import score
+
+    @dataclass
+    class Misspelt(Rows):
+        table = "score"
+        target: list[str]
+        method: list[str]
+        split: list[int]
+        metirc: list[str]
+        value: list[float]
+
+    with pytest.raises(StoreError, match=r"unknown \['metirc'\], missing \['metric'\]"):
+        open_write(db_path, WorkloadTables(results=(score,), rows=(Misspelt,)))

@@ -55,7 +55,7 @@ class Report(ABC):
     name: str = ""
     depends_on: tuple[str, ...] = ()
 
-    def check(self, ctx: ReportContext) -> None:
+    def check(self, ctx: ReportContext) -> None:  # noqa: B027 - an optional hook
         """Raise if this report cannot run on the study (called for every report before any writes)."""
 
     @abstractmethod

@@ -19,7 +19,6 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
@@ -146,6 +145,16 @@ class WorkloadTables:
     def all(self) -> tuple[Table, ...]:
         return (*self.study, *self.results)
 
+    @classmethod
+    def union(cls, *sets: WorkloadTables) -> WorkloadTables:
+        """The tables of several workloads (a store may hold studies of each)."""
+        return cls(
+            results=tuple(t for s in sets for t in s.results),
+            study=tuple(t for s in sets for t in s.study),
+            views={k: v for s in sets for k, v in s.views.items()},
+            rows=tuple(r for s in sets for r in s.rows),
+        )
+
 
 class Workload(ABC):
     """One kind of study. Subclasses set ``name``, ``section`` and ``config_class``.
@@ -174,7 +183,7 @@ class Workload(ABC):
         """The part of the config that determines results; enters task keys and the study hash."""
         return {k: v for k, v in dataclasses.asdict(self.config).items() if k not in self.runtime_keys}
 
-    def check_inputs(self, root_seed: int) -> None:
+    def check_inputs(self, root_seed: int) -> None:  # noqa: B027 - an optional hook
         """Read and check the input data before the store is touched (driver; optional).
 
         Bad data must stop a run before it creates or changes anything; a workload

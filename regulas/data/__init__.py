@@ -11,13 +11,13 @@ All accept the common options of :class:`LoadOptions` (RBP list, log transform, 
 missing-value policies).
 """
 
+from regulas.core.errors import DataError
 from regulas.data.dataset import SplicingData
 from regulas.data.junctions import JunctionPSILoader, psi_from_junctions
 from regulas.data.loaders import Loader, PickleLoader, TableLoader
 from regulas.data.options import LoadOptions
 from regulas.data.tables import read_table, write_table
 from regulas.data.xena import XenaLoader
-from regulas.core.errors import DataError
 
 __all__ = [
     "DataError",

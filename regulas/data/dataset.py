@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 
 
-def _hash_index(h: "hashlib._Hash", label: str, index: pd.Index) -> None:
+def _hash_index(h: hashlib._Hash, label: str, index: pd.Index) -> None:
     h.update(f"{label}:{len(index)}\0".encode())
     h.update("\0".join(map(str, index)).encode())
     h.update(b"\1")
 
 
-def _hash_values(h: "hashlib._Hash", values: np.ndarray) -> None:
+def _hash_values(h: hashlib._Hash, values: np.ndarray) -> None:
     # One canonical NaN bit pattern, so equal data gives an equal fingerprint.
     v = np.ascontiguousarray(values, dtype=np.float64)
     nan = np.isnan(v)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from regulas.core.errors import ConfigError, DataError
 from regulas.data.checks import few, first_cell
 from regulas.data.loaders import (
     Loader,
@@ -36,7 +37,6 @@ from regulas.data.loaders import (
 )
 from regulas.data.prepare import Part, RawData
 from regulas.data.tables import as_float, read_table
-from regulas.core.errors import ConfigError, DataError
 
 
 def psi_from_junctions(

@@ -17,11 +17,11 @@ from typing import Any
 
 import pandas as pd
 
+from regulas.core.errors import ConfigError, DataError
 from regulas.data.dataset import SplicingData
 from regulas.data.options import DATASET_KEY, LoadOptions, parse_options
 from regulas.data.prepare import Part, RawData, prepare
 from regulas.data.tables import as_float, check_exists, read_table
-from regulas.core.errors import ConfigError, DataError
 
 SAMPLE_COLUMNS = ("genes_x_samples", "features_x_samples", "events_x_samples")
 

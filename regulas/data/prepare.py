@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from regulas.core.errors import DataError
 from regulas.data.checks import (
     check_finite,
     check_not_empty,
@@ -25,7 +26,6 @@ from regulas.data.checks import (
 from regulas.data.dataset import SplicingData
 from regulas.data.options import DATASET_KEY, LoadOptions
 from regulas.data.tables import read_columns
-from regulas.core.errors import DataError
 
 logger = logging.getLogger("regulas.data")
 

@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from regulas.core.errors import ConfigError, DataError
 from regulas.data.checks import few
 from regulas.data.junctions import junction_psi, number_arg
 from regulas.data.loaders import Loader, choice_arg, column_arg, key_of, oriented, path_arg
 from regulas.data.prepare import Part, RawData
 from regulas.data.tables import read_columns, read_table
-from regulas.core.errors import ConfigError, DataError
 
 PHENOTYPE_COLUMNS = {"_primary_site": "tissue", "_study": "cohort", "_sample_type": "sample_type"}
 TUMOR, NORMAL, ADJACENT = "Primary Tumor", "Normal Tissue", "Solid Tissue Normal"

@@ -10,9 +10,9 @@ import traceback as tb
 from threadpoolctl import threadpool_limits
 
 from regulas.core.task import Task
+from regulas.core.workload import TaskContext, Workload
 from regulas.store.arrays import RegionWriter
 from regulas.store.sink import TaskOutcome
-from regulas.core.workload import TaskContext, Workload
 
 
 def worker_name() -> str:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def pyplot():  # type: ignore[no-untyped-def]
+def pyplot() -> Any:
     """``matplotlib.pyplot`` on the Agg backend (workers and CI have no display)."""
     import matplotlib
 

@@ -49,9 +49,10 @@ def _migrate_3_to_4(conn: Any) -> None:
         conn.exec_driver_sql("ALTER TABLE score RENAME COLUMN is_nan TO value_is_nan")
 
 
-#: older schema version -> the step that brings it to the next version (applied in order);
-#: 1 -> 2 only lacked tables, which ``create_all`` adds
-MIGRATIONS: dict[int, Callable[[Any], None]] = {1: lambda conn: None, 3: _migrate_3_to_4}
+#: older schema version -> what brings it to this one; ``create_all`` then adds the tables
+#: it lacks (version 1 had no splicing tables at all). Version 2 stored splicing results by
+#: event name (3 by index): no migration.
+UPGRADES: dict[int, Callable[[Any], None]] = {1: _migrate_3_to_4, 3: _migrate_3_to_4}
 
 
 def _sync_views(conn: Any, views: Mapping[str, str]) -> None:
@@ -123,14 +124,12 @@ def open_write(db_path: Path, tables: WorkloadTables | None = None) -> Engine:
         with engine.begin() as conn:
             found = _stored_version(conn, db_path)
             if found is not None and found < SCHEMA_VERSION:
-                missing = [v for v in range(max(found, 1), SCHEMA_VERSION) if v not in MIGRATIONS and v != 2]
-                if found == 0 or missing:
+                if found not in UPGRADES:
                     raise StoreError(
                         f"{db_path} has schema version {found}, older than this regulas ({SCHEMA_VERSION}) "
                         "and no migration exists for it; use another store.root"
                     )
-                for version in range(found, SCHEMA_VERSION):
-                    MIGRATIONS.get(version, lambda conn: None)(conn)
+                UPGRADES[found](conn)
             schema.metadata.create_all(conn, tables=[*schema.CORE_TABLES, *tables.all])
             _sync_views(conn, tables.views)
             if found is None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
+from typing import cast
 
 from regulas.core.errors import StoreError
 from regulas.store.database import open_read
@@ -14,7 +16,7 @@ def format_status(root: Path, study_name: str | None = None, max_failures: int =
     """Progress and failures of the studies of the store at ``root`` (a store root or its database)."""
     engine = open_read(find_layout(root).db_path)
     raw = engine.raw_connection()
-    conn = raw.driver_connection
+    conn = cast(sqlite3.Connection, raw.driver_connection)
     try:
         query = "SELECT id, name, workload, status, started_at, resumed_at, finished_at, runs FROM study"
         params: tuple[object, ...] = ()
@@ -67,7 +69,7 @@ def require_finished_study(db: Path, study_name: str) -> int:
     unfinished (failed tasks are allowed: reported as missing)."""
     engine = open_read(db)
     raw = engine.raw_connection()
-    conn = raw.driver_connection
+    conn = cast(sqlite3.Connection, raw.driver_connection)
     try:
         row = conn.execute("SELECT id, status FROM study WHERE name = ?", (study_name,)).fetchone()
         if row is None:

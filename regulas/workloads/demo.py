@@ -76,7 +76,8 @@ class DemoBlock(Block):
     @classmethod
     def of(cls, task: Task) -> DemoBlock:
         b = task.block
-        return cls(b["block"], tuple(b["targets"]), b["split"], b["split_seed"])  # type: ignore[arg-type]
+        start, stop = b["targets"]
+        return cls(b["block"], (start, stop), b["split"], b["split_seed"])
 
 
 def _target_names(start: int, stop: int) -> list[str]:

@@ -65,7 +65,7 @@ async def run_command(*argv: str, timeout_s: float = COMMAND_TIMEOUT_S) -> str:
         raise SlurmCommandError(f"cannot run {argv[0]}: {exc}") from exc
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
-    except asyncio.TimeoutError as exc:
+    except TimeoutError as exc:
         proc.kill()
         raise SlurmCommandError(f"{' '.join(argv)} did not answer within {timeout_s:.0f} s") from exc
     except asyncio.CancelledError:

@@ -27,9 +27,9 @@ from distributed.core import Status
 
 from regulas.core.config.typed import positive
 from regulas.core.errors import ClusterError, ConfigError
-from regulas.execution.cluster.base import ClusterBackend, ClusterConfigBase, blas_env, close_bounded
 from regulas.execution.cluster._slurm_jobs import COMMAND_TIMEOUT_S, walltime_seconds
 from regulas.execution.cluster._slurm_watch import JobWatch
+from regulas.execution.cluster.base import ClusterBackend, ClusterConfigBase, blas_env, close_bounded
 
 log = logging.getLogger(__name__)
 

@@ -34,13 +34,15 @@ import dataclasses
 import hashlib
 import itertools
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from regulas.core.config.typed import build, positive
 from regulas.core.errors import ConfigError
-from regulas.core.task import Task, make_task
+from regulas.core.report import Report
+from regulas.core.task import Region, Task, make_task
+from regulas.core.workload import Block, StudyContext, TaskContext, TaskResult, Workload
 from regulas.sim.covariance import (
     NOISE_STRUCTURES,
     StructureError,
@@ -54,12 +56,8 @@ from regulas.sim.metrics import beta_metrics, covariance_metrics
 from regulas.sim.motifs import load_motif_scores
 from regulas.sim.simulate import Cell, SimulationSeeds, simulate
 from regulas.store.arrays import ArraySpec
-from regulas.core.report import Report
-from regulas.core.task import Region
-from regulas.core.workload import Block, StudyContext, TaskContext, TaskResult, Workload
 from regulas.workloads.regnet.reports import SIMULATION, RegnetFigures, RegnetSummary
 from regulas.workloads.regnet.tables import REGNET_TABLES, SimScoreRows
-
 
 
 def _default_methods() -> list[dict[str, Any]]:

@@ -28,7 +28,6 @@ from regulas.core.workload import Rows, WorkloadTables
 from regulas.store.schema import metadata, nan_float, study_ref, task_ref
 
 
-
 def _event_result_columns() -> list[Column]:
     """The leading columns of a per-(event, model, outer split) result row."""
     return [

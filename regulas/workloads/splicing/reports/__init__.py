@@ -15,10 +15,10 @@ plus the default figures (:class:`DefaultFigures`) and the summary printed after
 from regulas.workloads.splicing.reports.base import ReportError, ReportOutput, SplicingReport
 from regulas.workloads.splicing.reports.config import check_reports
 from regulas.workloads.splicing.reports.export import ExportCSV
+from regulas.workloads.splicing.reports.figures import DefaultFigures
 from regulas.workloads.splicing.reports.performance import ModelPerformanceReport
 from regulas.workloads.splicing.reports.ranking import FeatureRankingReport
 from regulas.workloads.splicing.reports.results import StudyResults
-from regulas.workloads.splicing.reports.figures import DefaultFigures
 from regulas.workloads.splicing.reports.run import run_reports, study_reports
 from regulas.workloads.splicing.reports.summary import SplicingSummary
 

@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from regulas.core.config.targets import RESERVED, locate
 from regulas.core.errors import ConfigError
-from regulas.workloads.splicing.reports.base import SplicingReport, ReportParamError
+from regulas.workloads.splicing.reports.base import ReportParamError, SplicingReport
 
 
 @dataclass(frozen=True)

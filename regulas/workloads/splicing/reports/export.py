@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from regulas.workloads.splicing.reports.base import NOTE, SplicingReport, ReportOutput, ReportParamError
+from regulas.workloads.splicing.reports.base import NOTE, ReportOutput, ReportParamError, SplicingReport
 from regulas.workloads.splicing.reports.results import StudyResults
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")

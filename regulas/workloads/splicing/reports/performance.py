@@ -19,7 +19,7 @@ import pandas as pd
 
 from regulas.core.config.targets import locate
 from regulas.core.errors import ConfigError, StoreError
-from regulas.workloads.splicing.reports.base import NOTE, TITLE, SplicingReport, ReportError, ReportOutput, ReportParamError
+from regulas.workloads.splicing.reports.base import NOTE, TITLE, ReportError, ReportOutput, ReportParamError, SplicingReport
 from regulas.workloads.splicing.reports.results import StudyResults
 
 #: events read from Zarr at once when a metric is computed from the predictions

@@ -17,10 +17,10 @@ import pandas as pd
 from regulas.workloads.splicing.reports.base import (
     NOTE,
     TITLE,
-    SplicingReport,
     ReportError,
     ReportOutput,
     ReportParamError,
+    SplicingReport,
     optional_positive_int,
     optional_str,
 )

@@ -24,8 +24,8 @@ import zarr
 from sqlalchemy import Engine, select
 
 from regulas.core.errors import StoreError
-from regulas.store.arrays import StudyArrays
 from regulas.core.report import ReportContext
+from regulas.store.arrays import StudyArrays
 from regulas.store.database import open_read
 from regulas.store.schema import study
 from regulas.workloads.splicing.tables import splice_model, splice_score
