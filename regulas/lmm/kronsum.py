@@ -20,14 +20,14 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import ThreadpoolController
 
 from regulas.lmm.covariance import Preconditioned, make_noise, make_signal, noise_factor, preconditioner
 from regulas.lmm.likelihood import Evaluation, KronSumProblem
+from regulas.lmm.linear import LinearPredictMixin
 from regulas.lmm.scoring import ScoringResult, factor_of, factor_scoring, fisher_scoring, null_ascent, whitened_lbfgs
 from regulas.lmm.structures import Structure, structure_class
-from regulas.lmm.validation import LMMInputError, check_design, check_matrix
+from regulas.lmm.validation import LMMInputError, check_design
 
 _ESCAPE_STEPS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # multiples of the mean variance, internal units
 _SCREEN_TOL, _SCREEN_ITER = 1e-6, 30  # L-BFGS screening runs of every start (relative ftol, iterations)
@@ -61,7 +61,7 @@ class _Run:
     covs: tuple[np.ndarray, np.ndarray] | None = None  # (C0, C1) when the solver works in covariance space
 
 
-class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
+class KronSumLMM(LinearPredictMixin, RegressorMixin, BaseEstimator):  # type: ignore[misc]
     """Multi-condition linear mixed model with a Kronecker-sum covariance, fitted exactly.
 
     vec(Y) ~ N(vec(1 b^T), C0 (x) K + C1 (x) I_G) with K = M M^T / T (see the module docstring
@@ -173,14 +173,6 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         self.optimisation_path_ = best.history
         self.n_features_in_ = M.shape[1]
         return self
-
-    def predict(self, M: Any) -> np.ndarray:
-        """M coef_ + intercept_ for motif scores M (n x T); returns n x P."""
-        check_is_fitted(self, "coef_")
-        M = check_matrix("M (genes x motifs)", M)
-        if M.shape[1] != self.coef_.shape[0]:
-            raise LMMInputError(f"M has {M.shape[1]} motif columns; the model was fitted with {self.coef_.shape[0]}")
-        return np.asarray(M @ self.coef_ + self.intercept_)
 
     # -- optimisation -------------------------------------------------------------------
     def _starts(self, problem: KronSumProblem, rng: np.random.Generator) -> list[tuple[str, np.ndarray, np.ndarray]]:
