@@ -10,7 +10,10 @@ import pytest
 from sklearn.linear_model import RidgeCV
 
 from regulas.lmm import KronSumLMM, KronSumProblem, LMMInputError, RidgeGCV
-from regulas.lmm.covariance import NOISE_STRUCTURES, SIGNAL_STRUCTURES, make_noise, make_signal
+from regulas.lmm.covariance import make_noise, make_signal
+from regulas.lmm.structures import structure_names
+
+SIGNAL_STRUCTURES, NOISE_STRUCTURES = structure_names("signal"), structure_names("noise")
 
 try:
     from glimix_core.lmm import Kron2Sum
@@ -370,3 +373,27 @@ def test_default_reaches_tight_many_restart_optimum(seed, P, c0_rank, sigma_smal
     ref = max(tight.log_likelihood_, problem.user_loglik(lbfgs.loglik))
     assert fast.log_likelihood_ >= ref - 1e-6 * max(1.0, abs(ref))
     assert fast.converged_
+
+
+# -- the registry of covariance structures ------------------------------------------------------
+
+
+def test_a_structure_is_one_registered_class(monkeypatch):
+    from regulas.lmm import structures
+
+    monkeypatch.setattr(structures, "_REGISTRY", {role: dict(d) for role, d in structures._REGISTRY.items()})
+
+    @structures.register
+    class Isotropic(structures.IdentityCov):
+        name = "isotropic"
+        roles = ("signal",)
+
+    assert structure_names("signal")[-1] == "isotropic" and "isotropic" not in structure_names("noise")
+    _, M, Y, _, _ = _data(7, 60, 8, 4)
+    new = KronSumLMM(signal="isotropic", random_state=0).fit(M, Y)
+    old = KronSumLMM(signal="identity", random_state=0).fit(M, Y)
+    assert new.log_likelihood_ == old.log_likelihood_
+    with pytest.raises(TypeError, match="already registered"):
+        structures.register(type("Other", (structures.IdentityCov,), {"name": "isotropic", "roles": ("signal",)}))
+    with pytest.raises(LMMInputError, match=r"unknown noise structure 'isotropic'; expected one of 'freeform'"):
+        KronSumLMM(noise="isotropic").fit(M, Y)

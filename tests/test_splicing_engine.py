@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from regulas.core.errors import ConfigError
 from regulas.splicing import BlockInputError, PipelineSpec, evaluate_block, regression_metrics
-from regulas.splicing.ridge_batch import RidgeFactor
+from regulas.lmm.ridge import SVDRidge
 from tests.conftest import SHARED_DATA
 
 TOL = 1e-8
@@ -351,7 +351,7 @@ def test_metrics_conventions_for_constant_values_and_nan_predictions():
 def test_ridge_factor_equals_closed_form_normal_equations():
     rng = np.random.default_rng(3)
     X, Y = rng.normal(size=(20, 7)), rng.normal(size=(20, 4))
-    f = RidgeFactor(X, fit_intercept=True)
+    f = SVDRidge(X, fit_intercept=True)
     W, b = f.coef(Y, 2.5)
     Xc, Yc = X - X.mean(0), Y - Y.mean(0)
     want = np.linalg.solve(Xc.T @ Xc + 2.5 * np.eye(7), Xc.T @ Yc)

@@ -1,11 +1,29 @@
 """Motif-activity estimators: the exact Kronecker-sum LMM and ridge regression tuned by GCV/LOO.
 
 Both follow the scikit-learn estimator API and take M (genes x motifs) and Y (genes x conditions).
+The estimators are imported on first use, so that :mod:`regulas.lmm.structures` (the registry
+of covariance structures, which config checks read) loads without scipy's optimisers or
+scikit-learn.
 """
 
-from regulas.lmm.kronsum import KronSumLMM
-from regulas.lmm.likelihood import KronSumProblem
-from regulas.lmm.ridge import RidgeGCV
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from regulas.lmm.validation import LMMInputError
 
+if TYPE_CHECKING:
+    from regulas.lmm.kronsum import KronSumLMM
+    from regulas.lmm.likelihood import KronSumProblem
+    from regulas.lmm.ridge import RidgeGCV
+
+_LAZY = {"KronSumLMM": "regulas.lmm.kronsum", "KronSumProblem": "regulas.lmm.likelihood", "RidgeGCV": "regulas.lmm.ridge"}
+
 __all__ = ["KronSumLMM", "KronSumProblem", "LMMInputError", "RidgeGCV"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,28 +20,17 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import ThreadpoolController
 
-from regulas.lmm.covariance import (
-    NOISE_STRUCTURES,
-    SIGNAL_STRUCTURES,
-    Preconditioned,
-    Structure,
-    make_noise,
-    make_signal,
-    noise_factor,
-    preconditioner,
-)
+from regulas.lmm.covariance import Preconditioned, make_noise, make_signal, noise_factor, preconditioner
 from regulas.lmm.likelihood import Evaluation, KronSumProblem
+from regulas.lmm.linear import LinearPredictMixin
 from regulas.lmm.scoring import ScoringResult, factor_of, factor_scoring, fisher_scoring, null_ascent, whitened_lbfgs
-from regulas.lmm.validation import LMMInputError, check_choice, check_design, check_matrix
+from regulas.lmm.structures import Structure, structure_class
+from regulas.lmm.validation import LMMInputError, check_design
 
 _ESCAPE_STEPS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # multiples of the mean variance, internal units
 _SCREEN_TOL, _SCREEN_ITER = 1e-6, 30  # L-BFGS screening runs of every start (relative ftol, iterations)
-# scoring screens stop below this gain (loglik units) or after this many steps. Freeform C0
-# screens longer: the screened point's rank picks the face the polish works on
-_SCREEN_SCORING = {"freeform": (1e-2, 10), "lowrank_k": (1e-1, 3)}
 _POLISH_WITHIN = 0.1  # screened starts this close to the best (loglik units) are polished if distinct
 _WHITEN_EVERY = 15  # L-BFGS iterations between re-whitenings by the Fisher information
 # with a misspecified rank the expected information overstates the curvature, so the predicted
@@ -72,7 +61,7 @@ class _Run:
     covs: tuple[np.ndarray, np.ndarray] | None = None  # (C0, C1) when the solver works in covariance space
 
 
-class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
+class KronSumLMM(LinearPredictMixin, RegressorMixin, BaseEstimator):  # type: ignore[misc]
     """Multi-condition linear mixed model with a Kronecker-sum covariance, fitted exactly.
 
     vec(Y) ~ N(vec(1 b^T), C0 (x) K + C1 (x) I_G) with K = M M^T / T (see the module docstring
@@ -85,6 +74,7 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         "diagonal", "identity" (scalar * I) or "block" (block-constant over ``blocks`` plus a
         shared nugget: C0 = Z B Z^T + tau I).
     noise : structure of C1: "freeform" (any PD), "diagonal" or "identity".
+        Both name structures registered in :mod:`regulas.lmm.structures`.
     rank : k for signal="lowrank_k", 1 <= k <= P.
     blocks : for signal="block": P group labels, or group sizes summing to P (a list whose
         length is P is read as labels).
@@ -141,8 +131,8 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     # -- public API ---------------------------------------------------------------------
     def fit(self, M: Any, Y: Any) -> "KronSumLMM":
         """Maximise the likelihood of Y (G x P) given motif scores M (G x T)."""
-        check_choice("signal structure", self.signal, SIGNAL_STRUCTURES)
-        check_choice("noise structure", self.noise, NOISE_STRUCTURES)
+        structure_class("signal", self.signal)  # unknown names fail before the data are checked
+        structure_class("noise", self.noise)
         M, Y = check_design(M, Y)
         P = Y.shape[1]
         sig = make_signal(self.signal, P, rank=self.rank, blocks=self.blocks)
@@ -159,7 +149,7 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
 
         # evaluations work on r x P and P x P arrays: BLAS threads only add overhead below P ~ 64
         with _single_threaded() if P < 64 else contextlib.nullcontext():
-            if self.noise == "freeform" and self.signal in ("freeform", "lowrank_k"):
+            if sig.fisher_scoring and noi.fisher_scoring:
                 best, runs, n_iter = self._fit_scoring(problem, sig, noi, covs)
             else:
                 A = preconditioner(sig, noi, (problem.Uy.T @ problem.Uy + problem.Nyy) / problem.G)
@@ -183,14 +173,6 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         self.optimisation_path_ = best.history
         self.n_features_in_ = M.shape[1]
         return self
-
-    def predict(self, M: Any) -> np.ndarray:
-        """M coef_ + intercept_ for motif scores M (n x T); returns n x P."""
-        check_is_fitted(self, "coef_")
-        M = check_matrix("M (genes x motifs)", M)
-        if M.shape[1] != self.coef_.shape[0]:
-            raise LMMInputError(f"M has {M.shape[1]} motif columns; the model was fitted with {self.coef_.shape[0]}")
-        return np.asarray(M @ self.coef_ + self.intercept_)
 
     # -- optimisation -------------------------------------------------------------------
     def _starts(self, problem: KronSumProblem, rng: np.random.Generator) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -223,12 +205,13 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     def _fit_scoring(
         self, problem: KronSumProblem, sig: Structure, noi: Structure, covs: list[tuple[str, np.ndarray, np.ndarray]]
     ) -> tuple[_Run, list[_Run], int]:
-        """Freeform C1 with freeform or low-rank C0: scoring screens every start, the best
-        (and distinct ones nearly as good) are polished; no L-BFGS on Cholesky factors."""
-        rank = int(self.rank) if self.signal == "lowrank_k" else None  # type: ignore[arg-type]
+        """Structures Fisher scoring fits (freeform C1; freeform or low-rank C0): scoring screens
+        every start, the best (and distinct ones nearly as good) are polished; no L-BFGS on
+        Cholesky factors."""
+        rank = sig.scoring_rank
         tol, max_iter = float(self.tol), int(self.max_iter)
         screened = []
-        min_gain, steps = _SCREEN_SCORING[self.signal]
+        min_gain, steps = sig.scoring_screen
         for name, C0, C1 in covs:
             r = fisher_scoring(problem, C0, C1, rank=rank, max_iter=steps, tol=tol, min_gain=min_gain)
             screened.append((r, name))
@@ -361,7 +344,7 @@ class KronSumLMM(RegressorMixin, BaseEstimator):  # type: ignore[misc]
             t0, t1 = run.theta[:n0], run.theta[n0:]
             L1 = noise_factor(noi, t1)
             ev: Evaluation = problem.evaluate(sig.cov(t0), L1)
-            if sig.name != "block" and not _points_into_null_space(sig.cov(t0), ev.grad_C0):
+            if sig.escape_only_on_null_space and not _points_into_null_space(sig.cov(t0), ev.grad_C0):
                 return run, extra
             scale = float(np.trace(L1 @ L1.T)) / problem.P
             cands = sig.ascent_candidates(t0, ev.grad_C0, [t * scale for t in _ESCAPE_STEPS])

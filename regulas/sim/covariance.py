@@ -27,8 +27,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-SIGNAL_STRUCTURES = ("id", "lowrank_<k>", "lowrank_half", "freeform")
-NOISE_STRUCTURES = ("random", "identity", "randomV", "identityV")
+# the simulation's true-covariance vocabulary (not the LMM's fitted structures: regulas.lmm.structures)
+SIM_SIGNAL_STRUCTURES = ("id", "lowrank_<k>", "lowrank_half", "freeform")
+SIM_NOISE_STRUCTURES = ("random", "identity", "randomV", "identityV")
 #: the most blocks for which regNet's block-constant matrix (-0.01 off the blocks) is PSD
 MAX_LOWRANK_BLOCKS = 100
 LOWRANK_NUGGET = 1e-4
@@ -77,15 +78,15 @@ def check_signal_name(name: str, conditions: int, custom: Mapping[str, np.ndarra
     if name in custom:
         _check_custom_size(name, custom[name], conditions)
     elif name not in ("id", "freeform") and lowrank_blocks(name, conditions) is None:
-        raise StructureError(f"unknown signal structure {name!r}; expected one of {', '.join(SIGNAL_STRUCTURES)} "
+        raise StructureError(f"unknown signal structure {name!r}; expected one of {', '.join(SIM_SIGNAL_STRUCTURES)} "
                              f"or a name under 'covariances' ({', '.join(sorted(custom)) or 'none given'})")
 
 
 def check_noise_name(name: str, conditions: int, custom: Mapping[str, np.ndarray]) -> None:
     if name in custom:
         _check_custom_size(name, custom[name], conditions)
-    elif name not in NOISE_STRUCTURES:
-        raise StructureError(f"unknown noise structure {name!r}; expected one of {', '.join(NOISE_STRUCTURES)} "
+    elif name not in SIM_NOISE_STRUCTURES:
+        raise StructureError(f"unknown noise structure {name!r}; expected one of {', '.join(SIM_NOISE_STRUCTURES)} "
                              f"or a name under 'covariances' ({', '.join(sorted(custom)) or 'none given'})")
 
 
@@ -127,7 +128,7 @@ def signal_covariance(
         return normalise_trace(A @ A.T)
     k = lowrank_blocks(name, P)
     if k is None:
-        raise StructureError(f"unknown signal structure {name!r}; expected one of {', '.join(SIGNAL_STRUCTURES)}")
+        raise StructureError(f"unknown signal structure {name!r}; expected one of {', '.join(SIM_SIGNAL_STRUCTURES)}")
     return normalise_trace(block_constant(random_block_sizes(P, k, rng)))
 
 
@@ -150,7 +151,7 @@ def noise_covariance(
     elif base == "identity":
         S = np.eye(P)
     else:
-        raise StructureError(f"unknown noise structure {name!r}; expected one of {', '.join(NOISE_STRUCTURES)}")
+        raise StructureError(f"unknown noise structure {name!r}; expected one of {', '.join(SIM_NOISE_STRUCTURES)}")
     if name.endswith("V"):
         if not 0.0 <= noise_fraction < 1.0:
             raise StructureError(f"noise fraction {noise_fraction!r} outside [0, 1)")

@@ -20,10 +20,9 @@ from typing import Any, Literal
 import numpy as np
 
 from regulas.core.errors import ConfigError
+from regulas.lmm.structures import structure_class, structure_names
 
 METHOD_KINDS = ("ridge", "lmm", "ols")
-LMM_SIGNAL = ("freeform", "lowrank_k", "diagonal", "identity", "block")
-LMM_NOISE = ("freeform", "diagonal", "identity")
 DEFAULT_ALPHAS = [float(a) for a in np.logspace(-3, 5, 33)]
 _KIND_KEYS = {
     "ridge": ("alphas",),
@@ -61,26 +60,31 @@ class MethodConfig:
             self._check_lmm(prefix, source)
 
     def _check_lmm(self, prefix: str, source: str | None) -> None:
-        if self.signal_structure not in LMM_SIGNAL:
+        signals, noises = structure_names("signal"), structure_names("noise")
+        if self.signal_structure not in signals:
             raise ConfigError(f"unknown LMM signal structure (given: {self.signal!r}); expected one of "
-                              f"{', '.join(LMM_SIGNAL)}", key=f"{prefix}.signal", source=source)
-        if self.noise_structure not in LMM_NOISE:
+                              f"{', '.join(signals)}", key=f"{prefix}.signal", source=source)
+        if self.noise_structure not in noises:
             raise ConfigError(f"unknown LMM noise structure (given: {self.noise!r}); expected one of "
-                              f"{', '.join(LMM_NOISE)}", key=f"{prefix}.noise", source=source)
-        if (self.rank is not None) != (self.signal_structure == "lowrank_k"):
-            raise ConfigError(f"rank is required with signal 'lowrank_k' and only then (given: rank={self.rank!r}, "
-                              f"signal={self.signal_structure!r})", key=f"{prefix}.rank", source=source)
+                              f"{', '.join(noises)}", key=f"{prefix}.noise", source=source)
+        self._check_option("rank", prefix, source)
         if self.rank is not None and self.rank < 1:
             raise ConfigError(f"out of range (given: {self.rank}); expected rank >= 1", key=f"{prefix}.rank", source=source)
-        if (self.blocks is not None) != (self.signal_structure == "block"):
-            raise ConfigError(f"blocks is required with signal 'block' and only then (given: blocks={self.blocks!r})",
-                              key=f"{prefix}.blocks", source=source)
+        self._check_option("blocks", prefix, source)
         if self.n_restarts is not None and self.n_restarts < 0:
             raise ConfigError(f"out of range (given: {self.n_restarts}); expected >= 0",
                               key=f"{prefix}.n_restarts", source=source)
         if self.reml and not self.fit_intercept:
             raise ConfigError("reml: true needs fit_intercept: true (REML integrates out the intercept)",
                               key=f"{prefix}.reml", source=source)
+
+    def _check_option(self, key: str, prefix: str, source: str | None) -> None:
+        """``key`` (rank, blocks) is set exactly when the signal structure takes it."""
+        value = getattr(self, key)
+        if (value is not None) != (key in structure_class("signal", self.signal_structure).params):
+            takers = " or ".join(repr(n) for n in structure_names("signal") if key in structure_class("signal", n).params)
+            raise ConfigError(f"{key} is required with signal {takers} and only then (given: {key}={value!r}, "
+                              f"signal={self.signal_structure!r})", key=f"{prefix}.{key}", source=source)
 
     @property
     def signal_structure(self) -> str:

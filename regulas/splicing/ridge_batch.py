@@ -16,7 +16,8 @@ so one SVD per training set serves every event and every α, and a prediction co
 matrix product per α. For α = 0 the singular values at or below ``cond · s_max`` count as
 zero, which is the minimum-norm least-squares solution of LAPACK ``gelsd`` as scipy's
 ``lstsq`` (and so LinearRegression) computes it. RidgeCV (leave-one-out) picks each
-event's α from the same SVD through the exact leave-one-out residuals.
+event's α from the same SVD through the exact leave-one-out residuals. The SVD engine is
+:class:`regulas.lmm.ridge.SVDRidge`, shared with the motif-activity ridge.
 """
 
 from __future__ import annotations
@@ -26,79 +27,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 import sklearn
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import LinearRegression, Ridge, RidgeCV
 
+from regulas.lmm.ridge import SVDRidge
 from regulas.splicing.block import BlockWork, fit_transformations
 from regulas.splicing.importance import permutation_scores
 from regulas.splicing.metrics import validation_scores
 from regulas.splicing.pipelines import PipelineSpec
 from regulas.splicing.selection import best_candidate, inner_splits
-
-
-class RidgeFactor:
-    """Thin SVD of the centred training matrix, shared by every event and every α.
-
-    X: ``(n_train, n_features)`` (already transformed); ``cond``: relative cutoff below
-    which singular values are dropped (0 keeps every non-zero one).
-    """
-
-    def __init__(self, X: np.ndarray, *, fit_intercept: bool, cond: float = 0.0) -> None:
-        X = np.asarray(X, dtype=np.float64)
-        self.fit_intercept = fit_intercept
-        self.x_mean = X.mean(axis=0) if fit_intercept else np.zeros(X.shape[1])
-        U, s, Vt = scipy.linalg.svd(X - self.x_mean, full_matrices=False, lapack_driver="gesdd", check_finite=False)
-        keep = s > cond * s[0] if s.size and s[0] > 0 else np.zeros(s.shape, dtype=bool)
-        self.U, self.s, self.Vt = U[:, keep], s[keep], Vt[keep]
-
-    def project(self, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(Uᵀ Yc: ``(r, n_events)``, ȳ: ``(n_events,)``) for training targets Y ``(n_train, n_events)``."""
-        y_mean = Y.mean(axis=0) if self.fit_intercept else np.zeros(Y.shape[1])
-        return self.U.T @ (Y - y_mean), y_mean
-
-    def shrink(self, alpha: float) -> np.ndarray:
-        """The spectral filter s / (s² + α) (1 / s for α = 0): ``(r,)``."""
-        return self.s / (self.s * self.s + alpha)
-
-    def rotate(self, X_new: np.ndarray) -> np.ndarray:
-        """(X' - x̄) V: ``(n_new, r)``, the new rows in the singular basis."""
-        return (np.asarray(X_new, dtype=np.float64) - self.x_mean) @ self.Vt.T
-
-    def predict(self, X_new: np.ndarray, Y: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-        """Predictions ``(n_alphas, n_new, n_events)`` at X_new ``(n_new, n_features)``."""
-        UtY, y_mean = self.project(Y)
-        A = self.rotate(X_new)
-        out = np.empty((len(alphas), A.shape[0], Y.shape[1]))
-        for i, alpha in enumerate(alphas):
-            np.matmul(A, self.shrink(alpha)[:, None] * UtY, out=out[i])
-            out[i] += y_mean
-        return out
-
-    def loo_scores(self, Y: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-        """Minus the mean squared leave-one-out error per α and event: ``(n_alphas, n_events)``.
-
-        Ridge with an unpenalised intercept is a linear smoother with hat matrix
-        H(α) = 11ᵀ/n + U diag(s²/(s²+α)) Uᵀ, so the leave-one-out residual of sample i is
-        exactly (y_i - ŷ_i) / (1 - H_ii) (what RidgeCV's efficient LOO computes).
-        """
-        UtY, y_mean = self.project(Y)
-        Yc = Y - y_mean
-        U2 = self.U * self.U
-        base = 1.0 / Y.shape[0] if self.fit_intercept else 0.0
-        out = np.empty((len(alphas), Y.shape[1]))
-        for i, alpha in enumerate(alphas):
-            g = self.s * self.shrink(alpha)  # s² / (s² + α)
-            resid = (Yc - self.U @ (g[:, None] * UtY)) / (1.0 - (U2 @ g + base))[:, None]
-            out[i] = np.mean(-(resid * resid), axis=0)
-        return out
-
-    def coef(self, Y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-        """(coefficients ``(n_features, n_events)``, intercepts ``(n_events,)``) at one α."""
-        UtY, y_mean = self.project(Y)
-        W = self.Vt.T @ (self.shrink(alpha)[:, None] * UtY)
-        return W, y_mean - self.x_mean @ W
 
 
 @dataclass(frozen=True)
@@ -167,7 +105,7 @@ def _choose_alphas(b: BlockWork, setup: RidgeSetup, X_train: np.ndarray, Y_train
     fold_scores = np.empty((len(splits), len(setup.alphas), Y_train.shape[1]))
     for k, (tr, va) in enumerate(splits):
         _, (X_fit, X_val) = fit_transformations(b.transformations(), X_train[tr], X_train[va])
-        factor = RidgeFactor(X_fit, fit_intercept=setup.fit_intercept, cond=setup.cond)
+        factor = SVDRidge(X_fit, fit_intercept=setup.fit_intercept, rcond=setup.cond)
         pred = factor.predict(X_val, Y_train[tr], setup.alphas)
         fold_scores[k] = validation_scores(b.scoring, Y_train[va], pred)
     return best_candidate(fold_scores)
@@ -186,9 +124,9 @@ def fit_batched_group(b: BlockWork, setup: RidgeSetup, rows: np.ndarray, events:
             return
         best = chosen
     fitted, (X_fit, X_test) = fit_transformations(b.transformations(), X_train, b.X[b.test])
-    factor = RidgeFactor(X_fit, fit_intercept=setup.fit_intercept, cond=setup.cond)
+    factor = SVDRidge(X_fit, fit_intercept=setup.fit_intercept, rcond=setup.cond)
     if setup.loo:  # RidgeCV: first α with the best leave-one-out score, as RidgeCV.fit
-        best = best_candidate(factor.loo_scores(Y_train, setup.alphas)[None])
+        best = best_candidate(-factor.cv_errors(Y_train, setup.alphas, "loo")[None])
     # (output slot, index into setup.alphas, events' columns within the group)
     jobs: list[tuple[int, int, np.ndarray]] = (
         [(0, c, np.flatnonzero(best == c)) for c in np.unique(best).tolist()]

@@ -44,7 +44,7 @@ from regulas.core.report import Report
 from regulas.core.task import Region, Task, make_task
 from regulas.core.workload import Block, StudyContext, TaskContext, TaskResult, Workload
 from regulas.sim.covariance import (
-    NOISE_STRUCTURES,
+    SIM_NOISE_STRUCTURES,
     StructureError,
     check_custom,
     check_noise_name,
@@ -77,7 +77,7 @@ class RegnetConfig:
     conditions: list[int] = field(default_factory=lambda: [4])
     motifs: list[int] = field(default_factory=lambda: [623])
     V: list[str] = field(default_factory=lambda: ["id", "lowrank_2", "lowrank_half", "freeform"])
-    Sigma: list[str] = field(default_factory=lambda: list(NOISE_STRUCTURES))
+    Sigma: list[str] = field(default_factory=lambda: list(SIM_NOISE_STRUCTURES))
     noise_fraction: list[float] = field(default_factory=lambda: [0.7])
     fraction: list[float] = field(default_factory=lambda: [0.2])
     methods: list[dict[str, Any]] = field(default_factory=_default_methods)
@@ -136,7 +136,7 @@ class RegnetConfig:
 
     def custom_covariances(self, prefix: str = "regnet", source: str | None = None) -> dict[str, np.ndarray]:
         out = {}
-        builtin = {"id", "freeform", "lowrank_half", *NOISE_STRUCTURES}
+        builtin = {"id", "freeform", "lowrank_half", *SIM_NOISE_STRUCTURES}
         for name, value in self.covariances.items():
             key = f"{prefix}.covariances.{name}"
             if name in builtin or name.startswith("lowrank_"):
