@@ -181,7 +181,7 @@ CASES: list[tuple[str, Any, tuple[str, ...], tuple[str, ...]]] = [
         "unknown-cluster-backend",
         demo_with(),
         ("cluster.backend=pbs",),
-        ("key 'cluster.backend'", "unknown cluster backend (given: 'pbs')", "allowed: local, address, slurm"),
+        ("key 'cluster.backend'", "unknown cluster backend (given: 'pbs')", "allowed: address, local, slurm"),
     ),
     (
         "unknown-workload",

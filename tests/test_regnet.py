@@ -20,7 +20,6 @@ from sklearn.linear_model import RidgeCV
 from sklearn.metrics import mean_squared_error, r2_score
 
 from conftest import CONFIGS, QUIET, SHARED_DATA, query, run_cli
-from regulas.study import load_study
 from regulas.core.errors import ConfigError
 from regulas.lmm import KronSumLMM
 from regulas.sim.covariance import LOWRANK_NUGGET, lowrank_blocks, noise_covariance, signal_covariance
@@ -28,6 +27,7 @@ from regulas.sim.methods import DEFAULT_ALPHAS, MethodConfig, fit_method
 from regulas.sim.metrics import beta_metrics, kl_gaussian
 from regulas.sim.motifs import draw_motif_matrix, load_motif_scores
 from regulas.sim.simulate import Cell, SimulationSeeds, realised_fraction, simulate
+from regulas.study import load_study
 
 MOTIF_FILE = SHARED_DATA / "motifs" / "regions400_motif_scores.tsv.gz"
 needs_motifs = pytest.mark.skipif(not MOTIF_FILE.is_file(), reason=f"shared motif scores absent: {MOTIF_FILE}")

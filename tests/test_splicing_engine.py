@@ -21,8 +21,8 @@ from sklearn.model_selection import GridSearchCV, KFold, ShuffleSplit
 from threadpoolctl import threadpool_limits
 
 from regulas.core.errors import ConfigError
-from regulas.splicing import BlockInputError, PipelineSpec, evaluate_block, regression_metrics
 from regulas.lmm.ridge import SVDRidge
+from regulas.splicing import BlockInputError, PipelineSpec, evaluate_block, regression_metrics
 from tests.conftest import SHARED_DATA
 
 TOL = 1e-8
@@ -64,7 +64,7 @@ def grid_search(spec: PipelineSpec, X, y, cv, scoring="neg_mean_squared_error") 
     return GridSearchCV(spec.build(), grid, cv=cv, scoring=scoring).fit(X, y)
 
 
-def check_nested(spec: PipelineSpec, X, Y, *, scoring="neg_mean_squared_error", inner=KFold(4), tol=TOL, path=None):
+def check_nested(spec: PipelineSpec, X, Y, *, scoring="neg_mean_squared_error", inner=KFold(4), tol=TOL, path=None):  # noqa: B008
     """evaluate_block(nested) == GridSearchCV per event: chosen params, predictions, metrics, coef."""
     train, test = split(len(X))
     fits = evaluate_block(X, Y, train, test, spec, inner_cv=inner, scoring=scoring, random_state=7)

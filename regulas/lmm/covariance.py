@@ -5,7 +5,7 @@ preconditioned coordinates of the L-BFGS path.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -14,8 +14,9 @@ simulation drawing rows of beta from N(0, sigma^2 V) has C0 = T sigma^2 V here.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
@@ -129,7 +130,7 @@ class KronSumLMM(LinearPredictMixin, RegressorMixin, BaseEstimator):  # type: ig
         self.decomposition = decomposition
 
     # -- public API ---------------------------------------------------------------------
-    def fit(self, M: Any, Y: Any) -> "KronSumLMM":
+    def fit(self, M: Any, Y: Any) -> KronSumLMM:
         """Maximise the likelihood of Y (G x P) given motif scores M (G x T)."""
         structure_class("signal", self.signal)  # unknown names fail before the data are checked
         structure_class("noise", self.noise)

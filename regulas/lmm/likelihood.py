@@ -40,7 +40,7 @@ class Evaluation:
 
     __slots__ = ("loglik", "Tc", "Tc_inv", "lam", "W", "Zhat", "intercept", "_problem", "_Nrr", "_den", "_grad", "_info")
 
-    def __init__(self, problem: "KronSumProblem", loglik: float, Tc: np.ndarray, Tc_inv: np.ndarray, lam: np.ndarray,
+    def __init__(self, problem: KronSumProblem, loglik: float, Tc: np.ndarray, Tc_inv: np.ndarray, lam: np.ndarray,
                  W: np.ndarray, Zhat: np.ndarray, intercept: np.ndarray, Nrr: np.ndarray, den: np.ndarray | None) -> None:
         self.loglik = loglik
         self.Tc = Tc  # P x P rotation of the conditions
@@ -50,7 +50,7 @@ class Evaluation:
         self.Zhat = Zhat  # r x P, W * (rotated residual in the eigenbasis of K)
         self.intercept = intercept  # P, GLS intercept (internal units)
         self._problem, self._Nrr, self._den = problem, Nrr, den
-        self._grad: tuple[np.ndarray, np.ndarray] | None = None
+        self._grad: tuple[np.ndarray, ...] | None = None
         self._info: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
@@ -65,7 +65,8 @@ class Evaluation:
 
     def rotated_gradients(self) -> tuple[np.ndarray, np.ndarray]:
         """The gradients in the rotated coordinates (C1 -> I, C0 -> diag(lam)): Tc^-T dC Tc^-1."""
-        return self._gradients()[2:]  # type: ignore[return-value]
+        _, _, inner0, inner1 = self._gradients()
+        return inner0, inner1
 
     def _gradients(self) -> tuple[np.ndarray, ...]:
         if self._grad is None:
@@ -237,7 +238,7 @@ class KronSumProblem:
         W = np.multiply.outer(s, lam)
         W += 1.0
         np.reciprocal(W, out=W)  # r x P, 1 / (lam s + 1)
-        den = None
+        den: np.ndarray | None = None
         if self.fit_intercept:
             Wu = W * u[:, None]
             den = u @ Wu + self.n11  # 1^T (lam_p K + I)^-1 1, per rotated condition
@@ -254,6 +255,7 @@ class KronSumProblem:
         ll = -0.5 * (self.n_eff * LOG2PI + logdet + quad)
         if self.reml:
             # log|X^T V^-1 X| = sum log den - log|C1|; log|X^T X| = P log G
+            assert den is not None  # REML needs the intercept (checked when the problem is built)
             ll -= 0.5 * (float(np.log(den).sum()) - logdet_C1 - P * np.log(G))
         intercept = Tc_inv @ d if self.fit_intercept else d
         return Evaluation(self, ll, Tc, Tc_inv, lam, W, Zhat, intercept, Nrr, den)

@@ -127,7 +127,7 @@ class RidgeGCV(LinearPredictMixin, RegressorMixin, BaseEstimator):  # type: igno
 
     def __init__(
         self,
-        alphas: Any = np.logspace(-3, 5, 33),
+        alphas: Any = np.logspace(-3, 5, 33),  # noqa: B008 - an array default, never mutated
         fit_intercept: bool = True,
         alpha_per_target: bool = False,
         criterion: str = "loo",
@@ -137,7 +137,7 @@ class RidgeGCV(LinearPredictMixin, RegressorMixin, BaseEstimator):  # type: igno
         self.alpha_per_target = alpha_per_target
         self.criterion = criterion
 
-    def fit(self, M: Any, Y: Any) -> "RidgeGCV":
+    def fit(self, M: Any, Y: Any) -> RidgeGCV:
         """Fit on motif scores M (G x T) and responses Y (G x P, or G)."""
         check_choice("criterion", self.criterion, ("loo", "gcv"))
         alphas = np.atleast_1d(np.asarray(self.alphas, dtype=float))

@@ -176,7 +176,6 @@ def factor_scoring(
     a = sum_j x_j D_j is linear in the step x of L. Stops like :func:`fisher_scoring`.
     """
     P, k = L.shape
-    n = P * k
     C1 = (C1 + C1.T) / 2
     ev = problem.evaluate(L @ L.T, _cholesky(C1))
     it, pred, converged, last_gain = 0, np.inf, False, np.inf

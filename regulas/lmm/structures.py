@@ -18,7 +18,8 @@ likelihood uses directly to whiten the conditions.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Literal, Sequence, TypeVar
+from collections.abc import Sequence
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 

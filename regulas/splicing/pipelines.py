@@ -70,13 +70,13 @@ def _json_safe(value: Any) -> Any:
     return repr(value)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _distributions() -> dict[str, list[str]]:
     # a scan of every installed distribution's file list: over a second, so once per process
     return dict(importlib.metadata.packages_distributions())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def package_version(cls: type) -> str | None:
     """Installed version of the distribution that provides ``cls`` (None when unknown).
 
@@ -272,7 +272,7 @@ class PipelineSpec:
         pipe = self.build(params, random_state=random_state)
         out = []
         for (name, est), (_, path, _) in zip(pipe.steps, self.steps):
-            cls = type(est)
+            cls: type = type(est)
             out.append(
                 {
                     "name": name,
