@@ -2,7 +2,7 @@
 
 The two pipelines of regulAS's sample experiment (StandardScaler + ElasticNet(l1_ratio=0.2)
 over alpha in [0.1, 0.5, 1.0]; MinMaxScaler + SVR(kernel=linear) over C in [0.1, 0.5, 1.0])
-on RBP expression × PSI events (the real GSE114922 data when /work/shared/data is present,
+on RBP expression × PSI events (the real GSE114922 data shipped in regulas/datasets,
 else a synthetic study of the same shape), 5 outer ShuffleSplit splits, nested selection
 with 5 inner folds (16 model fits per event and split), measured side by side:
 
@@ -51,11 +51,12 @@ from sklearn.model_selection import GridSearchCV, KFold, ShuffleSplit
 from splicing_common import header, write_result
 from threadpoolctl import threadpool_limits
 
+from regulas import datasets
 from regulas.splicing import PipelineSpec, evaluate_block
 from regulas.splicing.selection import seed32
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parent.parent / "shared" / "data"
+DATA = Path(datasets.DATA)  # the data sets shipped with regulas
 
 SAMPLE_PIPELINES = [
     {

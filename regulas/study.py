@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from regulas import datasets
 from regulas.core.config.loader import load_config, to_container
 from regulas.core.config.regulas_format import apply_top_keys
 from regulas.core.config.sections import ExecutionSection, StoreSection, StudySection
@@ -35,6 +36,10 @@ from regulas.store.arrays import StudyArrays
 from regulas.store.database import open_read
 from regulas.store.root import StoreLayout, find_layout
 from regulas.store.status import require_finished_study
+
+# ``${dataset:gse114922/psi.tsv.gz}`` in a config: a file shipped with regulas, by absolute path
+# (register_resolver since omegaconf 2.4, which deprecates register_new_resolver)
+getattr(OmegaConf, "register_resolver", OmegaConf.register_new_resolver)("dataset", datasets.path, replace=True)
 
 
 def _workload_defaults(merged: DictConfig) -> dict[str, Any]:

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from regulas import datasets
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
-SHARED_DATA = REPO.parent / "shared" / "data"
+#: the data sets shipped in the package (regulas/datasets/data): every real-data test uses them
+DATASETS = Path(datasets.DATA)
 
 # Test runs must not fight over the default dashboard port or print bars into logs.
 QUIET = ("cluster.dashboard_address=null", "execution.progress=log", "execution.progress_every_s=1")

@@ -1,7 +1,7 @@
 """regulas.data: every format gives the same SplicingData, options do what they say (checked
 against independent computations), bad inputs fail with one clear message, real data loads.
 
-Synthetic tables are written to pytest's tmp_path; tests on /work/shared/data skip when absent.
+Synthetic tables are written to pytest's tmp_path; real-data tests use the data sets shipped in regulas/datasets.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 import zarr
 from sklearn.feature_selection import VarianceThreshold
 
-from conftest import SHARED_DATA
+from conftest import DATASETS
 from regulas.core.config.targets import instantiate, locate
 from regulas.core.errors import ConfigError
 from regulas.data import (
@@ -34,12 +34,9 @@ from regulas.data import (
     write_table,
 )
 
-GSE = SHARED_DATA / "gse114922"
-SHALEK = SHARED_DATA / "shalek2013"
-RBP_FILE = SHARED_DATA / "rbp" / "sebestyen2016_rbps.tsv"
-needs_gse = pytest.mark.skipif(not GSE.is_dir(), reason=f"real data {GSE} is absent (shared data not mounted)")
-needs_shalek = pytest.mark.skipif(not SHALEK.is_dir(), reason=f"real data {SHALEK} is absent (shared data not mounted)")
-needs_rbp = pytest.mark.skipif(not RBP_FILE.is_file(), reason=f"real RBP list {RBP_FILE} is absent")
+GSE = DATASETS / "gse114922"
+SHALEK = DATASETS / "shalek2013"
+RBP_FILE = DATASETS / "rbp" / "sebestyen2016_rbps.tsv"
 
 SAMPLES = [f"S{i:02d}" for i in range(12)]
 GENES = ["HNRNPA1", "SRSF1", "PTBP1", "ACTB", "GAPDH", "Rbfox2"]
@@ -238,6 +235,8 @@ def test_sample_policies(tmp_path: Path, frames: Any) -> None:
 
 
 def test_pickle_loader_regulas_format_and_alias(tmp_path: Path, frames: Any) -> None:
+    import regulas.workloads.splicing  # noqa: F401 - the splicing workload declares regulAS's _target_ aliases
+
     X, Y, _ = frames
     frame = X.assign(psi=Y["ev2"].to_numpy())
     path = tmp_path / "data.pkl"
@@ -558,8 +557,6 @@ def _symbols_in(path: Path) -> set[str]:
     return {line.split("\t")[0] for line in path.read_text().splitlines()[1:]}
 
 
-@needs_gse
-@needs_rbp
 def test_gse114922_loads_with_rbp_filter_and_log_transform() -> None:
     node = {
         "_target_": "regulas.data.TableLoader",
@@ -585,7 +582,6 @@ def test_gse114922_loads_with_rbp_filter_and_log_transform() -> None:
     np.testing.assert_allclose(data.X.to_numpy(), np.log2(raw[present].to_numpy() + 1), rtol=1e-14)
 
 
-@needs_shalek
 def test_shalek2013_loads_with_the_missing_value_policy() -> None:
     kw = {
         "features": str(SHALEK / "expression.csv.gz"),

@@ -19,7 +19,7 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.linear_model import RidgeCV
 from sklearn.metrics import mean_squared_error, r2_score
 
-from conftest import CONFIGS, QUIET, SHARED_DATA, query, run_cli
+from conftest import CONFIGS, DATASETS, QUIET, query, run_cli
 from regulas.core.errors import ConfigError
 from regulas.lmm import KronSumLMM
 from regulas.sim.covariance import LOWRANK_NUGGET, lowrank_blocks, noise_covariance, signal_covariance
@@ -29,8 +29,7 @@ from regulas.sim.motifs import draw_motif_matrix, load_motif_scores
 from regulas.sim.simulate import Cell, SimulationSeeds, realised_fraction, simulate
 from regulas.study import load_study
 
-MOTIF_FILE = SHARED_DATA / "motifs" / "regions400_motif_scores.tsv.gz"
-needs_motifs = pytest.mark.skipif(not MOTIF_FILE.is_file(), reason=f"shared motif scores absent: {MOTIF_FILE}")
+MOTIF_FILE = DATASETS / "motifs" / "regions400_motif_scores.tsv.gz"
 
 
 # ------------------------------------------------------------------ simulation
@@ -106,7 +105,6 @@ def test_motif_matrix_draws_without_replacement_and_tiles() -> None:
         draw_motif_matrix(source, 10, 624, np.random.default_rng(0))
 
 
-@needs_motifs
 def test_real_motif_file_is_scaled_per_column() -> None:
     scores = load_motif_scores(MOTIF_FILE)
     assert scores.shape == (400, 623) and len(set(scores.motifs)) == 623
@@ -240,7 +238,6 @@ def test_bad_motif_files(tmp_path: Path) -> None:
         assert part in str(info.value)
 
 
-@needs_motifs
 def test_shipped_configs_validate() -> None:
     for name in ("regnet.yaml", "regnet_paper.yaml"):
         spec = load_study(CONFIGS / name)
@@ -252,7 +249,6 @@ def test_shipped_configs_validate() -> None:
 
 
 @pytest.mark.slow
-@needs_motifs
 def test_regnet_end_to_end(tmp_path: Path) -> None:
     root = tmp_path / "out"
     grid = ["regnet.replicates=2", "regnet.genes=[60,450]", "regnet.conditions=[4]", "regnet.motifs=[20]",

@@ -242,8 +242,6 @@ def test_regnet_on_slurm_matches_local_cluster(tmp_path: Path, job_name: str) ->
     """A small regNet grid on the real motif scores: 2 cells x 2 replicates, ridge and an LMM."""
     from test_regnet import MOTIF_FILE
 
-    if not MOTIF_FILE.is_file():
-        pytest.skip(f"shared motif scores absent: {MOTIF_FILE}")
     grid = ("regnet.replicates=2", "regnet.genes=[60]", "regnet.conditions=[3]", "regnet.motifs=[10]",
             "regnet.V=[id,freeform]", "regnet.Sigma=[identityV]", "regnet.noise_fraction=[0.5]", "regnet.fraction=[0.3]",
             "regnet.methods=[{name: ridge, kind: ridge}, {name: lmm, kind: lmm, signal: freeform, noise: diagonal}]",

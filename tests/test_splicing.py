@@ -28,7 +28,7 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.svm import SVR
 from sklearn.tree import DecisionTreeRegressor
 
-from conftest import QUIET, SHARED_DATA, SUMMARY, query, run_cli
+from conftest import QUIET, SUMMARY, query, run_cli
 
 N_SAMPLES, N_GENES, N_EVENTS = 48, 10, 24
 
@@ -430,7 +430,6 @@ def run_shipped(name: str, root: Path, record_property: Callable[[str, object], 
     return root / "regulas.db"
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "gse114922").is_dir(), reason="../shared/data/gse114922 is absent")
 def test_gse114922_all_events_end_to_end(tmp_path: Path, record_property: Callable[[str, object], None]) -> None:
     db = run_shipped("splicing_gse114922.yaml", tmp_path, record_property)
     n_models = query(db, "SELECT count(*) FROM splice_model")[0][0]
@@ -442,7 +441,6 @@ def test_gse114922_all_events_end_to_end(tmp_path: Path, record_property: Callab
     assert query(db, "SELECT count(*) FROM task WHERE status != 'done'") == [(0,)]
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "shalek2013").is_dir(), reason="../shared/data/shalek2013 is absent")
 def test_shalek2013_missing_psi_kept_per_event(tmp_path: Path) -> None:
     db = run_shipped("splicing_shalek2013.yaml", tmp_path)
     a = load_arrays(tmp_path, "shalek2013")

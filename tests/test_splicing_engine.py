@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 from regulas.core.errors import ConfigError
 from regulas.lmm.ridge import SVDRidge
 from regulas.splicing import BlockInputError, PipelineSpec, evaluate_block, regression_metrics
-from tests.conftest import SHARED_DATA
+from tests.conftest import DATASETS
 
 TOL = 1e-8
 
@@ -464,13 +464,12 @@ def test_bad_evaluate_arguments():
 
 # -- real data ---------------------------------------------------------------------------------
 
-GSE = SHARED_DATA / "gse114922"
+GSE = DATASETS / "gse114922"
 
 
-@pytest.mark.skipif(not GSE.exists(), reason=f"real data not available at {GSE}")
 def test_real_gse114922_rbps_batched_ridge_equals_gridsearchcv():
     """40 samples x RBP expression (many zero columns), 12 real events."""
-    rbps = pd.read_csv(SHARED_DATA / "rbp" / "sebestyen2016_rbps.tsv", sep="\t")["symbol"]
+    rbps = pd.read_csv(DATASETS / "rbp" / "sebestyen2016_rbps.tsv", sep="\t")["symbol"]
     expr = pd.read_csv(GSE / "expression_fpkm.tsv.gz", sep="\t", index_col=0)
     psi = pd.read_csv(GSE / "psi.tsv.gz", sep="\t", index_col=0).iloc[:, :12]
     X = np.log2(expr.loc[psi.index, expr.columns.intersection(rbps)].to_numpy() + 1)

@@ -29,7 +29,7 @@ class LoadOptions:
     """Common loader options (all optional).
 
     Attributes:
-        rbp_list: table file (TSV/CSV, e.g. ``/work/shared/data/rbp/sebestyen2016_rbps.tsv``) whose
+        rbp_list: table file (TSV/CSV, e.g. the shipped ``${dataset:rbp/sebestyen2016_rbps.tsv}``) whose
             ``rbp_column`` lists the genes to keep as features; other features are dropped.
         rbp_column: column of ``rbp_list`` holding gene symbols.
         rbp_match: "exact" or "case_insensitive" (e.g. mouse ``Hnrnpa1`` matches human ``HNRNPA1``).
