@@ -209,6 +209,13 @@ def test_event_policies(tmp_path: Path, frames: Any) -> None:
     assert list(dropped.events) == ["ev2", "ev5"]
     assert list(TableLoader(**paths, all_nan_events="drop", min_samples_per_event=4).load().events) == ["ev2", "ev3", "ev5"]
     assert list(TableLoader(**paths, all_nan_events="drop", constant_events="drop").load().events) == ["ev1", "ev2", "ev3"]
+    # the two events whose non-missing PSI varies most, in file order; the constant ev5 never
+    variance = Y[["ev1", "ev2", "ev3", "ev5"]].var(ddof=0)
+    top2 = sorted(variance.nlargest(2).index)
+    most = TableLoader(**paths, all_nan_events="drop", most_variable_events=2).load()
+    assert list(most.events) == top2 and "ev5" not in top2
+    assert any("kept the 2 most variable of 4 events" in m for m in most.log)
+    assert list(TableLoader(**paths, all_nan_events="drop", most_variable_events=10).load().events) == ["ev1", "ev2", "ev3", "ev5"]
 
 
 def test_sample_policies(tmp_path: Path, frames: Any) -> None:

@@ -5,7 +5,8 @@ Filters and policies, applied in this order after the files are read and checked
 1. sample alignment of X, Y (and meta): ``unaligned_samples``, ``duplicate_samples``;
 2. X: ``missing_expression``, ``rbp_list`` (+ ``rbp_column``, ``rbp_match``),
    ``log_transform``, ``min_feature_variance``;
-3. Y: ``all_nan_events``, ``missing_psi``, ``min_samples_per_event``, ``constant_events``.
+3. Y: ``all_nan_events``, ``missing_psi``, ``min_samples_per_event``, ``constant_events``,
+   ``most_variable_events``.
 
 Every drop is counted in :attr:`SplicingData.log` and logged; a policy "fail" raises
 :class:`~regulas.core.errors.DataError` naming the file and the first offending values.
@@ -43,6 +44,9 @@ class LoadOptions:
             "drop_events" (drop every event with a missing value) or "fail".
         all_nan_events: "fail" or "drop" events without any PSI value.
         constant_events: "keep" or "drop" events whose non-missing PSI values are all equal.
+        most_variable_events: keep only this many events, those whose PSI varies most over
+            their samples (variance of the non-missing values; ties keep file order), e.g. for
+            a quick first look at a large data set.
         missing_expression: "fail" or "drop_genes" (features with any missing value).
         duplicate_samples: "fail" or "keep_first" when a sample ID repeats within a file.
         unaligned_samples: "fail" or "intersect" when X and Y (or meta) list different samples;
@@ -58,6 +62,7 @@ class LoadOptions:
     missing_psi: Literal["keep", "drop_events", "fail"] = "keep"
     all_nan_events: Literal["fail", "drop"] = "fail"
     constant_events: Literal["keep", "drop"] = "keep"
+    most_variable_events: int | None = None
     missing_expression: Literal["fail", "drop_genes"] = "fail"
     duplicate_samples: Literal["fail", "keep_first"] = "fail"
     unaligned_samples: Literal["fail", "intersect"] = "fail"
@@ -72,6 +77,7 @@ class LoadOptions:
                 source=source,
             )
         positive(self.min_samples_per_event, f"{prefix}.min_samples_per_event", source)
+        positive(self.most_variable_events, f"{prefix}.most_variable_events", source)
 
 
 def parse_options(

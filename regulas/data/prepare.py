@@ -236,6 +236,16 @@ def _prepare_y(Y: pd.DataFrame, opts: LoadOptions, raw: RawData, log: list[str])
         if constant.any():
             keep &= ~constant
             _note(log, f"dropped {int(constant.sum())} constant events")
+    if opts.most_variable_events is not None and int(keep.sum()) > opts.most_variable_events:
+        with np.errstate(all="ignore"):
+            variance = np.nanvar(np.where(present, v, np.nan), axis=0)
+        variance = np.where(keep & np.isfinite(variance), variance, -np.inf)
+        # stable sort on -variance: equal variances keep file order
+        top = np.argsort(-variance, kind="stable")[: opts.most_variable_events]
+        chosen = np.zeros_like(keep)
+        chosen[top] = True
+        _note(log, f"kept the {opts.most_variable_events} most variable of {int(keep.sum())} events (most_variable_events)")
+        keep &= chosen
     if not keep.any():
         raise DataError(
             f"no events left after the filters (all_nan_events, missing_psi, min_samples_per_event, constant_events) "
