@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import time
@@ -164,7 +165,9 @@ def browser(tmp_path: Path) -> Iterator[Any]:
                 "--window-size=1280,1600", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log")), options=options)
+    # the browser's own temporary files (shared memory with --disable-dev-shm-usage, scoped dirs) go under tmp_path
+    service = Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"), env={**os.environ, "TMPDIR": str(tmp_path)})
+    driver = webdriver.Chrome(service=service, options=options)
     try:
         yield driver
     finally:
