@@ -139,6 +139,8 @@ def _print_reports(reports: ReportRun) -> None:
         print(text)
     for path in reports.files:
         print(f"{'figure' if path.suffix == '.png' else 'report'}:   {path}")
+    if reports.page is not None:
+        print(f"report:   {reports.page}")
 
 
 def _report(target: str, overrides: Sequence[str], study: str | None) -> int:
@@ -165,6 +167,8 @@ def _report_files(study: str, reports: ReportRun, folder: Path) -> int:
     print(f"study {study!r}: {len(paths)} report file(s) in {folder}")
     for path in paths:
         print(f"  {path}")
+    if reports.page is not None:
+        print(f"report:   {reports.page}")
     return EXIT_OK
 
 

@@ -1,9 +1,12 @@
 """Studies on a real single-node SLURM (slurm/dev-cluster.sh) through dask-jobqueue.
 
-A session fixture uses the dev cluster when it is already up (as ``.ci/run`` leaves it)
-or starts it and stops it at the end. The tests skip only where SLURM cannot be
-started: not root, or slurm-wlm not installed. Every test gives its worker jobs their
-own job name, so it can find (and at the end cancel) exactly its own jobs.
+They run only when asked: ``REGULAS_TEST_SLURM=1`` in the environment (``.ci/run`` sets it
+when it brought the dev cluster up); without it they skip and say so, and nothing starts
+SLURM daemons behind the caller's back. When asked, a session fixture uses the dev cluster
+when it is already up (as ``.ci/run`` leaves it) or starts it and stops it at the end; the
+tests then skip only where SLURM cannot be started: not root, or slurm-wlm not installed.
+Every test gives its worker jobs their own job name, so it can find (and at the end
+cancel) exactly its own jobs.
 
 Covers: the demo, a splicing and a regNet study on SLURM give the same database rows
 and Zarr arrays as on a LocalCluster; workers are SLURM jobs with BLAS pinned;
@@ -41,6 +44,9 @@ from conftest import CONFIGS, QUIET, REPO, query, regulas_cmd, run_cli
 DEV_CLUSTER = REPO / "slurm" / "dev-cluster.sh"
 TEMPLATE = REPO / "slurm" / "run-study.sbatch"
 
+#: the environment variable that asks for the SLURM tests (value "1")
+ASK = "REGULAS_TEST_SLURM"
+
 #: seconds any SLURM command (squeue, scancel, dev-cluster.sh status) may take
 SLURM_CMD_TIMEOUT_S = 60
 
@@ -50,7 +56,10 @@ TINY = ("demo.n_targets=80", "demo.block_size=20", "demo.n_splits=2")
 
 @pytest.fixture(scope="session")
 def slurm() -> Iterator[str]:
-    """SLURM_CONF of a running dev cluster (started here if it is not up yet)."""
+    """SLURM_CONF of a running dev cluster (started here if it is not up yet), when asked for."""
+    if os.environ.get(ASK) != "1":
+        pytest.skip(f"SLURM tests run only when asked: set {ASK}=1 (with slurm/dev-cluster.sh up, or as root with "
+                    "slurm-wlm installed to have the tests start and stop the dev cluster); .ci/run does")
     started = False
     if subprocess.run([str(DEV_CLUSTER), "status"], capture_output=True, timeout=SLURM_CMD_TIMEOUT_S).returncode != 0:
         if os.geteuid() != 0:

@@ -38,14 +38,24 @@ class ReportContext:
     cache: dict[str, Any] = field(default_factory=dict)
 
 
+#: ``DataFrame.attrs`` key of a caveat a report's table carries (e.g. optimistic selection);
+#: the HTML page shows it above the table
+NOTE = "note"
+#: ``DataFrame.attrs`` key of a human-readable title of a report's table
+TITLE = "title"
+
+
 @dataclass
 class ReportOutput:
     """A report's result: its table (passed to the reports depending on it), the files it
-    wrote, and an optional short text printed after a run."""
+    wrote, an optional short text printed after a run, and an optional title of its
+    section of the study's HTML page (default: the table's ``attrs["title"]``, else the
+    report's name)."""
 
     frame: pd.DataFrame | None = None
     files: list[Path] = field(default_factory=list)
     text: str | None = None
+    title: str | None = None
 
 
 class Report(ABC):

@@ -11,6 +11,7 @@ import pandas as pd
 
 from regulas.core.errors import RegulasError
 from regulas.core.report import Report, ReportContext, ReportOutput
+from regulas.reports.html import write_page
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +22,11 @@ class ReportError(RegulasError):
 
 @dataclass
 class ReportRun:
-    """What the reports of a study produced, by report name, in run order."""
+    """What the reports of a study produced, by report name, in run order, and the study's
+    HTML page (``<out_dir>/index.html``: every output on one self-contained page)."""
 
     outputs: dict[str, ReportOutput] = field(default_factory=dict)
+    page: Path | None = None
 
     @property
     def files(self) -> list[Path]:
@@ -40,6 +43,7 @@ def run_reports(reports: Sequence[Report], ctx: ReportContext) -> ReportRun:
     The order must put every report after those it depends on (workloads plan it so, and a
     report naming one that has not run yet is refused before anything is written); every
     report's :meth:`~regulas.core.report.Report.check` runs before the first one writes.
+    Last, the study's HTML page is written (:func:`regulas.reports.html.write_page`).
     """
     seen: set[str] = set()
     for report in reports:
@@ -58,4 +62,5 @@ def run_reports(reports: Sequence[Report], ctx: ReportContext) -> ReportRun:
         output = report.write(ctx, inputs)
         run.outputs[report.name] = output
         log.info("report %s: %s", report.name, "no table" if output.frame is None else f"{len(output.frame)} rows")
+    run.page = write_page(ctx.db, ctx.study_id, reports, run.outputs, ctx.out_dir)
     return run

@@ -212,7 +212,7 @@ class DemoSummary(Report):
         lines = ["metric  mean      min       max       n      NaN"]
         lines += [f"{m:<7} {mean:<9.4f} {lo:<9.4f} {hi:<9.4f} {n:<6d} {nan}" for m, mean, lo, hi, n, nan in rows]
         frame = pd.DataFrame(rows, columns=["metric", "mean", "min", "max", "n", "nan"])
-        return ReportOutput(frame=frame, text="\n".join(lines))
+        return ReportOutput(frame=frame, text="\n".join(lines), title="scores per metric over targets and splits")
 
 
 class DemoFigure(Report):
@@ -243,4 +243,4 @@ class DemoFigure(Report):
         right.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
         right.set(xlabel="true", ylabel="predicted (out of fold)", title="best targets by mean $R^2$")
         right.legend(fontsize=8)
-        return ReportOutput(files=[save(fig, ctx.out_dir / "demo_performance.png")])
+        return ReportOutput(files=[save(fig, ctx.out_dir / "demo_performance.png")], title="test R² per split; predicted vs true")

@@ -171,7 +171,7 @@ class RegnetSummary(Report):
 
     def write(self, ctx: ReportContext, inputs: Mapping[str, pd.DataFrame | None]) -> ReportOutput:
         df = _results(ctx)
-        return ReportOutput(frame=df, text=summary_text(df))
+        return ReportOutput(frame=df, text=summary_text(df), title="scores of every simulated data set and method")
 
 
 class RegnetFigures(Report):
@@ -180,4 +180,4 @@ class RegnetFigures(Report):
     name = "figures"
 
     def write(self, ctx: ReportContext, inputs: Mapping[str, pd.DataFrame | None]) -> ReportOutput:
-        return ReportOutput(files=plot_results(_results(ctx), ctx.out_dir))
+        return ReportOutput(files=plot_results(_results(ctx), ctx.out_dir), title="β recovery, covariance KL divergences, fit time")

@@ -16,16 +16,12 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from regulas.core.errors import ConfigError
-from regulas.core.report import Report, ReportContext, ReportOutput
+from regulas.core.report import NOTE, TITLE, Report, ReportContext, ReportOutput
 from regulas.reports import ReportError
 
 if TYPE_CHECKING:
     from regulas.workloads.splicing.reports.results import StudyResults
 
-#: ``DataFrame.attrs`` key of the caveat a report's output carries (e.g. optimistic selection)
-NOTE = "note"
-#: ``DataFrame.attrs`` key of a human-readable title
-TITLE = "title"
 
 
 class ReportParamError(ConfigError):
@@ -98,4 +94,4 @@ class SplicingReport(Report):
         """Produce the report from the study's results and the outputs of its dependencies."""
 
 
-__all__ = ["ReportError", "ReportOutput", "ReportParamError", "SplicingReport"]
+__all__ = ["NOTE", "TITLE", "ReportError", "ReportOutput", "ReportParamError", "SplicingReport"]

@@ -186,4 +186,4 @@ class DefaultFigures(SplicingReport):
     def generate(
         self, results: StudyResults, inputs: Mapping[str, pd.DataFrame | None], out_dir: Path
     ) -> ReportOutput:
-        return ReportOutput(frame=None, files=write_default_figures(results, out_dir))
+        return ReportOutput(frame=None, files=write_default_figures(results, out_dir), title="score distribution, top regulators, predicted vs true")

@@ -37,4 +37,4 @@ class SplicingSummary(Report):
         if self.selection == "outer":
             lines.append("selection 'outer': every grid point is scored on the test folds; the best of them is optimistic")
         frame = pd.DataFrame(rows, columns=["pipeline", "events", "mean_mse", "mean_r2", "mean_r", "r2_nan"])
-        return ReportOutput(frame=frame, text="\n".join(lines))
+        return ReportOutput(frame=frame, text="\n".join(lines), title="per pipeline: events scored, mean MSE, R² and r")
