@@ -100,15 +100,15 @@ def robust_limits(
     bounds: tuple[float | None, float | None] = (None, None),
     include: Sequence[float] = (),
     pad: float = 0.05,
-    reach: float = 0.25,
+    reach: float = 0.5,
     log: bool = False,
 ) -> Clip:
     """Limits spanning the ``quantiles`` of the finite values, and what falls outside them.
 
     The range is the ``quantiles`` range of the finite ``values``, widened to cover
     ``include`` (reference values such as 0 or 1). On each side, the limit goes on to the
-    most extreme value when that lies within ``reach`` of the range's width (a mere tail,
-    shown whole); otherwise the axis stops at the quantile (far outliers are cut). Both
+    most extreme value within ``reach`` of the range's width beyond it (a tail is shown
+    whole); only values farther out are cut (far outliers). Both
     limits are then padded by ``pad`` of the width and cut to ``bounds`` (``None`` = no
     bound). With ``log`` all this happens on log10 and values <= 0 count as non-finite.
     Finite values strictly outside the limits are counted in ``below``/``above``.
@@ -128,10 +128,9 @@ def robust_limits(
         q_low, q_high = (float(x) for x in np.quantile(t, quantiles)) if t.size else (min(r), max(r))
         low, high = min([q_low, *r]), max([q_high, *r])
         width = high - low if high > low else (abs(high) or 1.0)
-        if t.size and t.min() >= low - reach * width:
-            low = min(low, float(t.min()))
-        if t.size and t.max() <= high + reach * width:
-            high = max(high, float(t.max()))
+        near = t[(t >= low - reach * width) & (t <= high + reach * width)]
+        if near.size:  # the tails within reach are shown whole; only far values are cut
+            low, high = min(low, float(near.min())), max(high, float(near.max()))
         width = high - low if high > low else (abs(high) or 1.0)
         low, high = low - pad * width, high + pad * width
     if log:

@@ -2,7 +2,8 @@
 
 - ``score_distribution.png``: per pipeline label, the distribution over events of the
   mean test R² and the mean test MSE (one box per pipeline); the axes span the 1st-99th
-  percentile (R² no lower than -1) and the events outside are counted at the axis edge;
+  percentile and the tails near it (R² no lower than -1), and the events outside are
+  counted at the axis edge (:func:`~regulas.reports.figures.robust_limits`);
 - ``top_regulators.png``: events x features heatmap: the best-predicted events with a
   mean test R² > 0 (best pipeline with stored importances) against the features most
   often among their top-ranked ones; colour = importance relative to the event's top feature;
@@ -106,8 +107,8 @@ def score_distribution(results: StudyResults, r2: pd.DataFrame, mse: pd.DataFram
         ax.grid(axis="y", alpha=0.3)
     n_events = r2["event"].nunique()
     n_nan = int(r2.loc[~np.isfinite(r2["mean"]), "event"].nunique())
-    caption = [f"box: median and quartiles over events; whiskers 1.5 IQR. Axes span the 1st-99th percentile "
-               f"(R² ≥ {R2_FLOOR:g}); ▼/▲ with a count = events beyond the axis, in that box."]
+    caption = [f"box: median and quartiles over events; whiskers 1.5 IQR. Axes: 1st-99th percentile and the "
+               f"tails near it (R² ≥ {R2_FLOOR:g}); ▼/▲ with a count = events of that box beyond the axis."]
     caption += notes
     if n_nan:
         caption.append(f"{n_nan} event(s) with NaN R² in some pipeline (constant test PSI) are left out of that box.")
@@ -137,6 +138,22 @@ def event_labels(results: StudyResults, events: list[str]) -> list[str]:
     return [short_label(e, position.get(e)) for e in events]
 
 
+def regulator_events(results: StudyResults, r2: pd.DataFrame,
+                     n: int = HEATMAP_EVENTS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The events of the top-regulators heatmap and their importances.
+
+    Up to ``n`` events with a mean test R² > 0, best first, each with its best pipeline
+    among those with stored importances (columns event, pipeline, mean), and the
+    importance rows of those (event, pipeline) pairs (one kind each, by KIND_PREFERENCE).
+    """
+    with_importance = r2[r2["pipeline"].isin(results.models_with_importance())]
+    # pairs without rows (e.g. an event whose fits all failed) have no ranking: take a margin
+    candidates = best_per_event(well_predicted(with_importance)).head(4 * n)
+    ranking = _preferred_kind(results.feature_ranking(list(candidates["event"])))
+    best = candidates.merge(ranking[["event", "pipeline"]].drop_duplicates(), on=["event", "pipeline"])
+    return best.head(n), ranking
+
+
 def top_regulators(results: StudyResults, r2: pd.DataFrame, path: Path) -> Path:
     title = "top regulators of the best-predicted events (mean test R² > 0)"
     with_importance = r2[r2["pipeline"].isin(results.models_with_importance())]
@@ -149,11 +166,7 @@ def top_regulators(results: StudyResults, r2: pd.DataFrame, path: Path) -> Path:
             f"none of the {with_importance['event'].nunique()} events is predicted better than its mean PSI "
             "(every mean test R² ≤ 0 or NaN),\nso no feature stands out as its regulator",
         )
-    # pairs without rows (e.g. an event whose fits all failed) have no ranking: take a margin
-    candidates = best_per_event(positive).head(4 * HEATMAP_EVENTS)
-    ranking = _preferred_kind(results.feature_ranking(list(candidates["event"])))
-    best = candidates.merge(ranking[["event", "pipeline"]].drop_duplicates(), on=["event", "pipeline"])
-    best = best.head(HEATMAP_EVENTS)
+    best, ranking = regulator_events(results, r2)
     if best.empty:
         return _message(path, _title(results, title), "no event with a mean test R² > 0 has stored importances")
     top = ranking.merge(best[["event", "pipeline"]], on=["event", "pipeline"])
