@@ -141,11 +141,14 @@ def plot(cells: pd.DataFrame, path: Path) -> None:
     for ax, noise in zip(axes[0], noises):
         part = cells[cells.noise == noise]
         for V, grp in part.groupby("V"):
-            ax.errorbar(grp.fraction, grp["diff"], yerr=2 * grp.se.fillna(0), marker="o", ms=4, capsize=3, label=f"V={V}")
+            line, = ax.plot(grp.fraction, grp["diff"], marker="o", ms=4, label=f"V={V}")
+            bar = grp.se.notna()  # the SE of one pair is undefined: no bar rather than a bar of 0
+            ax.errorbar(grp.fraction[bar], grp["diff"][bar], yerr=2 * grp.se[bar], fmt="none", capsize=3,
+                        ecolor=line.get_color())
         ax.axhline(0, color="grey", lw=0.8)
         ax.set(title=f"noise: {noise}", xlabel="signal fraction f")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("Pearson(LMM) - Pearson(ridge)\n(mean ± 2 SE, paired)")
+    axes[0][0].set_ylabel("Pearson(LMM) - Pearson(ridge)\n(mean ± 2 SE over replicate pairs;\nno bar: 1 pair)")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

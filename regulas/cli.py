@@ -134,11 +134,20 @@ def _run(config: str, overrides: Sequence[str]) -> int:
     return EXIT_OK
 
 
+#: file suffixes printed as ``figure:``; every other report file (CSV tables, ...) as ``report:``
+IMAGE_SUFFIXES = frozenset({".png", ".svg", ".pdf", ".jpg", ".jpeg"})
+
+
+def _file_label(path: Path) -> str:
+    """``figure`` for an image, ``report`` for a table or any other file (both 6 characters wide)."""
+    return "figure" if path.suffix.lower() in IMAGE_SUFFIXES else "report"
+
+
 def _print_reports(reports: ReportRun) -> None:
     for text in reports.texts:
         print(text)
     for path in reports.files:
-        print(f"{'figure' if path.suffix == '.png' else 'report'}:   {path}")
+        print(f"{_file_label(path)}:   {path}")
     if reports.page is not None:
         print(f"report:   {reports.page}")
 
@@ -164,9 +173,10 @@ def _write_reports(spec: StudySpec) -> int:
 
 def _report_files(study: str, reports: ReportRun, folder: Path) -> int:
     paths = reports.files
-    print(f"study {study!r}: {len(paths)} report file(s) in {folder}")
+    figures = sum(_file_label(p) == "figure" for p in paths)
+    print(f"study {study!r}: {len(paths)} report file(s) ({figures} figure(s)) in {folder}")
     for path in paths:
-        print(f"  {path}")
+        print(f"  {_file_label(path)}:   {path}")
     if reports.page is not None:
         print(f"report:   {reports.page}")
     return EXIT_OK

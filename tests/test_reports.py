@@ -644,3 +644,24 @@ def test_pipelines_without_importances_do_not_count_toward_top_k(store: Store, t
     chosen = frame.set_index("event")["pipeline"]
     assert chosen[event] != best[event] and chosen[event] in nested.labels
     assert (chosen.drop(event) == best.drop(event)).all()
+
+
+def test_top_regulators_only_for_events_predicted_better_than_the_mean(store: Store, tmp_path: Path) -> None:
+    from regulas.workloads.splicing.reports.figures import mean_scores, regulator_events, top_regulators
+
+    root, nested, _ = store
+    results = results_of(root, nested.name)
+    r2 = mean_scores(results, "sklearn.metrics.r2_score", score=True)
+    # half the events predicted no better than their mean (R² exactly 0 included), whatever the fits gave
+    worse = set(EVENTS[::2])
+    r2 = r2.assign(mean=np.where(r2["event"].isin(worse), np.where(r2["event"] == EVENTS[0], 0.0, -0.5),
+                                 np.abs(r2["mean"]) + 0.01))
+    best, ranking = regulator_events(results, r2)
+    assert not best.empty and set(best["event"]).isdisjoint(worse)
+    assert set(best["event"]) == set(EVENTS) - worse  # every positive event with importances is there
+    assert (best["mean"] > 0).all() and set(ranking["event"]) <= set(best["event"]) | worse
+    assert list(best["mean"]) == sorted(best["mean"], reverse=True)
+    # no event better than its mean: an explicit message figure, no heatmap of noise
+    path = top_regulators(results, r2.assign(mean=-r2["mean"].abs()), tmp_path / "top_regulators.png")
+    _assert_png(path)
+    assert regulator_events(results, r2.assign(mean=-r2["mean"].abs()))[0].empty

@@ -30,7 +30,7 @@ from regulas.core.hashing import derive_seed
 from regulas.core.report import Report, ReportContext, ReportOutput
 from regulas.core.task import Region, Task, make_task
 from regulas.core.workload import Block, StudyContext, TaskContext, TaskResult, Workload
-from regulas.reports.figures import pyplot, save
+from regulas.reports.figures import clip_note, mark_outside, pyplot, robust_limits, save
 from regulas.store.arrays import ArraySpec
 from regulas.store.reading import read_frame
 from regulas.workloads.score import SCORE_TABLES, ScoreRows
@@ -78,6 +78,10 @@ class DemoBlock(Block):
         b = task.block
         start, stop = b["targets"]
         return cls(b["block"], (start, stop), b["split"], b["split_seed"])
+
+
+#: the lowest R² the figure's axis shows; lower values are counted at its edge
+R2_FLOOR = -1.0
 
 
 def _target_names(start: int, stop: int) -> list[str]:
@@ -196,27 +200,31 @@ class DemoWorkload(Workload):
 
 
 class DemoSummary(Report):
-    """Mean, range and NaN count of each metric over targets and splits (printed after a run)."""
+    """Median, mean, range and NaN count of each metric over targets and splits (printed after a run)."""
 
     name = "summary"
 
     def write(self, ctx: ReportContext, inputs: Mapping[str, pd.DataFrame | None]) -> ReportOutput:
-        with ctx.db.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT metric, avg(value), min(value), max(value), count(*), sum(value_is_nan) FROM score "
-                    "WHERE study_id = :s GROUP BY metric ORDER BY metric"
-                ),
-                {"s": ctx.study_id},
-            ).all()
-        lines = ["metric  mean      min       max       n      NaN"]
-        lines += [f"{m:<7} {mean:<9.4f} {lo:<9.4f} {hi:<9.4f} {n:<6d} {nan}" for m, mean, lo, hi, n, nan in rows]
-        frame = pd.DataFrame(rows, columns=["metric", "mean", "min", "max", "n", "nan"])
+        scores = read_frame(
+            ctx.db,
+            text("SELECT metric, value, value_is_nan AS nan_flag FROM score WHERE study_id = :s ORDER BY metric"),
+            {"s": ctx.study_id},
+        )
+        g = scores.groupby("metric")
+        frame = pd.DataFrame({
+            "median": g["value"].median(), "mean": g["value"].mean(), "min": g["value"].min(),
+            "max": g["value"].max(), "n": g.size(), "nan": g["nan_flag"].sum().astype(int),
+        }).rename_axis("metric").reset_index()
+        lines = ["metric  median    mean      min       max       n      NaN"]
+        lines += [f"{r.metric:<7} {r.median:<9.4f} {r.mean:<9.4f} {r.min:<9.4f} {r.max:<9.4f} {r.n:<6d} {r.nan}"
+                  for r in frame.itertuples(index=False)]
+        lines.append("over (target, split) test folds; the median is robust to a few extreme folds. "
+                     "r2 is NaN where a fold's test targets are constant.")
         return ReportOutput(frame=frame, text="\n".join(lines), title="scores per metric over targets and splits")
 
 
 class DemoFigure(Report):
-    """Test R² per split, and true against out-of-fold predictions of the best targets."""
+    """Test R² per split (robust axis, outside points counted), and true against out-of-fold predictions."""
 
     name = "performance_figure"
 
@@ -227,10 +235,15 @@ class DemoFigure(Report):
             text("SELECT target, split, value, value_is_nan FROM score WHERE study_id = :s AND metric = 'r2'"),
             {"s": ctx.study_id},
         ).dropna(subset=["value"])
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.6))
         splits = sorted(r2.split.unique())
-        left.boxplot([r2.value[r2.split == s] for s in splits], tick_labels=[str(s) for s in splits])
-        left.set(xlabel="CV split", ylabel="test $R^2$ per target", title=f"{len(r2.target.unique())} targets")
+        groups = [r2.value[r2.split == s].to_numpy() for s in splits]
+        left.boxplot(groups, tick_labels=[str(s) for s in splits], flierprops={"markersize": 3, "alpha": 0.5})
+        clip = robust_limits(np.concatenate(groups) if groups else [], bounds=(R2_FLOOR, 1.0), include=(0.0,))
+        mark_outside(left, range(1, len(splits) + 1), groups, clip)
+        note = clip_note(clip, "values")
+        left.set(xlabel="CV split" + (f"\n{note}" if note else ""), ylabel="test $R^2$ per target",
+                 title=f"{len(r2.target.unique())} targets (box: median, quartiles; whiskers 1.5 IQR)")
         left.axhline(0, color="grey", lw=0.8, ls="--")
         best = r2.groupby("target").value.mean().nlargest(4).index
         Y = np.asarray(ctx.arrays.open("Y")[:])
@@ -240,7 +253,7 @@ class DemoFigure(Report):
             p = np.nansum(P[:, :, j], axis=0)  # each sample is predicted in exactly one split
             right.scatter(Y[:, j], p, s=10, label=name)
         lo, hi = right.get_xlim()
-        right.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+        right.plot([lo, hi], [lo, hi], color="grey", lw=0.8, label="predicted = true")
         right.set(xlabel="true", ylabel="predicted (out of fold)", title="best targets by mean $R^2$")
         right.legend(fontsize=8)
         return ReportOutput(files=[save(fig, ctx.out_dir / "demo_performance.png")], title="test R² per split; predicted vs true")

@@ -1,13 +1,20 @@
 """Tables and figures of a regNet study, from its rows in ``sim_score`` (long format).
 
-Figures (PNG): beta recovery (Pearson of beta_hat vs beta) against the signal fraction per
-method, one panel per (noise structure, V structure) -- regNet's central figure; the KL
-divergences of the estimated covariance structures against the fraction; fit time against G.
+Figures (PNG): beta recovery (Pearson of beta_hat vs beta; mean +- sd over replicates, no
+bar where one replicate) against the signal fraction per method, one panel per (noise
+structure, V structure) -- regNet's central figure; the KL divergences of the estimated
+covariance structures against the fraction (median and quartiles of the non-singular
+estimates, singular and NaN shares in the legend); fit time against G.
+
+A covariance estimate counts as *singular* when its KL divergence is infinite or above
+:data:`KL_SINGULAR` (numerically singular: an eigenvalue ~1e-6 of the truth's or smaller);
+such values say "failed" rather than "how far", so medians and axes leave them out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +22,36 @@ import pandas as pd
 from sqlalchemy import Engine, text
 
 from regulas.core.report import Report, ReportContext, ReportOutput
-from regulas.reports.figures import pyplot
+from regulas.reports.figures import mean_sd, pyplot, robust_limits
 from regulas.store.reading import read_frame
 
 SIMULATION = "simulation"  # the method name of the simulation's own rows
+#: KL divergences above this (or infinite) come from (numerically) singular estimates
+KL_SINGULAR = 1e6
+
+
+@dataclass(frozen=True)
+class KLSplit:
+    """KL values split into the usable ones and the shares of singular and NaN estimates."""
+
+    usable: np.ndarray  # finite and <= KL_SINGULAR
+    singular: float  # share of values that are inf or > KL_SINGULAR
+    nan: float  # share of NaN values (fit failed or KL undefined)
+    n: int
+
+    def legend(self) -> str:
+        nan = f", {self.nan:.0%} NaN" if self.nan else ""
+        return f"{self.singular:.0%} singular{nan}; n={self.n}"
+
+
+def split_kl(values: np.ndarray | pd.Series) -> KLSplit:
+    """Split KL divergences: usable values, share singular (inf or > :data:`KL_SINGULAR`), share NaN."""
+    v = np.asarray(values, dtype=float)
+    nan = np.isnan(v)
+    singular = ~nan & ~(v <= KL_SINGULAR)
+    n = v.size
+    return KLSplit(v[~nan & ~singular], float(singular.sum() / n) if n else 0.0,
+                   float(nan.sum() / n) if n else 0.0, n)
 
 
 def load_results(engine: Engine, study_id: int) -> pd.DataFrame:
@@ -70,6 +103,13 @@ def summary_text(df: pd.DataFrame) -> str:
         lines.append(f"{len(achieved)} simulated data sets; largest |achieved - target signal fraction| = {worst:.1e}")
     fits = df[df.method != SIMULATION]
     table = fits.pivot_table(index="method", columns="metric", values="value", aggfunc="median")
+    kl_notes = []
+    for metric in ("kl_V", "kl_Sigma"):
+        for name, grp in fits[fits.metric == metric].groupby("method"):
+            split = split_kl(grp.value)
+            table.loc[name, metric] = float(np.median(split.usable)) if split.usable.size else np.nan
+            if split.singular or split.nan:
+                kl_notes.append(f"{name} {metric}: {split.legend()}")
     converged = fits[fits.metric == "converged"].groupby("method").value
     n_conv, n_fits = converged.sum().to_dict(), converged.size().to_dict()
     lines.append("medians over the grid:")
@@ -78,6 +118,9 @@ def summary_text(df: pd.DataFrame) -> str:
         lines.append(f"{name:<16} {row.get('pearson', np.nan):>8.4f} {row.get('r2_beta', np.nan):>9.4f} "
                      f"{row.get('kl_V', np.nan):>9.4g} {row.get('kl_Sigma', np.nan):>10.4g} "
                      f"{row.get('fit_time_s', np.nan):>8.3g}  {int(n_conv[name])}/{int(n_fits[name])}")
+    if kl_notes:
+        lines.append(f"KL medians leave out singular estimates (KL = inf or > {KL_SINGULAR:g}) and NaN: "
+                     + "; ".join(kl_notes))
     pearson = wide(df, "pearson")
     methods = [c for c in pearson.columns if c not in ("cell", "replicate", "genes", "conditions", "motifs", "V",
                                                          "noise", "fraction")]
@@ -91,7 +134,11 @@ def summary_text(df: pd.DataFrame) -> str:
 
 
 def plot_recovery(df: pd.DataFrame, path: Path, metric: str = "pearson") -> Path:
-    """Mean +- sd of ``metric`` against the signal fraction, per method; panels: noise (rows) x V (columns)."""
+    """Mean +- sd over replicates of ``metric`` against the signal fraction, per method; panels: noise x V.
+
+    The sd is the sample sd (ddof=1, :func:`~regulas.reports.figures.mean_sd`); a point of
+    a single replicate gets no bar.
+    """
     plt = pyplot()
     fits = df[(df.method != SIMULATION) & (df.metric == metric)]
     noises, Vs, methods = sorted(fits.noise.unique()), sorted(fits.V.unique()), sorted(fits.method.unique())
@@ -101,14 +148,22 @@ def plot_recovery(df: pd.DataFrame, path: Path, metric: str = "pearson") -> Path
         ax = axes[i][j]
         panel = fits[(fits.noise == noise) & (fits.V == V)]
         for method in methods:
-            s = panel[panel.method == method].groupby("fraction").value.agg(["mean", "std"])
-            ax.errorbar(s.index, s["mean"], yerr=s["std"].fillna(0), marker="o", ms=3, capsize=2, label=method)
+            stats = {f: mean_sd(g.value) for f, g in panel[panel.method == method].groupby("fraction")}
+            x = np.array(list(stats), dtype=float)
+            mean = np.array([m.mean for m in stats.values()])
+            sd = np.array([m.sd for m in stats.values()])
+            n = [m.n for m in stats.values()]
+            reps = f"{min(n)}" if n and min(n) == max(n) else f"{min(n, default=0)}-{max(n, default=0)}"
+            line, = ax.plot(x, mean, marker="o", ms=3, label=f"{method} (n={reps} replicates)")
+            bar = np.isfinite(sd)  # sd of one replicate is undefined: no bar
+            if bar.any():
+                ax.errorbar(x[bar], mean[bar], yerr=sd[bar], fmt="none", ecolor=line.get_color(), capsize=2)
         ax.set_title(f"V={V}, Sigma={noise}", fontsize=8)
         ax.grid(alpha=0.3)
         if i == len(noises) - 1:
             ax.set_xlabel("signal fraction f")
         if j == 0:
-            ax.set_ylabel(f"{metric}(beta_hat, beta)")
+            ax.set_ylabel(f"{metric}(beta_hat, beta)\nmean ± sd over replicates", fontsize=8)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -124,18 +179,27 @@ def plot_results(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     fits = df[df.method != SIMULATION]
     methods = sorted(fits.method.unique())
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.0))
     for ax, metric, what in zip(axes, ("kl_V", "kl_Sigma"), ("signal V", "noise Sigma")):
         part = fits[fits.metric == metric]
+        shown: list[np.ndarray] = []
         for method in methods:
             values = part[part.method == method]
-            finite = values[np.isfinite(values.value)]
-            singular = float(np.mean(np.isinf(values.value))) if len(values) else 0.0
-            s = finite.groupby("fraction").value.median()
-            ax.plot(s.index, s.to_numpy(), marker="o", label=f"{method} ({singular:.0%} singular estimates)")
-        ax.set(xlabel="signal fraction f", ylabel=f"median KL (non-singular), {what}", yscale="log",
+            split = split_kl(values.value)
+            rows = values[values.value.isin(split.usable)] if split.usable.size else values.iloc[:0]
+            q = rows.groupby("fraction").value.quantile([0.25, 0.5, 0.75]).unstack()
+            if q.empty:
+                ax.plot([], [], marker="o", label=f"{method}: {split.legend()} (none to plot)")
+                continue
+            line, = ax.plot(q.index, q[0.5].to_numpy(), marker="o", label=f"{method}: {split.legend()}")
+            ax.fill_between(q.index, q[0.25].to_numpy(), q[0.75].to_numpy(), color=line.get_color(), alpha=0.15)
+            shown.append(q.to_numpy().ravel())
+        clip = robust_limits(np.concatenate(shown) if shown else [], log=True, quantiles=(0.0, 1.0))
+        ax.set(xlabel="signal fraction f", yscale="log", ylim=(clip.low, clip.high),
+               ylabel=f"KL, {what}: median over replicates\n(band: quartiles; singular left out)",
                title=f"KL(N(0, {what.split()[1]}) || N(0, estimate / trace))")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, title=f"share of fits with a singular estimate (KL = inf or > {KL_SINGULAR:g})",
+                  title_fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     paths.append(out_dir / "regnet_kl.png")
@@ -143,7 +207,7 @@ def plot_results(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    part = fits[fits.metric == "fit_time_s"]
+    part = fits[(fits.metric == "fit_time_s") & (fits.value > 0)]  # a log axis: no 0, no NaN
     for (method, P, T), grp in part.groupby(["method", "conditions", "motifs"]):
         s = grp.groupby("genes").value.median()
         ax.plot(s.index, s.to_numpy(), marker="o", label=f"{method} (P={P}, T={T})")

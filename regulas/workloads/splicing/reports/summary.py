@@ -1,21 +1,74 @@
-"""The few lines printed after a splicing run: per model, events, mean MSE, R² and Pearson r."""
+"""The few lines printed after a splicing run: per model, events, MSE, R² and Pearson r.
+
+Each event's score is its mean over the outer test folds; the table gives the median
+over events (robust: a few events with R² of -10,000 move it little) beside the mean.
+R² is NaN on a test fold whose PSI is constant (no variance to explain) or has fewer
+than two samples; such folds are left out of the R² columns and counted.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import text
 
 from regulas.core.report import Report, ReportContext, ReportOutput
+from regulas.store.reading import read_frame
+
+#: the line under the table that says what the R² columns and the NaN count mean
+R2_NOTE = ("R2 < 0: worse than predicting the event's mean PSI. R2 NaN: test folds (event x outer split) whose\n"
+           "test PSI is constant (or has < 2 samples), so R2 is undefined; they are left out of the R2 columns.")
 
 
 def _fmt(value: float | None) -> str:
-    return f"{value:<8.4f}" if value is not None else "NaN     "
+    return f"{value:<9.4f}" if value is not None and np.isfinite(value) else "NaN      "
+
+
+def summary_frame(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per pipeline from rows (pipeline, event, mse, r2, pearson, r2_nan_flag) of ``splice_score``.
+
+    Columns: pipeline, events, median_mse, mean_mse, median_r2, mean_r2, median_r, mean_r,
+    r2_nan (test folds with NaN R²), folds (all test folds); best median MSE first. Each
+    event's value is its mean over its folds with a finite value; medians and means are
+    over events.
+    """
+    per_event = scores.groupby(["pipeline", "event"])[["mse", "r2", "pearson"]].mean()
+    g = per_event.groupby(level="pipeline")
+    folds = scores.groupby("pipeline")
+    frame = pd.DataFrame({
+        "events": g.size(),
+        "median_mse": g["mse"].median(),
+        "mean_mse": g["mse"].mean(),
+        "median_r2": g["r2"].median(),
+        "mean_r2": g["r2"].mean(),
+        "median_r": g["pearson"].median(),
+        "mean_r": g["pearson"].mean(),
+        "r2_nan": folds["r2_nan_flag"].sum().astype(int),
+        "folds": folds.size(),
+    })
+    frame = frame.sort_values(["median_mse", "mean_mse"], kind="stable", na_position="last")
+    return frame.rename_axis("pipeline").reset_index()
+
+
+def summary_lines(frame: pd.DataFrame) -> list[str]:
+    """The printed table of :func:`summary_frame` and the note on R²."""
+    width = max([len(p) for p in frame["pipeline"]] + [8])
+    cols = ("median MSE", "mean MSE", "median R2", "mean R2", "median r", "mean r")
+    head = f"{'pipeline':<{width}}  events  " + " ".join(f"{c:<10}" for c in cols) + "  R2 NaN (of folds)"
+    lines = [head]
+    for row in frame.itertuples(index=False):
+        values = (row.median_mse, row.mean_mse, row.median_r2, row.mean_r2, row.median_r, row.mean_r)
+        lines.append(f"{row.pipeline:<{width}}  {row.events:<6d}  " + " ".join(f"{_fmt(v)} " for v in values)
+                     + f" {row.r2_nan} (of {row.folds})")
+    lines.append("median, mean: over events of each event's mean over its outer test folds (the median is robust\n"
+                 "to a few extreme events). " + R2_NOTE)
+    return lines
 
 
 class SplicingSummary(Report):
-    """Per model (best mean MSE first): events scored, mean MSE, R² and r, and NaN R² count."""
+    """Per model (best median MSE first): events, median and mean MSE, R² and r, and NaN R² folds."""
 
     name = "regulas.summary"
 
@@ -23,18 +76,15 @@ class SplicingSummary(Report):
         self.selection = selection
 
     def write(self, ctx: ReportContext, inputs: Mapping[str, pd.DataFrame | None]) -> ReportOutput:
-        with ctx.db.connect() as conn:
-            rows = conn.execute(text(
-                "SELECT m.label, count(DISTINCT r.event), avg(r.mse), avg(r.r2), avg(r.pearson), sum(r.r2_is_nan) "
-                "FROM splice_score r JOIN splice_model m ON m.study_id = r.study_id AND m.model = r.model "
-                "WHERE r.study_id = :s GROUP BY m.model ORDER BY avg(r.mse)"
-            ), {"s": ctx.study_id}).all()
-        width = max([len(r[0]) for r in rows] + [8])
-        lines = [f"{'pipeline':<{width}}  events  mean MSE  mean R2   mean r    R2 NaN"]
-        lines += [
-            f"{label:<{width}}  {n:<6d}  {_fmt(mse)}  {_fmt(r2)}  {_fmt(r)}  {nan}" for label, n, mse, r2, r, nan in rows
-        ]
+        scores = read_frame(
+            ctx.db,
+            text("SELECT m.label AS pipeline, r.event, r.mse, r.r2, r.pearson, r.r2_is_nan AS r2_nan_flag "
+                 "FROM splice_score r JOIN splice_model m ON m.study_id = r.study_id AND m.model = r.model "
+                 "WHERE r.study_id = :s"),
+            {"s": ctx.study_id},
+        )
+        frame = summary_frame(scores)
+        lines = summary_lines(frame)
         if self.selection == "outer":
             lines.append("selection 'outer': every grid point is scored on the test folds; the best of them is optimistic")
-        frame = pd.DataFrame(rows, columns=["pipeline", "events", "mean_mse", "mean_r2", "mean_r", "r2_nan"])
-        return ReportOutput(frame=frame, text="\n".join(lines), title="per pipeline: events scored, mean MSE, R² and r")
+        return ReportOutput(frame=frame, text="\n".join(lines), title="per pipeline: medians and means of MSE, R² and r")
