@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO
 
 DOCS = REPO / "docs"
-PAGES = sorted(DOCS.glob("*.md"))
+PAGES = sorted(DOCS.glob("*.md")) + [REPO / "examples" / "regulas" / "README.md"]
 # [text](target) and ![alt](target); the target ends at whitespace or ")"
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
@@ -46,10 +46,22 @@ def relative_links(page: Path) -> list[str]:
     return [t for t in LINK.findall(text) if not re.match(r"^[a-z][a-z0-9+.-]*:", t) and not t.startswith("#")]
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def anchors(page: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    headings = re.findall(r"^#+\s+(.*)$", text, flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(REPO)) for p in PAGES])
 def test_relative_links_point_to_existing_files(page: Path) -> None:
-    broken = [t for t in relative_links(page) if not (page.parent / t.split("#")[0]).exists()]
-    assert not broken, f"{page.relative_to(REPO)}: links to missing files: {broken}"
+    broken = []
+    for target in relative_links(page):
+        path, _, anchor = target.partition("#")
+        found = (page.parent / path).resolve()
+        if not found.exists() or (anchor and found.suffix == ".md" and anchor not in anchors(found)):
+            broken.append(target)
+    assert not broken, f"{page.relative_to(REPO)}: links to missing files or headings: {broken}"
 
 
 def test_docs_do_not_mention_the_obsolete_shared_data_folder() -> None:
