@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO
 
 DOCS = REPO / "docs"
-PAGES = sorted(DOCS.glob("*.md")) + [REPO / "examples" / "regulas" / "README.md"]
+PAGES = [REPO / "README.md", *sorted(DOCS.glob("*.md")), REPO / "examples" / "regulas" / "README.md"]
 # [text](target) and ![alt](target); the target ends at whitespace or ")"
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
