@@ -460,3 +460,33 @@ def test_study_hash_ignores_how_a_study_runs_but_not_what_it_computes() -> None:
     assert load_study(demo, runtime).config_hash == base  # a resume with other run settings is allowed
     for changed in ("demo.alpha=2.0", "seed=7", "demo.fail_blocks=[1]", "demo.n_splits=4"):
         assert load_study(demo, [changed]).config_hash != base, changed
+
+
+# ------------------------------------------------------------ usage and --help
+
+
+def test_run_without_config_says_a_config_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert "usage: regulas run [-h] config [overrides ...]" in err
+    assert err.rstrip().endswith("the following arguments are required: config"), err
+
+
+def test_status_defaults_to_the_default_store_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["status"]) == 2  # an argument error would raise SystemExit instead
+    err = capsys.readouterr().err
+    assert err.startswith("regulas: error: ") and str(tmp_path / "regulas-out") in err, err
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["report"], ["status"], ["show-config"], ["cluster-script"]])
+def test_help_is_plain_text(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main([*command, "--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: regulas")
+    assert "``" not in out and ":func:" not in out, out
