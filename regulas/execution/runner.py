@@ -111,6 +111,7 @@ def plan_study(spec: StudySpec, engine: Engine) -> tuple[int, bool, list[Task], 
         config_hash=spec.config_hash,
         root_seed=spec.seed,
         package_versions=package_versions(),
+        describe_change=spec.describe_change,
     )
     arrays = StudyArrays(spec.store.arrays_path, spec.study.name)
     ctx = StudyContext(name=spec.study.name, root_seed=spec.seed, arrays=arrays)
