@@ -118,6 +118,30 @@ def test_ctrl_c_prints_one_line_and_marks_the_study_interrupted(tmp_path: Path, 
     assert query(db, "SELECT status FROM study") == [("interrupted",)]
 
 
+def test_busy_dashboard_port_is_one_plain_line(tmp_path: Path, demo_config: Path) -> None:
+    import socket
+
+    root = tmp_path / "out"
+    holder = socket.socket()
+    try:
+        try:
+            holder.bind(("0.0.0.0", 8787))
+            holder.listen()
+        except OSError:
+            pass  # something else holds the port already: just as good
+        proc = run_cli(["run", str(demo_config), f"store.root={root}", "demo.n_targets=40", "demo.block_size=20",
+                        "cluster.n_workers=1", "cluster.dashboard_address=:8787", "execution.progress=log"])
+    finally:
+        holder.close()
+    assert proc.returncode == 0, proc.stderr
+    assert "already in use" not in proc.stderr and "warnings.warn" not in proc.stderr, proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("dashboard: ")]
+    assert line.endswith("/status (port 8787 was taken)"), line
+    log = root / "logs" / "driver.log"
+    assert "Port 8787 is already in use" in log.read_text()
+    assert f"messages of dask and other libraries: {log}" in proc.stderr
+
+
 def test_resume_after_driver_sigkill(tmp_path: Path, demo_config: Path) -> None:
     common = [*SMALL, "demo.sleep_s=0.15", "execution.commit_every_s=0.1", *QUIET]
     traces = tmp_path / "traces"
