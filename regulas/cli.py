@@ -1,4 +1,4 @@
-"""Command line: ``regulas run | report | status | show-config | cluster-script``.
+"""Command line of regulas: run, report, status, show-config, cluster-script.
 
 Exit codes: 0 all tasks done; 1 some task failed (recorded in the database);
 2 invalid config or store (nothing was started); 130 interrupted.
@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from regulas.reports import ReportRun
 
 EXIT_OK, EXIT_FAILED_TASKS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: the default store.root (regulas/core/config/defaults.yaml), where `regulas status` looks
+DEFAULT_STORE_ROOT = "./regulas-out"
+OVERRIDES_HELP = "key=value, +key=value (adds a key), group=option (e.g. cluster=slurm)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,27 +32,32 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run (or resume) a study")
     run.add_argument("config", help="study config YAML")
-    run.add_argument("overrides", nargs="*", help="key=value, +key=value, group=option (e.g. cluster=local)")
+    run.add_argument("overrides", nargs="*", default=[], help=OVERRIDES_HELP)
 
     report = sub.add_parser("report", help="rerun a finished study's reports from its database (no refitting)")
     report.add_argument("config", help="the study config (or a regulAS report-only config), or a store root")
-    report.add_argument("overrides", nargs="*")
+    report.add_argument("overrides", nargs="*", default=[], help=OVERRIDES_HELP)
     report.add_argument("--study", help="with a store root holding several studies: the study to report on")
 
     status = sub.add_parser("status", help="progress and failures of the studies in a store (also while running)")
-    status.add_argument("store_root", help="the store.root folder of a study (holds regulas.db)")
+    status.add_argument(
+        "store_root",
+        nargs="?",
+        default=DEFAULT_STORE_ROOT,
+        help=f"the store.root folder of a study (holds regulas.db; default {DEFAULT_STORE_ROOT})",
+    )
     status.add_argument("--study", help="only this study")
     status.add_argument("--failures", type=int, default=10, help="show at most this many failed tasks (default 10)")
 
     show = sub.add_parser("show-config", help="print the resolved config after validation")
-    show.add_argument("config")
-    show.add_argument("overrides", nargs="*")
+    show.add_argument("config", help="study config YAML")
+    show.add_argument("overrides", nargs="*", default=[], help=OVERRIDES_HELP)
 
     script = sub.add_parser(
         "cluster-script", help="print the batch script of one worker job without submitting it (cluster=slurm)"
     )
-    script.add_argument("config")
-    script.add_argument("overrides", nargs="*")
+    script.add_argument("config", help="study config YAML")
+    script.add_argument("overrides", nargs="*", default=[], help=OVERRIDES_HELP)
     return p
 
 

@@ -16,19 +16,20 @@ from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from regulas import datasets
-from regulas.core.config.loader import load_config, to_container
+from regulas.core.config.loader import load_config_traced, to_container
 from regulas.core.config.regulas_format import apply_top_keys
 from regulas.core.config.sections import ExecutionSection, StoreSection, StudySection
 from regulas.core.config.targets import check_targets
-from regulas.core.config.typed import build
-from regulas.core.errors import ConfigError, StoreError
+from regulas.core.config.typed import accepts_key, build
+from regulas.core.errors import ConfigError, StoreError, did_you_mean
 from regulas.core.registry import workload_class, workload_names
 from regulas.core.report import ReportContext
 from regulas.core.spec import CORE_SECTIONS, StudySpec
 from regulas.core.workload import Workload
-from regulas.execution.cluster import cluster_config
+from regulas.execution.cluster import backend_class, backend_names, cluster_config
 from regulas.execution.progress import RunProgress
 from regulas.execution.runner import RunSummary, run_study
 from regulas.reports import ReportRun, run_reports
@@ -56,26 +57,62 @@ def _workload_defaults(merged: DictConfig) -> dict[str, Any]:
     return {cls.section: defaults}
 
 
-def load_study(path: str | Path, overrides: Sequence[str] = ()) -> StudySpec:
-    """Load and validate a study config; every problem raises one :class:`ConfigError`."""
-    source = str(path)
-    tree = to_container(load_config(path, overrides, section_defaults=_workload_defaults))
+def _section_classes(merged: DictConfig) -> tuple[dict[str, type | None], type[Workload] | None]:
+    """Top-level key -> the dataclass typing it (None: untyped), for the workload and
+    cluster backend the merged config names; and the workload class."""
+    def named(key: str, names: list[str]) -> str | None:
+        try:
+            value = OmegaConf.select(merged, key, throw_on_missing=False, default=None)
+        except OmegaConfBaseException:
+            return None
+        return value if isinstance(value, str) and value in names else None
 
+    sections: dict[str, type | None] = {"seed": None, "study": StudySection, "store": StoreSection, "execution": ExecutionSection}
+    backend = named("cluster.backend", backend_names())
+    if backend is not None:
+        sections["cluster"] = backend_class(backend).config_class
+    workload = named("study.workload", workload_names())
+    cls = workload_class(workload) if workload is not None else None
+    if cls is not None:
+        sections.update({k: None for k in cls.extra_top_keys})
+        sections[cls.section] = cls.config_class
+    return sections, cls
+
+
+def _can_add(merged: DictConfig, key: str) -> bool:
+    """Whether ``+key=...`` adds a key validation accepts: one inside a section field typed as
+    an open mapping (``dict``, ``Any``), never a new key of a typed section."""
+    head, _, rest = key.partition(".")
+    sections, _ = _section_classes(merged)
+    if head not in sections:
+        return False  # an unknown top-level key is refused
+    typed = sections[head]
+    return typed is None or not rest or accepts_key(typed, rest)
+
+
+def load_study(path: str | Path, overrides: Sequence[str] = ()) -> StudySpec:
+    """Load and validate a study config; every problem raises one :class:`ConfigError`,
+    blamed on the command-line override or the ``file:line`` that set the key at fault."""
+    source = str(path)
+    merged, origins = load_config_traced(path, overrides, section_defaults=_workload_defaults, can_add=_can_add)
+    try:
+        return _validate(to_container(merged), source)
+    except ConfigError as exc:
+        raise origins.blame(exc, source) from exc.__cause__
+
+
+def _validate(tree: dict[str, Any], source: str) -> StudySpec:
     apply_top_keys(tree, source)
     study = build(StudySection, tree.get("study"), "study", source=source)
-    try:
-        workload_cls = workload_class(study.workload)
-        cluster = cluster_config(tree.get("cluster"), source=source)
-    except ConfigError as exc:
-        if exc.source is not None:
-            raise
-        raise ConfigError(str(exc), source=source) from exc
+    workload_cls = workload_class(study.workload)  # errors without a source: blamed by load_study
+    cluster = cluster_config(tree.get("cluster"), source=source)
     allowed = (*CORE_SECTIONS, *workload_cls.extra_top_keys, workload_cls.section)
     for key in tree:
         if key not in allowed:
+            hint = did_you_mean(key, allowed)
             raise ConfigError(
-                f"unknown top-level key (given: {tree[key]!r}); allowed for workload "
-                f"{study.workload!r}: {', '.join(allowed)}",
+                f"unknown top-level key (given: {tree[key]!r}); " + (f"{hint} " if hint else "")
+                + f"allowed for workload {study.workload!r}: {', '.join(allowed)}",
                 key=str(key),
                 source=source,
             )

@@ -100,7 +100,7 @@ CASES: list[tuple[str, Any, tuple[str, ...], tuple[str, ...]]] = [
         demo_with(extra={"a": 1}),
         (),
         (
-            "{cfg}: key 'extra'",
+            "{cfg}:18: key 'extra'",
             "unknown top-level key (given: {'a': 1})",
             "allowed for workload 'demo': seed, study, store, execution, cluster, demo",
         ),
@@ -109,19 +109,25 @@ CASES: list[tuple[str, Any, tuple[str, ...], tuple[str, ...]]] = [
         "unknown-key-in-section",
         demo_with(execution={"max_inflight": 8}),
         (),
-        ("{cfg}: key 'execution.max_inflight'", "unknown key (given: 8)", "allowed keys here: ", "max_in_flight"),
+        (
+            "{cfg}:19: key 'execution.max_inflight'",
+            "unknown key (given: 8)",
+            "did you mean 'execution.max_in_flight'?",
+            "allowed keys here: ",
+            "max_in_flight",
+        ),
     ),
     (
         "wrong-type-string-for-int",
         demo_with(demo={"n_samples": "many"}),
         (),
-        ("{cfg}: key 'demo.n_samples'", "wrong type (given: 'many')", "expected an integer"),
+        ("{cfg}:11: key 'demo.n_samples'", "wrong type (given: 'many')", "expected an integer"),
     ),
     (
         "wrong-type-bool-for-int",
         demo_with(execution={"max_attempts": True}),
         (),
-        ("{cfg}: key 'execution.max_attempts'", "wrong type (given: True)", "expected an integer"),
+        ("{cfg}:19: key 'execution.max_attempts'", "wrong type (given: True)", "expected an integer"),
     ),
     (
         "wrong-type-literal",
@@ -133,13 +139,13 @@ CASES: list[tuple[str, Any, tuple[str, ...], tuple[str, ...]]] = [
         "section-not-a-mapping",
         demo_with(execution=5),
         (),
-        ("{cfg}: key 'execution'", "expected a mapping of keys, got 5"),
+        ("{cfg}:18: key 'execution'", "expected a mapping of keys, got 5"),
     ),
     (
         "negative-seed",
         demo_with(seed=-1),
         (),
-        ("{cfg}: key 'seed'", "(given: -1)", "expected a non-negative integer"),
+        ("{cfg}:5: key 'seed'", "(given: -1)", "expected a non-negative integer"),
     ),
     (
         "required-value-missing",
@@ -151,7 +157,8 @@ CASES: list[tuple[str, Any, tuple[str, ...], tuple[str, ...]]] = [
         "override-of-absent-key-without-plus",
         demo_with(),
         ("demo.nosuch=3",),
-        ("command line: key 'demo.nosuch'", "demo.nosuch=3", "use +demo.nosuch=... to add it", "n_samples"),
+        # the demo section is typed: a new key is refused, so the `+` spelling is not offered
+        ("command line override demo.nosuch=3: key 'demo.nosuch'", "no such key", "n_samples"),
     ),
     (
         "override-without-equals",
@@ -169,13 +176,13 @@ CASES: list[tuple[str, Any, tuple[str, ...], tuple[str, ...]]] = [
         "unknown-group-option",
         demo_with(),
         ("cluster=nosuch",),
-        ("{cfg}: key 'cluster'", "cluster/nosuch.yaml", "(given: cluster=nosuch)", "available: address, local"),
+        ("command line override cluster=nosuch: key 'cluster'", "cluster/nosuch.yaml", "(given: cluster=nosuch)", "available: address, local"),
     ),
     (
         "unknown-group-in-defaults-list",
         {**demo_with(), "defaults": [{"model": "ridge"}, "_self_"]},
         (),
-        ("{cfg}: key 'defaults'", "unknown config group 'model'", "allowed groups: cluster, store"),
+        ("{cfg}:2: key 'defaults'", "unknown config group 'model'", "allowed groups: cluster, store"),
     ),
     (
         "unknown-cluster-backend",
@@ -196,7 +203,7 @@ CASES: list[tuple[str, Any, tuple[str, ...], tuple[str, ...]]] = [
         demo_with(demo={"model": {"_target_": "nosuch_pkg.mod.Ridge", "alpha": 1.0}}),
         (),
         (
-            "{cfg}: key 'demo.model._target_'",
+            "{cfg}:19: key 'demo.model._target_'",
             "cannot import _target_ 'nosuch_pkg.mod.Ridge'",
             "No module named 'nosuch_pkg'",
         ),
@@ -205,19 +212,19 @@ CASES: list[tuple[str, Any, tuple[str, ...], tuple[str, ...]]] = [
         "n-splits-out-of-range",
         demo_with(demo={"n_splits": 1}),
         (),
-        ("{cfg}: key 'demo.n_splits'", "out of range (given: 1)", "expected 2 <= n_splits <= n_samples (120)"),
+        ("{cfg}:15: key 'demo.n_splits'", "out of range (given: 1)", "expected 2 <= n_splits <= n_samples (120)"),
     ),
     (
         "max-in-flight-zero",
         demo_with(),
         ("execution.max_in_flight=0",),
-        ("{cfg}: key 'execution.max_in_flight'", "out of range (given: 0)", "expected a value > 0"),
+        ("command line override execution.max_in_flight=0: key 'execution.max_in_flight'", "out of range (given: 0)", "expected a value > 0"),
     ),
     (
         "study-name-with-space",
         demo_with(study={"name": "my study"}),
         (),
-        ("{cfg}: key 'study.name'", "invalid study name (given: 'my study')", "letters, digits, '_', '.', '-'"),
+        ("{cfg}:7: key 'study.name'", "invalid study name (given: 'my study')", "letters, digits, '_', '.', '-'"),
     ),
     (
         "study-name-with-slash",
@@ -229,13 +236,13 @@ CASES: list[tuple[str, Any, tuple[str, ...], tuple[str, ...]]] = [
         "unresolvable-interpolation",
         demo_with(study={"description": "${nope}"}),
         (),
-        ("{cfg}: key 'study.description'", "cannot resolve interpolation", "'nope' not found"),
+        ("{cfg}:9: key 'study.description'", "cannot resolve interpolation", "'nope' not found"),
     ),
     (
         "store-db-with-slash",
         demo_with(store={"db": "sub/regulas.db"}),
         (),
-        ("{cfg}: key 'store.db'", "(given: 'sub/regulas.db')", "expected a plain file name inside store.root"),
+        ("{cfg}:19: key 'store.db'", "(given: 'sub/regulas.db')", "expected a plain file name inside store.root"),
     ),
     (
         "store-arrays-dotdot",
@@ -264,6 +271,7 @@ def test_error_carries_key_and_source(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, demo_with(demo={"n_samples": "many"}))
     err = config_error(cfg)
     assert (err.key, err.source) == ("demo.n_samples", str(cfg))
+    assert err.line == 11  # where `n_samples: many` is in the file
 
 
 def test_store_root_that_is_a_file(tmp_path: Path) -> None:
@@ -297,6 +305,69 @@ def test_check_targets_walks_lists_and_names_the_key() -> None:
     with pytest.raises(ConfigError) as info:
         check_targets(tree, source="t.yaml")
     assert_parts(str(info.value), ["t.yaml: key 'pipelines[1].model._target_'", "'sklearn.linear_model.Nope'"])
+
+
+# ------------------------------------------------------- did you mean, and blame
+
+DID_YOU_MEAN: list[tuple[str, str, tuple[str, ...]]] = [
+    # (id, override, expected parts)
+    ("override-key", "demo.n_target=500", ("key 'demo.n_target'", "no such key", "did you mean 'demo.n_targets'?")),
+    ("override-section", "dmeo.n_targets=5", ("key 'dmeo.n_targets'", "did you mean 'demo.n_targets'?")),
+    ("added-key", "+demo.n_target=500", ("key 'demo.n_target'", "unknown key", "did you mean 'demo.n_targets'?")),
+    ("literal", "execution.progress=bars", ("(given: 'bars')", "did you mean 'bar'?", "expected one of 'auto'")),
+    ("group-option", "cluster=locl", ("cluster/locl.yaml", "did you mean 'local'?", "available: address, local")),
+    ("backend", "cluster.backend=locl", ("unknown cluster backend (given: 'locl')", "did you mean 'local'?")),
+    ("workload", "study.workload=dmeo", ("unknown workload (given: 'dmeo')", "did you mean 'demo'?")),
+    ("top-level", "+exectuion.x=1", ("unknown top-level key", "did you mean 'execution'?")),
+]
+
+
+@pytest.mark.parametrize(("override", "parts"), [c[1:] for c in DID_YOU_MEAN], ids=[c[0] for c in DID_YOU_MEAN])
+def test_did_you_mean_blames_the_override(tmp_path: Path, override: str, parts: tuple[str, ...]) -> None:
+    cfg = write_config(tmp_path, demo_with())
+    message = str(config_error(cfg, (override,)))
+    assert message.startswith(f"command line override {override}: "), message
+    assert_parts(message, parts)
+    assert str(cfg) not in message
+
+
+def test_plus_is_offered_only_where_a_key_may_be_added(tmp_path: Path) -> None:
+    # the demo section is a dataclass: `+demo.n_target=...` would fail as an unknown key
+    err = config_error(write_config(tmp_path, demo_with()), ("demo.n_target=500",))
+    assert "+demo.n_target" not in str(err)
+    # regnet.covariances is an open mapping (name -> matrix): adding a key there is legal
+    with pytest.raises(ConfigError) as info:
+        load_study(CONFIGS / "regnet.yaml", ["regnet.covariances.mine=[[1.0]]"])
+    assert_parts(str(info.value), ["key 'regnet.covariances.mine'", "to add it, write +regnet.covariances.mine=..."])
+    # without validation at hand (the bare loader) adding stays the suggestion
+    with pytest.raises(ConfigError, match=r"to add it, write \+demo\.nosuch=\.\.\."):
+        load_config(write_config(tmp_path, demo_with()), ["demo.nosuch=3"])
+
+
+def test_bad_value_is_blamed_on_the_command_line_not_the_file(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, demo_with())
+    err = config_error(cfg, ("demo.n_samples=-1",))
+    assert str(err) == (
+        "command line override demo.n_samples=-1: key 'demo.n_samples': out of range (given: -1); expected a value > 0"
+    )
+    # the same value in the file names the file and the line of the key
+    cfg = write_config(tmp_path, demo_with(demo={"n_samples": -1}))
+    line = cfg.read_text().splitlines().index("  n_samples: -1") + 1
+    assert str(config_error(cfg)).startswith(f"{cfg}:{line}: key 'demo.n_samples': out of range (given: -1)")
+
+
+def test_bad_value_in_a_group_file_names_that_file_and_line(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, demo_with())
+    group_file = tmp_path / "cluster" / "local.yaml"
+    text = group_file.read_text()
+    group_file.write_text(text.replace("threads_per_worker: 1", "threads_per_worker: 0"))
+    line = group_file.read_text().splitlines().index(
+        next(ln for ln in group_file.read_text().splitlines() if ln.startswith("threads_per_worker: 0"))
+    ) + 1
+    err = config_error(cfg)
+    assert str(err).startswith(f"{group_file}:{line}: key 'cluster.threads_per_worker': out of range (given: 0)"), err
+    # a group option given on the command line is blamed on it, not on the config's defaults list
+    assert str(config_error(cfg, ("cluster=nosuch",))).startswith("command line override cluster=nosuch: ")
 
 
 # ------------------------------------------------------------- documented bugs
@@ -460,3 +531,33 @@ def test_study_hash_ignores_how_a_study_runs_but_not_what_it_computes() -> None:
     assert load_study(demo, runtime).config_hash == base  # a resume with other run settings is allowed
     for changed in ("demo.alpha=2.0", "seed=7", "demo.fail_blocks=[1]", "demo.n_splits=4"):
         assert load_study(demo, [changed]).config_hash != base, changed
+
+
+# ------------------------------------------------------------ usage and --help
+
+
+def test_run_without_config_says_a_config_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert "usage: regulas run [-h] config [overrides ...]" in err
+    assert err.rstrip().endswith("the following arguments are required: config"), err
+
+
+def test_status_defaults_to_the_default_store_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["status"]) == 2  # an argument error would raise SystemExit instead
+    err = capsys.readouterr().err
+    assert err.startswith("regulas: error: ") and str(tmp_path / "regulas-out") in err, err
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["report"], ["status"], ["show-config"], ["cluster-script"]])
+def test_help_is_plain_text(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main([*command, "--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: regulas")
+    assert "``" not in out and ":func:" not in out, out

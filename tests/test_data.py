@@ -479,7 +479,7 @@ def _bad_cases() -> list[tuple[str, Callable[[Path, dict[str, str]], Any], str]]
         ("unknown kwarg", lambda t, p: TableLoader(**p, rbp_lst="x"),
          r"key 'experiment.dataset.rbp_lst': unknown key for TableLoader \(given: 'x'\); allowed keys: .*rbp_list"),
         ("bad policy value", lambda t, p: TableLoader(**p, missing_psi="ignore"),
-         r"key 'experiment.dataset.missing_psi': wrong type \(given: 'ignore'\); expected one of 'keep', 'drop_events', 'fail'"),
+         r"key 'experiment.dataset.missing_psi': not allowed \(given: 'ignore'\); expected one of 'keep', 'drop_events', 'fail'"),
         ("ambiguous log_transform", lambda t, p: TableLoader(**p, log_transform=True),
          r"log_transform: true is ambiguous"),
         ("bad layout", lambda t, p: TableLoader(**p, features_layout="rows"),

@@ -186,7 +186,8 @@ def test_uninstalled_workload_is_refused_with_the_allowed_names(tmp_path: Path) 
     assert proc.returncode == 2, proc.stdout + proc.stderr
     message = proc.stderr.strip()
     assert message.startswith("regulas: error:") and "unknown workload (given: 'toy')" in message, message
-    assert f"{config}: key 'study.workload'" in message
+    line = config.read_text().splitlines().index("  workload: toy") + 1
+    assert f"{config}:{line}: key 'study.workload'" in message  # the file and line of the value
     allowed = message.split("allowed: ", 1)[1].split(", ")
     assert {"demo", "noop", "regnet", "splicing"} <= set(allowed) and "toy" not in allowed, message
     assert not root.exists()  # refused before the store was touched

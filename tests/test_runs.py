@@ -95,6 +95,53 @@ def _traces(trace_dir: Path) -> Counter:
     return Counter(p.name.split(".")[0] for p in trace_dir.iterdir())
 
 
+def test_ctrl_c_prints_one_line_and_marks_the_study_interrupted(tmp_path: Path, demo_config: Path) -> None:
+    root = tmp_path / "out"
+    db = root / "regulas.db"
+    argv = ["run", str(demo_config), f"store.root={root}", *SMALL, "demo.sleep_s=0.3", *QUIET]
+    proc = subprocess.Popen(regulas_cmd(*argv), cwd=REPO, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_done(db, 4, proc)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert stderr.splitlines()[-1] == (
+        "regulas: interrupted; finished tasks are saved, rerun the same command to resume"
+    ), stderr
+    assert query(db, "SELECT status FROM study") == [("interrupted",)]
+
+
+def test_busy_dashboard_port_is_one_plain_line(tmp_path: Path, demo_config: Path) -> None:
+    import socket
+
+    root = tmp_path / "out"
+    holder = socket.socket()
+    try:
+        try:
+            holder.bind(("0.0.0.0", 8787))
+            holder.listen()
+        except OSError:
+            pass  # something else holds the port already: just as good
+        proc = run_cli(["run", str(demo_config), f"store.root={root}", "demo.n_targets=40", "demo.block_size=20",
+                        "cluster.n_workers=1", "cluster.dashboard_address=:8787", "execution.progress=log"])
+    finally:
+        holder.close()
+    assert proc.returncode == 0, proc.stderr
+    assert "already in use" not in proc.stderr and "warnings.warn" not in proc.stderr, proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("dashboard: ")]
+    assert line.endswith("/status (port 8787 was taken)"), line
+    log = root / "logs" / "driver.log"
+    assert "Port 8787 is already in use" in log.read_text()
+    assert f"messages of dask and other libraries: {log}" in proc.stderr
+
+
 def test_resume_after_driver_sigkill(tmp_path: Path, demo_config: Path) -> None:
     common = [*SMALL, "demo.sleep_s=0.15", "execution.commit_every_s=0.1", *QUIET]
     traces = tmp_path / "traces"

@@ -388,6 +388,39 @@ def test_open_study_refuses_a_different_config_hash(engine: Engine, db_path: Pat
     assert other.id != first.id and not other.resumed
 
 
+def test_a_changed_config_is_refused_with_the_keys_that_differ(tmp_path: Path) -> None:
+    from regulas.execution.runner import plan_study
+    from regulas.store.database import open_write
+    from regulas.study import load_study
+
+    demo = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    root = f"store.root={tmp_path / 'out'}"
+
+    def plan_again(*overrides: str) -> None:
+        spec = load_study(demo, [root, *overrides])
+        engine = open_write(spec.store.db_path, spec.workload.tables)
+        try:
+            plan_study(spec, engine)
+        finally:
+            engine.dispose()
+
+    plan_again()
+    plan_again("demo.sleep_s=0.5", "cluster.n_workers=1")  # how it runs may change: a resume
+    with pytest.raises(StoreError) as info:
+        plan_again("demo.alpha=2.5", "seed=7")
+    msg = str(info.value)
+    assert "study 'demo' already exists in this store with a different config" in msg
+    assert "changed: demo.alpha 1.0 -> 2.5, seed 42 -> 7)" in msg, msg
+    assert "resume it with the same config, or pick another study.name or store.root" in msg
+    assert "hash" not in msg
+    with pytest.raises(StoreError) as info:  # many keys: the first few, then how many more
+        plan_again("demo.alpha=2.5", "seed=7", "demo.noise=2.0", "demo.n_splits=4", "demo.fail_blocks=[1]", "demo.n_samples=60")
+    msg = str(info.value)
+    assert "changed: demo.alpha 1.0 -> 2.5, demo.fail_blocks [] -> [1], demo.n_samples 120 -> 60, " in msg, msg
+    assert "demo.n_splits 5 -> 4 and 2 more)" in msg  # demo.noise and seed
+    assert sql(tmp_path / "out" / "regulas.db", "SELECT runs FROM study") == [(2,)]  # nothing was changed
+
+
 # -------------------------------------------------------------- Zarr ownership
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class RegulasError(Exception):
     """Base class of every error regulas raises on purpose."""
@@ -11,18 +14,43 @@ class ConfigError(RegulasError):
     """A config is invalid: the message names the key or file, the value and what is allowed.
 
     The CLI turns it into exit code 2 before any work starts.
+
+    ``source`` is where the value came from: a file (with ``line`` when known, shown as
+    ``file:line``) or a command-line override.
     """
 
-    def __init__(self, message: str, *, key: str | None = None, source: str | None = None) -> None:
-        where = []
-        if source:
-            where.append(source)
-        if key:
-            where.append(f"key '{key}'")
-        prefix = ": ".join(where)
-        super().__init__(f"{prefix}: {message}" if prefix else message)
+    def __init__(
+        self, message: str, *, key: str | None = None, source: str | None = None, line: int | None = None
+    ) -> None:
+        self.message = message
         self.key = key
         self.source = source
+        self.line = line
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        where = []
+        if self.source:
+            where.append(f"{self.source}:{self.line}" if self.line is not None else self.source)
+        if self.key:
+            where.append(f"key '{self.key}'")
+        prefix = ": ".join(where)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+    def relocate(self, source: str, line: int | None = None) -> None:
+        """Blame another source (and line) for the error, in place (keeps the class)."""
+        self.source = source
+        self.line = line
+        self.args = (self._text(),)
+
+
+def did_you_mean(given: object, options: Iterable[str], *, prefix: str = "") -> str:
+    """``"did you mean 'x'?"`` for the option closest to ``given`` (``prefix`` + the option
+    is shown), or ``""`` when none is close (:func:`difflib.get_close_matches`)."""
+    if not isinstance(given, str) or not given:
+        return ""
+    found = difflib.get_close_matches(given, list(options), n=1, cutoff=0.6)
+    return f"did you mean '{prefix}{found[0]}'?" if found else ""
 
 
 class DataError(ConfigError):

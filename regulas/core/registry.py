@@ -15,7 +15,7 @@ import functools
 from importlib.metadata import EntryPoint, entry_points
 
 from regulas.core.config.targets import register_aliases
-from regulas.core.errors import ConfigError
+from regulas.core.errors import ConfigError, did_you_mean
 from regulas.core.workload import Workload
 
 GROUP = "regulas.workloads"
@@ -41,7 +41,11 @@ def workload_class(name: str) -> type[Workload]:
             else "none registered: is regulas-hpc installed (pip install -e .)? Workloads are entry points "
             f"of the group {GROUP!r}"
         )
-        raise ConfigError(f"unknown workload (given: {name!r}); allowed: {hint}", key="study.workload")
+        close = did_you_mean(name, names)
+        raise ConfigError(
+            f"unknown workload (given: {name!r}); " + (f"{close} " if close else "") + f"allowed: {hint}",
+            key="study.workload",
+        )
     cls = ep.load()
     if not (isinstance(cls, type) and issubclass(cls, Workload)):
         raise ConfigError(

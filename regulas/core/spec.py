@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from regulas.core.config.loader import to_yaml
 from regulas.core.config.sections import ClusterConfigBase, ExecutionSection, StoreSection, StudySection
 from regulas.core.hashing import stable_hash
@@ -16,6 +18,25 @@ from regulas.core.workload import Workload
 
 #: top-level sections every study has, besides its workload's
 CORE_SECTIONS = ("seed", "study", "store", "execution", "cluster")
+#: differing keys a changed-config message lists before "and N more"
+SHOWN_CHANGES = 4
+_ABSENT = object()
+
+
+def _flatten(value: Any, key: str, out: dict[str, Any]) -> None:
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            _flatten(v, f"{key}.{k}", out)
+    else:
+        out[key] = value
+
+
+def _show(value: Any) -> str:
+    if value is _ABSENT:
+        return "(absent)"
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    text = text.removesuffix("\n...").strip()
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @dataclass(frozen=True)
@@ -45,3 +66,30 @@ class StudySpec:
         return stable_hash(
             {"seed": self.seed, "workload": self.study.workload, "config": self.workload.result_config()}, length=64
         )
+
+    def result_keys(self, tree: dict[str, Any]) -> dict[str, Any]:
+        """The keys of a config tree that enter :attr:`config_hash`, flattened (``demo.alpha``)."""
+        out: dict[str, Any] = {"seed": tree.get("seed"), "study.workload": (tree.get("study") or {}).get("workload")}
+        section = tree.get(self.workload.section)
+        runtime = set(self.workload.runtime_keys)
+        for key, value in (section.items() if isinstance(section, dict) else ()):
+            if key not in runtime:
+                _flatten(value, f"{self.workload.section}.{key}", out)
+        return out
+
+    def describe_change(self, stored_yaml: str) -> str:
+        """The result-relevant keys whose values differ from a stored config, ``key old -> new``
+        (the first few, then "and N more"); "" when none can be named."""
+        try:
+            stored = yaml.safe_load(stored_yaml)
+        except yaml.YAMLError:
+            return ""
+        if not isinstance(stored, dict):
+            return ""
+        old, new = self.result_keys(stored), self.result_keys(self.tree)
+        changed = [k for k in sorted(old.keys() | new.keys()) if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
+        if not changed:
+            return ""
+        shown = [f"{k} {_show(old.get(k, _ABSENT))} -> {_show(new.get(k, _ABSENT))}" for k in changed[:SHOWN_CHANGES]]
+        more = len(changed) - SHOWN_CHANGES
+        return "changed: " + ", ".join(shown) + (f" and {more} more" if more > 0 else "")

@@ -29,6 +29,7 @@ from regulas.core.spec import StudySpec
 from regulas.core.task import Task
 from regulas.core.workload import StudyContext
 from regulas.execution.cluster import ClusterBackend, make_backend
+from regulas.execution.logs import port_of, third_party_logs_to_file
 from regulas.execution.probe import StoreGate
 from regulas.execution.progress import RunProgress
 from regulas.execution.worker import execute_task
@@ -111,6 +112,7 @@ def plan_study(spec: StudySpec, engine: Engine) -> tuple[int, bool, list[Task], 
         config_hash=spec.config_hash,
         root_seed=spec.seed,
         package_versions=package_versions(),
+        describe_change=spec.describe_change,
     )
     arrays = StudyArrays(spec.store.arrays_path, spec.study.name)
     ctx = StudyContext(name=spec.study.name, root_seed=spec.seed, arrays=arrays)
@@ -135,6 +137,14 @@ def run_study(spec: StudySpec, *, client: Client | None = None, progress: RunPro
     progress = progress or RunProgress(spec.execution.progress, spec.execution.progress_every_s)
     spec.workload.check_inputs(spec.seed)  # bad data stops the run before the store exists
     write_marker(StoreLayout(spec.store.root_path, db=spec.store.db, arrays=spec.store.arrays))
+    with third_party_logs_to_file(spec.store.root_path) as log_path:
+        summary = _run_study(spec, client, progress, t0)
+    if log_path.stat().st_size:
+        progress.message(f"messages of dask and other libraries: {log_path}")
+    return summary
+
+
+def _run_study(spec: StudySpec, client: Client | None, progress: RunProgress, t0: float) -> RunSummary:
     engine = open_write(spec.store.db_path, spec.workload.tables)
     try:
         study_id, resumed, tasks, status = plan_study(spec, engine)
@@ -207,7 +217,9 @@ def _execute(
     try:
         link = backend.dashboard_link() if backend is not None else None
         if link:
-            progress.message(f"dashboard: {link}")
+            wanted, got = port_of(getattr(spec.cluster, "dashboard_address", None)), port_of(link)
+            taken = f" (port {wanted} was taken)" if wanted and got and wanted != got else ""
+            progress.message(f"dashboard: {link}{taken}")
         gate = StoreGate(client, spec.store.root_path, timeout_s=spec.cluster.startup_timeout_s)
         try:
             progress.message(f"store {spec.store.root_path} is shared with the {len(gate.passed)} connected worker(s)")

@@ -208,8 +208,13 @@ def open_study(
     config_hash: str,
     root_seed: int,
     package_versions: dict[str, str],
+    describe_change: Callable[[str], str] | None = None,
 ) -> StudyRecord:
-    """Create the study row, or reopen it for a resume when the config hash matches."""
+    """Create the study row, or reopen it for a resume when the config hash matches.
+
+    A different hash is refused; ``describe_change(stored_config_yaml)`` says what differs
+    (the result-relevant keys, old -> new), else the message shows the two hashes.
+    """
     now = time.time()
     with engine.begin() as conn:
         row = conn.execute(select(study).where(study.c.name == name)).mappings().first()
@@ -231,9 +236,11 @@ def open_study(
             study_id = int(result.inserted_primary_key[0])  # type: ignore[index]
             return StudyRecord(study_id, name, config_hash, "running", resumed=False)
         if row["config_hash"] != config_hash:
+            change = describe_change(row["config_yaml"]) if describe_change is not None else ""
+            if not change:
+                change = f"stored hash {row['config_hash'][:12]}, now {config_hash[:12]}"
             raise StoreError(
-                f"study {name!r} already exists in this store with a different config "
-                f"(stored hash {row['config_hash'][:12]}, now {config_hash[:12]}); "
+                f"study {name!r} already exists in this store with a different config ({change}); "
                 "resume it with the same config, or pick another study.name or store.root"
             )
         conn.execute(

@@ -11,6 +11,9 @@ Merge order (later wins):
 4. overrides ``a.b=value`` (the key must exist), ``+a.b=value`` (adds a key) and
    ``group=option`` (selects another group file, e.g. ``cluster=slurm``).
 
+An error about a key names what set it: the override on the command line, or the
+``file:line`` of the key in the config or group file (see :mod:`.origins`).
+
 Values are parsed as YAML scalars or flow collections (``[1, 2]``). ``???`` marks a
 required value and ``${a.b}`` interpolates; both are checked by :func:`load_config`,
 so every error surfaces before any work starts.
@@ -27,27 +30,34 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from regulas.core.config.origins import Origins, Where, key_lines, override_source
 from regulas.core.config.regulas_format import experiment_override_key, is_regulas_experiment, wrap_experiment
-from regulas.core.errors import ConfigError
+from regulas.core.errors import ConfigError, did_you_mean
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
 GROUPS = ("cluster", "store")
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _load_yaml(path: Path) -> tuple[dict[str, Any], str]:
+    """A YAML file's top-level mapping and its text."""
     if not path.is_file():
         raise ConfigError("config file not found (expected a YAML file)", source=str(path))
+    text = path.read_text()
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", source=str(path)) from exc
     if data is None:
-        return {}
+        return {}, text
     if not isinstance(data, dict):
         raise ConfigError(
             f"the top level must be a mapping of keys, got a {type(data).__name__}", source=str(path)
         )
-    return data
+    return data, text
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    return _load_yaml(path)[0]
 
 
 #: the configs/ folder of a source checkout (editable install), searched last
@@ -65,7 +75,7 @@ def group_search_path(config_path: Path) -> list[Path]:
     return [folder, *folder.parents, *extra, SHIPPED_CONFIGS]
 
 
-def _find_group_file(group: str, option: str, search: list[Path], source: str) -> Path:
+def _find_group_file(group: str, option: str, search: list[Path], where: Where) -> Path:
     for folder in search:
         candidate = folder / group / f"{option}.yaml"
         if candidate.is_file():
@@ -74,20 +84,31 @@ def _find_group_file(group: str, option: str, search: list[Path], source: str) -
         {p.stem for folder in search if (folder / group).is_dir() for p in (folder / group).glob("*.yaml")}
     )
     allowed = ", ".join(options) if options else f"none found: no '{group}/' folder beside or above the config"
+    hint = did_you_mean(option, options)
     raise ConfigError(
-        f"no config group file {group}/{option}.yaml (given: {group}={option}); available: {allowed}",
+        f"no config group file {group}/{option}.yaml (given: {group}={option}); "
+        + (f"{hint} " if hint else "")
+        + f"available: {allowed}",
         key=group,
-        source=source,
+        source=where[0],
+        line=where[1],
     )
 
 
-def _parse_defaults_list(raw: Any, source: str) -> dict[str, str]:
+def _parse_defaults_list(raw: Any, source: str, lines: dict[str, int]) -> dict[str, tuple[str, Where]]:
+    """The groups a file's ``defaults:`` list selects: group -> (option, where it is selected)."""
     if raw is None:
         return {}
     if not isinstance(raw, list):
-        raise ConfigError("'defaults' must be a list such as [{cluster: local}, _self_]", key="defaults", source=source)
-    selected: dict[str, str] = {}
-    for item in raw:
+        raise ConfigError(
+            "'defaults' must be a list such as [{cluster: local}, _self_]",
+            key="defaults",
+            source=source,
+            line=lines.get("defaults"),
+        )
+    selected: dict[str, tuple[str, Where]] = {}
+    for i, item in enumerate(raw):
+        line = lines.get(f"defaults[{i}]", lines.get("defaults"))
         if item == "_self_":
             continue  # the file's own keys are always merged after its groups
         if not (isinstance(item, dict) and len(item) == 1):
@@ -95,15 +116,18 @@ def _parse_defaults_list(raw: Any, source: str) -> dict[str, str]:
                 f"each 'defaults' entry is '_self_' or one 'group: option' pair, got {item!r}",
                 key="defaults",
                 source=source,
+                line=line,
             )
         ((group, option),) = item.items()
         if group not in GROUPS:
+            hint = did_you_mean(group, GROUPS)
             raise ConfigError(
-                f"unknown config group {group!r}; allowed groups: {', '.join(GROUPS)}",
+                f"unknown config group {group!r}; " + (f"{hint} " if hint else "") + f"allowed groups: {', '.join(GROUPS)}",
                 key="defaults",
                 source=source,
+                line=line,
             )
-        selected[group] = str(option)
+        selected[group] = (str(option), (source, line))
     return selected
 
 
@@ -115,6 +139,7 @@ def _parse_value(text: str) -> Any:
 
 
 def _split_override(item: str) -> tuple[bool, str, Any]:
+    """``+a.b=1`` -> (True, "a.b", 1)."""
     add = item.startswith("+")
     body = item[1:] if add else item
     key, sep, value = body.partition("=")
@@ -127,6 +152,8 @@ def _split_override(item: str) -> tuple[bool, str, Any]:
 
 
 SectionDefaults = Callable[[DictConfig], dict[str, Any]]
+#: ``can_add(merged, key)``: whether ``+key=value`` may add ``key`` (its section accepts new keys)
+CanAdd = Callable[[DictConfig, str], bool]
 
 
 def load_config(
@@ -138,65 +165,112 @@ def load_config(
     merged config (a workload's own keys); they go under the file's keys, before the
     overrides, so ``demo.sleep_s=1`` works without ``+`` and ``show-config`` lists them.
     """
+    return load_config_traced(path, overrides, section_defaults)[0]
+
+
+def load_config_traced(
+    path: str | Path,
+    overrides: Sequence[str] = (),
+    section_defaults: SectionDefaults | None = None,
+    can_add: CanAdd | None = None,
+) -> tuple[DictConfig, Origins]:
+    """:func:`load_config`, plus where each key was set (:class:`Origins`): errors about a
+    key blame the override or the ``file:line`` that set it.
+
+    ``can_add(merged, key)`` tells whether adding ``key`` with ``+`` is legal; an unknown
+    key in an override is only answered with the ``+`` spelling where it is.
+    """
     config_path = Path(path)
     source = str(config_path)
-    body = _read_yaml(config_path)
-    groups = _parse_defaults_list(body.pop("defaults", None), source)
-    parsed = [_split_override(item) for item in overrides]
+    origins = Origins()
+    body, text = _load_yaml(config_path)
+    lines = key_lines(text)
+    groups = _parse_defaults_list(body.pop("defaults", None), source, lines)
+    parsed = [(*_split_override(item), item) for item in overrides]
+    rename = None
     if is_regulas_experiment(body):
         body = wrap_experiment(body)
-        parsed = [(add, experiment_override_key(key), value) for add, key, value in parsed]
+        parsed = [(add, experiment_override_key(key), value, item) for add, key, value, item in parsed]
+        if not isinstance(body.get("experiment"), dict) or "experiment" not in lines:
+            rename = experiment_override_key
 
     search = group_search_path(config_path)
-    plain: list[tuple[bool, str, Any]] = []
-    for add, key, value in parsed:
+    plain: list[tuple[bool, str, Any, str]] = []
+    for add, key, value, item in parsed:
         if key in GROUPS and not add and isinstance(value, str):
-            groups[key] = value
+            groups[key] = (value, (override_source(item), None))
         else:
-            plain.append((add, key, value))
+            plain.append((add, key, value, item))
 
-    merged = OmegaConf.create(_read_yaml(DEFAULTS_FILE))
-    for group, option in groups.items():
-        group_file = _find_group_file(group, option, search, source)
-        merged[group] = OmegaConf.create(_read_yaml(group_file))
+    merged = OmegaConf.create(_read_yaml(DEFAULTS_FILE))  # packaged defaults: blamed on the config file
+    for group, (option, where) in groups.items():
+        group_file = _find_group_file(group, option, search, where)
+        group_body, group_text = _load_yaml(group_file)
+        merged[group] = OmegaConf.create(group_body)
+        origins.add_file(str(group_file), group_text, prefix=group)
     try:
         merged = _merge(merged, OmegaConf.create(body))
     except OmegaConfBaseException as exc:
         raise ConfigError(f"cannot merge over the defaults: {exc}", source=source) from exc
+    origins.add_file(source, text, rename=rename)
     if section_defaults is not None:
         extra = section_defaults(merged)
         if extra:
             merged = _merge(OmegaConf.create(extra), merged)
 
-    for add, key, value in plain:
-        _apply_override(merged, key, value, add)
+    for add, key, value, item in plain:
+        _apply_override(merged, key, value, add, item, can_add)
+        origins.add_override(key, item)
 
-    _check_missing(merged, "", source)
     try:
-        OmegaConf.resolve(merged)
-    except OmegaConfBaseException as exc:
-        raise ConfigError(
-            f"cannot resolve interpolation: {exc}", key=getattr(exc, "full_key", None), source=source
-        ) from exc
-    return merged
+        _check_missing(merged, "", source)
+        try:
+            OmegaConf.resolve(merged)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(
+                f"cannot resolve interpolation: {exc}", key=getattr(exc, "full_key", None), source=source
+            ) from exc
+    except ConfigError as exc:
+        raise origins.blame(exc, source) from exc.__cause__
+    return merged, origins
 
 
-def _apply_override(cfg: DictConfig, key: str, value: Any, add: bool) -> None:
+def _key_paths(node: DictConfig, prefix: str = "") -> list[str]:
+    """Every key path of a config (mappings only), without resolving interpolations."""
+    out = []
+    for k in node.keys():
+        full = f"{prefix}.{k!s}" if prefix else str(k)
+        out.append(full)
+        child = node._get_node(k)  # noqa: SLF001 - walk without resolving interpolations
+        if isinstance(child, DictConfig):
+            out.extend(_key_paths(child, full))
+    return out
+
+
+def _apply_override(cfg: DictConfig, key: str, value: Any, add: bool, item: str, can_add: CanAdd | None) -> None:
+    where = override_source(item)
     parent, _, leaf = key.rpartition(".")
     node = OmegaConf.select(cfg, parent, throw_on_missing=False) if parent else cfg
     exists = isinstance(node, DictConfig) and leaf in node.keys()  # `in node` misses "???" values
     if not exists and not add:
-        allowed = ", ".join(str(k) for k in node.keys()) if isinstance(node, DictConfig) else "none"
-        raise ConfigError(
-            f"override {key}={value!r} sets a key the config does not have; use +{key}=... to add it "
-            f"(keys under '{parent or '<top>'}': {allowed})",
-            key=key,
-            source="command line",
-        )
+        siblings = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+        if isinstance(node, DictConfig):
+            hint = did_you_mean(leaf, siblings, prefix=f"{parent}." if parent else "")
+        else:  # the section itself is misspelt
+            hint = did_you_mean(key, _key_paths(cfg))
+        addable = can_add(cfg, key) if can_add is not None else True
+        message = "no such key" + (f"; {hint}" if hint else "")
+        if addable:
+            message += f" To add it, write +{key}=..." if hint else f"; to add it, write +{key}=..."
+        if isinstance(node, DictConfig):
+            listing = f"keys under '{parent or '<top>'}': {', '.join(siblings) or 'none'}"
+        else:
+            listing = f"no section '{parent}'"
+        raise ConfigError(f"{message} ({listing})", key=key, source=where)
     try:
         OmegaConf.update(cfg, key, value, merge=False, force_add=True)
     except OmegaConfBaseException as exc:
-        raise ConfigError(f"cannot set {key}={value!r}: {exc}", key=key, source="command line") from exc
+        raise ConfigError(f"cannot set {key}={value!r}: {exc}", key=key, source=where) from exc
 
 
 def _merge(base: DictConfig, top: DictConfig) -> DictConfig:

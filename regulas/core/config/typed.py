@@ -17,7 +17,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
-from regulas.core.errors import ConfigError
+from regulas.core.errors import ConfigError, did_you_mean
 
 T = TypeVar("T")
 
@@ -80,8 +80,10 @@ def build(cls: type[T], data: Any, prefix: str, *, source: str | None = None) ->
     unknown = [k for k in data if k not in fields]
     if unknown:
         key = f"{prefix}.{unknown[0]}" if prefix else str(unknown[0])
+        hint = did_you_mean(unknown[0], fields, prefix=f"{prefix}." if prefix else "")
         raise ConfigError(
-            f"unknown key (given: {data[unknown[0]]!r}); allowed keys here: {', '.join(sorted(fields))}",
+            f"unknown key (given: {data[unknown[0]]!r}); " + (f"{hint} " if hint else "")
+            + f"allowed keys here: {', '.join(sorted(fields))}",
             key=key,
             source=source,
         )
@@ -101,7 +103,15 @@ def build(cls: type[T], data: Any, prefix: str, *, source: str | None = None) ->
         if isinstance(value, int) and not isinstance(value, bool) and _accepts_float_only(tp):
             value = float(value)
         if not _matches(value, tp):
-            raise ConfigError(f"wrong type (given: {value!r}); expected {_describe(tp)}", key=key, source=source)
+            choices = _literal_strings(tp)
+            hint = did_you_mean(value, choices) if choices else ""
+            raise ConfigError(
+                f"{'not allowed' if choices and isinstance(value, str) else 'wrong type'} (given: {value!r}); "
+                + (f"{hint} " if hint else "")
+                + f"expected {_describe(tp)}",
+                key=key,
+                source=source,
+            )
         _check_path(value, f.metadata.get("path"), key, source)
         kwargs[name] = value
     obj = cls(**kwargs)
@@ -109,6 +119,43 @@ def build(cls: type[T], data: Any, prefix: str, *, source: str | None = None) ->
     if callable(check):
         check(prefix, source)
     return obj
+
+
+def _literal_strings(tp: Any) -> list[str]:
+    """The string values a ``Literal`` (also inside a union) allows."""
+    if get_origin(tp) is Literal:
+        return [a for a in get_args(tp) if isinstance(a, str)]
+    if get_origin(tp) in (Union, types.UnionType):
+        return [s for a in get_args(tp) for s in _literal_strings(a)]
+    return []
+
+
+def _open_mapping(tp: Any) -> bool:
+    """Whether a value of type ``tp`` may hold keys nobody declared (``Any``, ``dict``)."""
+    if tp is Any or tp is dict or get_origin(tp) is dict:
+        return True
+    return get_origin(tp) in (Union, types.UnionType) and any(_open_mapping(a) for a in get_args(tp))
+
+
+def accepts_key(cls: type, key: str) -> bool:
+    """Whether dataclass ``cls`` (a config section) has or may hold the dotted ``key``
+    below it: a declared field, or any key inside a field typed ``dict``/``Any``."""
+    name, _, rest = key.partition(".")
+    index = name.find("[")
+    if index >= 0:
+        name, rest = name[:index], name[index:] + (f".{rest}" if rest else "")
+    hints = typing.get_type_hints(cls)
+    if name not in hints:
+        return False
+    if not rest:
+        return True
+    tp = hints[name]
+    nested = _dataclass_in(tp)
+    if nested is not None and not rest.startswith("["):
+        return accepts_key(nested, rest)
+    if rest.startswith("[") and get_origin(tp) in (list, Union, types.UnionType):
+        return True  # an item of a list (its items are checked when the section is built)
+    return _open_mapping(tp)
 
 
 def _dataclass_in(tp: Any) -> type | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from regulas.core.config.typed import build
-from regulas.core.errors import ConfigError
+from regulas.core.errors import ConfigError, did_you_mean
 from regulas.execution.cluster.base import ClusterBackend, ClusterConfigBase
 
 GROUP = "regulas.cluster_backends"
@@ -34,8 +34,11 @@ def backend_names() -> list[str]:
 
 def backend_class(name: Any) -> type[ClusterBackend]:
     if not isinstance(name, str) or name not in backend_names():
+        hint = did_you_mean(name, backend_names())
         raise ConfigError(
-            f"unknown cluster backend (given: {name!r}); allowed: {', '.join(backend_names())}", key="cluster.backend"
+            f"unknown cluster backend (given: {name!r}); " + (f"{hint} " if hint else "")
+            + f"allowed: {', '.join(backend_names())}",
+            key="cluster.backend",
         )
     eps = {ep.name: ep for ep in entry_points(group=GROUP)}
     if name in eps:

@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import logging
+import signal
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from typing import Any
 
 from distributed import Client, LocalCluster
+from distributed.worker_memory import parse_memory_limit
 
 from regulas.core.config.typed import positive
 from regulas.core.errors import ClusterError
 from regulas.execution.cluster.base import ClusterBackend, ClusterConfigBase, blas_env, close_bounded, default_workers
+
+log = logging.getLogger(__name__)
+
+
+async def _block_sigint() -> None:
+    """Block SIGINT in the thread running this coroutine (the cluster's event loop).
+
+    Ctrl-C in a terminal signals the whole foreground process group, and each worker
+    process answered it with a ``KeyboardInterrupt`` traceback of its own. Worker processes
+    are spawned from threads the event loop starts; those threads and the processes they
+    spawn inherit the blocked signal (the mask survives fork and exec), so only the driver
+    sees Ctrl-C: it records the study as interrupted and closes the cluster, which stops
+    the workers with SIGTERM.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 
 
 @dataclass(frozen=True)
@@ -41,15 +60,20 @@ class LocalBackend(ClusterBackend):
     def start(self) -> Client:
         cfg = self.config
         kwargs: dict[str, Any] = {}
-        if cfg.memory_limit is not None:
-            kwargs["memory_limit"] = cfg.memory_limit
+        # dask's own choice for n_workers (this cluster starts with none, see below)
+        kwargs["memory_limit"] = (
+            cfg.memory_limit if cfg.memory_limit is not None else parse_memory_limit("auto", 1, self.n_workers, logger=log)
+        )
         if cfg.dashboard_address is None:
             # without a dashboard the scheduler still serves HTTP (health, metrics) on
             # 8787 and warns when another cluster holds that port: any free port will do
             kwargs["scheduler_kwargs"] = {"dashboard_address": "127.0.0.1:0"}
         try:
+            # start multiprocessing's resource tracker here: starting it later, on the event
+            # loop, would unblock SIGINT there again (Python 3.11 ends with SIG_UNBLOCK)
+            resource_tracker.ensure_running()
             self.cluster = LocalCluster(
-                n_workers=self.n_workers,
+                n_workers=0,  # started below, once the event loop blocks Ctrl-C
                 threads_per_worker=cfg.threads_per_worker,
                 processes=True,
                 dashboard_address=cfg.dashboard_address,
@@ -57,11 +81,19 @@ class LocalBackend(ClusterBackend):
                 silence_logs=40,
                 **kwargs,
             )
+            self.cluster.sync(_block_sigint)
+            self.cluster.scale(self.n_workers)
             self.client = Client(self.cluster, timeout=cfg.startup_timeout_s)
             self.client.wait_for_workers(1, timeout=cfg.startup_timeout_s)
         except (OSError, TimeoutError) as exc:
             self.close()
             raise ClusterError(f"could not start a LocalCluster of {self.n_workers} workers: {exc}") from exc
+        except BaseException:  # Ctrl-C while starting: stop what did start, keep the interrupt
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - distributed may fail to close a half-started cluster
+                log.debug("could not close the half-started LocalCluster", exc_info=True)
+            raise
         return self.client
 
     def dashboard_link(self) -> str | None:
@@ -74,5 +106,5 @@ class LocalBackend(ClusterBackend):
     def close(self) -> None:
         super().close()
         if self.cluster is not None:
-            close_bounded("the LocalCluster", self.cluster.close)
-            self.cluster = None
+            cluster, self.cluster = self.cluster, None
+            close_bounded("the LocalCluster", cluster.close)
