@@ -607,7 +607,7 @@ def test_walltime_formats(text: str, seconds: int) -> None:
         ("cluster.min_jobs=5", "key 'cluster.min_jobs': min_jobs (5) is larger than max_jobs (4)"),
         ("cluster.processes=3", "key 'cluster.processes': 1 cores cannot be split evenly into 3 worker processes"),
         ("cluster.retire_before_walltime_s=3600", "key 'cluster.retire_before_walltime_s': out of range (given: 3600.0)"),
-        ("cluster.queues=short", "key 'cluster.queues': override cluster.queues='short' sets a key the config does not have"),
+        ("cluster.queues=short", "key 'cluster.queues': no such key; did you mean 'cluster.queue'?"),
     ],
 )
 def test_bad_slurm_settings_are_named_before_any_work(demo_config: Path, override: str, message: str) -> None:
