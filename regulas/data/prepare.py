@@ -7,6 +7,7 @@ over the (n_samples, n_features) and (n_samples, n_events) matrices.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -237,7 +238,8 @@ def _prepare_y(Y: pd.DataFrame, opts: LoadOptions, raw: RawData, log: list[str])
             keep &= ~constant
             _note(log, f"dropped {int(constant.sum())} constant events")
     if opts.most_variable_events is not None and int(keep.sum()) > opts.most_variable_events:
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: excluded below
             variance = np.nanvar(np.where(present, v, np.nan), axis=0)
         variance = np.where(keep & np.isfinite(variance), variance, -np.inf)
         # stable sort on -variance: equal variances keep file order
