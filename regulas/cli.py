@@ -1,7 +1,9 @@
 """Command line of regulas: run, report, status, show-config, cluster-script.
 
 Exit codes: 0 all tasks done; 1 some task failed (recorded in the database);
-2 invalid config or store (nothing was started); 130 interrupted.
+2 invalid config or store (nothing was started), or the study is run by another driver;
+130 interrupted (Ctrl-C); 143 terminated by SIGTERM (SLURM walltime, ``scancel``) and 129 by
+SIGHUP: 128 + the signal number, as a shell reports it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from regulas import __version__
-from regulas.core.errors import ConfigError, RegulasError
+from regulas.core.errors import ConfigError, RegulasError, Terminated
 
 if TYPE_CHECKING:
     from regulas.core.spec import StudySpec
@@ -78,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # one line, whatever the YAML parser or OmegaConf put into the message
         print("regulas: error: " + " ".join(str(exc).split()), file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Terminated as exc:
+        print(f"regulas: terminated ({exc.signame}); finished tasks are saved, rerun the same command to resume", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("regulas: interrupted; finished tasks are saved, rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -115,12 +120,14 @@ def _cluster_script(config: str, overrides: Sequence[str]) -> int:
 
 
 def _run(config: str, overrides: Sequence[str]) -> int:
+    from regulas.execution.signals import stop_on_signals
     from regulas.study import load_study, run
 
     spec = load_study(config, overrides)
     if spec.workload.reports_only:
         return _write_reports(spec)
-    result = run(spec)
+    with stop_on_signals():
+        result = run(spec)
     summary = result.summary
     out = sys.stdout
     print(

@@ -315,3 +315,52 @@ def test_task_that_kills_its_worker_is_recorded(tmp_path: Path, demo_config: Pat
         assert '"block": 2' in block
         assert etype == "distributed.scheduler.KilledWorker" and "died" in message
     assert query(db, "SELECT count(*) FROM score")[0][0] == 8 * 20 * 2
+
+
+def _stop_mid_run(root: Path, argv: list[str], sig: signal.Signals, *, at_least: int = 4) -> tuple[int, str, float]:
+    """Start ``regulas run``, send ``sig`` to its whole process group (as SLURM and a closing
+    terminal do) once ``at_least`` tasks are done; return (exit code, stderr, seconds to exit)."""
+    proc = subprocess.Popen(regulas_cmd(*argv), cwd=REPO, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_done(root / "regulas.db", at_least, proc)
+        os.killpg(proc.pid, sig)
+        sent = time.monotonic()
+        _, stderr = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return proc.returncode, stderr, took
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_stop_like_ctrl_c_and_resume(tmp_path: Path, demo_config: Path, sig: signal.Signals) -> None:
+    root = tmp_path / "out"
+    db = root / "regulas.db"
+    common = [*SMALL, "demo.n_targets=100", "demo.sleep_s=0.3", "execution.commit_every_s=0.1", *QUIET]
+    argv = ["run", str(demo_config), f"store.root={root}", *common]
+    code, stderr, took = _stop_mid_run(root, argv, sig)
+    assert code == 128 + sig, stderr
+    assert took < 20
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert stderr.splitlines()[-1] == (
+        f"regulas: terminated ({sig.name}); finished tasks are saved, rerun the same command to resume"
+    ), stderr
+    assert query(db, "SELECT status FROM study") == [("interrupted",)]
+    done = query(db, "SELECT count(*) FROM task WHERE status='done'")[0][0]
+    assert 4 <= done < 25 and query(db, "SELECT count(*) FROM score")[0][0] == done * 20 * 2
+    status = run_cli(["status", str(root)])
+    assert "study 'demo' (demo): interrupted" in status.stdout and "rate" not in status.stdout, status.stdout
+    if sig != signal.SIGTERM:
+        return
+    resumed = run_cli(argv)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"{done} already done" in resumed.stderr
+    assert query(db, "SELECT status, runs FROM study") == [("done", 2)]
+    clean = tmp_path / "uninterrupted"
+    straight = run_cli(["run", str(demo_config), f"store.root={clean}", *common])
+    assert straight.returncode == 0, straight.stdout + straight.stderr
+    assert _scores(db) == _scores(clean / "regulas.db")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import signal
 from collections.abc import Iterable
 
 
@@ -72,3 +73,16 @@ class OwnershipError(StoreError):
 
 class ClusterError(RegulasError):
     """The Dask cluster could not be started or reached."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The driver was asked to stop by a signal other than Ctrl-C (SIGTERM, SIGHUP).
+
+    A :class:`KeyboardInterrupt`, so the interrupt path does the work (commit the finished
+    tasks, mark the study ``interrupted``); ``signum`` gives the CLI its exit code (128 + signum).
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.signame = signal.Signals(signum).name
+        super().__init__(self.signame)

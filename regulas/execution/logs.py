@@ -1,4 +1,4 @@
-"""Keep third-party chatter off the console: Dask, distributed, bokeh and tornado log records
+"""Keep third-party chatter off the console: Dask, distributed, bokeh, tornado and asyncio log records
 and warnings go to ``<store.root>/logs/driver.log`` while a study runs.
 
 The console keeps regulas's own lines (progress, one line per problem); what the libraries
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 #: loggers (and the packages whose warnings) that go to the log file
-THIRD_PARTY = ("distributed", "dask", "bokeh", "tornado")
+THIRD_PARTY = ("distributed", "dask", "bokeh", "tornado", "asyncio")
 LOG_FILE = Path("logs") / "driver.log"
 
 

@@ -42,7 +42,8 @@ def format_status(root: Path, study_name: str | None = None, max_failures: int =
                 (sid, resumed or started),
             ).fetchone()
             n, first, last = window
-            if n and n > 1 and last > first:
+            # an interrupted run's rate says nothing about when it will end: none shown
+            if status != "interrupted" and n and n > 1 and last > first:
                 rate = (n - 1) / (last - first)
                 remaining = total - done - counts.get("failed", 0)
                 eta = f", ETA {remaining / rate:.0f} s" if status == "running" and remaining else ""
