@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -155,6 +156,7 @@ def test_resume_after_driver_sigkill(tmp_path: Path, demo_config: Path) -> None:
         _wait_for_done(db, 12, proc)
         status = run_cli(["status", str(root)])  # readable while the driver writes
         assert status.returncode == 0 and "study 'demo' (demo): running" in status.stdout, status.stdout
+        assert "driver gone" not in status.stdout
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -163,6 +165,10 @@ def test_resume_after_driver_sigkill(tmp_path: Path, demo_config: Path) -> None:
         except ProcessLookupError:
             pass
     assert proc.returncode == -signal.SIGKILL
+    assert (root / "leases" / "demo.lease").is_file()  # left behind: its pid is gone
+    status = run_cli(["status", str(root)])
+    assert "running" in status.stdout and "  driver gone (last heartbeat " in status.stdout, status.stdout
+    assert "rate" not in status.stdout and "ETA" not in status.stdout, status.stdout
     done_before = {k for (k,) in query(db, "SELECT key FROM task WHERE status='done'")}
     assert 12 <= len(done_before) < 50
     rows_before = query(db, "SELECT count(*) FROM score")[0][0]
@@ -172,6 +178,8 @@ def test_resume_after_driver_sigkill(tmp_path: Path, demo_config: Path) -> None:
     resumed = run_cli(["run", str(demo_config), f"store.root={root}", f"demo.trace_dir={traces}", *common])
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"{len(done_before)} already done" in resumed.stderr
+    assert f"taking over the stale lease of study 'demo' held by pid {proc.pid} on " in resumed.stderr, resumed.stderr
+    assert not (root / "leases" / "demo.lease").exists()  # released at the end
     traces_after = _traces(traces)
     recomputed = [k for k in done_before if traces_after[k] != traces_before[k]]
     assert recomputed == []  # no task that was done is computed again
@@ -364,3 +372,67 @@ def test_sigterm_and_sighup_stop_like_ctrl_c_and_resume(tmp_path: Path, demo_con
     straight = run_cli(["run", str(demo_config), f"store.root={clean}", *common])
     assert straight.returncode == 0, straight.stdout + straight.stderr
     assert _scores(db) == _scores(clean / "regulas.db")
+
+
+def _study_scores(db: Path, study: str) -> list[tuple]:
+    return query(db, "SELECT target, method, split, metric, value, value_is_nan FROM score JOIN study ON study.id = score.study_id "
+                 "WHERE study.name = ? ORDER BY target, split, metric", (study,))
+
+
+def test_one_driver_per_study_and_studies_side_by_side(tmp_path: Path, demo_config: Path) -> None:
+    """Three drivers start together on one store: two on study 'demo' (one is refused at once,
+    naming the other), one on study 'other' (runs beside it). Both studies complete."""
+    root = tmp_path / "out"
+    common = [f"store.root={root}", "demo.n_targets=100", "demo.block_size=20", "demo.n_splits=3",
+              "cluster.n_workers=1", "demo.sleep_s=0.2", *QUIET]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = [
+        subprocess.Popen(regulas_cmd("run", str(demo_config), *common, *extra), cwd=REPO, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for extra in ([], [], ["study.name=other"])
+    ]
+    try:
+        outs = [p.communicate(timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    codes = [p.returncode for p in procs]
+    assert sorted(codes[:2]) == [0, 2] and codes[2] == 0, outs
+    loser, winner = (0, 1) if codes[0] == 2 else (1, 0)
+    (line,) = outs[loser][1].splitlines()
+    assert line.startswith("regulas: error: study 'demo' is being run by another driver: "
+                           f"pid {procs[winner].pid} on "), line
+    assert " since " in line and "last heartbeat" in line
+    db = root / "regulas.db"
+    assert query(db, "SELECT name, status, runs FROM study ORDER BY name") == [("demo", "done", 1), ("other", "done", 1)]
+    assert not list((root / "leases").iterdir())  # both released
+    clean = tmp_path / "clean"
+    straight = run_cli(["run", str(demo_config), *common, f"store.root={clean}"])
+    assert straight.returncode == 0, straight.stderr
+    expected = _study_scores(clean / "regulas.db", "demo")
+    assert len(expected) == 100 * 3 * 2
+    assert _study_scores(db, "demo") == expected == _study_scores(db, "other")
+
+
+def test_live_foreign_lease_refuses_before_the_store_is_touched(tmp_path: Path, demo_config: Path) -> None:
+    """A lease held on another host with a fresh heartbeat: exit 2 at once, no database made;
+    the same lease with an old heartbeat is taken over."""
+    root = tmp_path / "out"
+    lease = root / "leases" / "demo.lease"
+    lease.parent.mkdir(parents=True)
+    started = time.time() - 3600
+    lease.write_text(json.dumps({"host": "node042", "pid": 4242, "slurm_job_id": "777", "started_at": started,
+                                 "timeout_s": 60, "token": "abc"}))
+    argv = ["run", str(demo_config), f"store.root={root}", "demo.n_targets=40", "demo.block_size=20",
+            "demo.n_splits=2", "cluster.n_workers=1", *QUIET]
+    refused = run_cli(argv)
+    assert refused.returncode == 2, refused.stderr
+    assert "pid 4242 on node042 (SLURM job 777) since " in refused.stderr
+    assert not (root / "regulas.db").exists()
+    os.utime(lease, (time.time() - 61, time.time() - 61))
+    taken = run_cli(argv)
+    assert taken.returncode == 0, taken.stderr
+    assert "taking over the stale lease of study 'demo' held by pid 4242 on node042" in taken.stderr
+    assert re.search(r"last heartbeat 6\d s ago, more than 60 s", taken.stderr), taken.stderr
+    assert not lease.exists()

@@ -44,6 +44,7 @@ from regulas.store.database import (
     register_tasks,
     write_study_rows,
 )
+from regulas.store.lease import acquire_lease
 from regulas.store.root import StoreLayout, write_marker
 from regulas.store.sink import Sink, TaskOutcome
 
@@ -137,8 +138,15 @@ def run_study(spec: StudySpec, *, client: Client | None = None, progress: RunPro
     progress = progress or RunProgress(spec.execution.progress, spec.execution.progress_every_s)
     spec.workload.check_inputs(spec.seed)  # bad data stops the run before the store exists
     write_marker(StoreLayout(spec.store.root_path, db=spec.store.db, arrays=spec.store.arrays))
-    with third_party_logs_to_file(spec.store.root_path) as log_path:
-        summary = _run_study(spec, client, progress, t0)
+    # one driver per study: refused here, before the study's tables or arrays are touched
+    lease = acquire_lease(
+        spec.store.root_path, spec.study.name, timeout_s=spec.execution.lease_timeout_s, log=progress.message
+    )
+    try:
+        with third_party_logs_to_file(spec.store.root_path) as log_path:
+            summary = _run_study(spec, client, progress, t0)
+    finally:
+        lease.release()
     if log_path.stat().st_size:
         progress.message(f"messages of dask and other libraries: {log_path}")
     return summary

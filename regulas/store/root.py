@@ -9,6 +9,7 @@ Written by the driver when it first opens a root; a root made before the marker 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def write_marker(layout: StoreLayout) -> None:
             )
         return
     layout.root.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".tmp{os.getpid()}")  # two drivers starting together each write their own
     tmp.write_text(json.dumps({"format": FORMAT, "db": layout.db, "arrays": layout.arrays}, indent=1) + "\n")
     tmp.replace(path)  # atomic: a reader never sees half a marker
 

@@ -9,12 +9,15 @@ from typing import cast
 
 from regulas.core.errors import StoreError
 from regulas.store.database import open_read
+from regulas.store.lease import lease_path, read_holder
 from regulas.store.root import find_layout
 
 
 def format_status(root: Path, study_name: str | None = None, max_failures: int = 10) -> str:
     """Progress and failures of the studies of the store at ``root`` (a store root or its database)."""
-    engine = open_read(find_layout(root).db_path)
+    layout = find_layout(root)
+    root_dir = layout.root
+    engine = open_read(layout.db_path)
     raw = engine.raw_connection()
     conn = cast(sqlite3.Connection, raw.driver_connection)
     try:
@@ -36,6 +39,9 @@ def format_status(root: Path, study_name: str | None = None, max_failures: int =
                 f"{counts.get('running', 0)} running, {counts.get('pending', 0)} pending, {counts.get('failed', 0)} failed"
             )
             out.append(line)
+            driver_gone = status == "running" and _driver_gone(root_dir, name)
+            if driver_gone:
+                out.append(f"  driver gone ({driver_gone}); rerun the same command to resume")
             window = conn.execute(
                 "SELECT count(*), min(finished_at), max(finished_at) FROM task "
                 "WHERE study_id=? AND status='done' AND finished_at >= ?",
@@ -43,7 +49,7 @@ def format_status(root: Path, study_name: str | None = None, max_failures: int =
             ).fetchone()
             n, first, last = window
             # an interrupted run's rate says nothing about when it will end: none shown
-            if status != "interrupted" and n and n > 1 and last > first:
+            if status != "interrupted" and not driver_gone and n and n > 1 and last > first:
                 rate = (n - 1) / (last - first)
                 remaining = total - done - counts.get("failed", 0)
                 eta = f", ETA {remaining / rate:.0f} s" if status == "running" and remaining else ""
@@ -63,6 +69,16 @@ def format_status(root: Path, study_name: str | None = None, max_failures: int =
     finally:
         raw.close()
         engine.dispose()
+
+
+def _driver_gone(root: Path, study: str) -> str:
+    """Why the driver of a ``running`` study is gone ("" when its lease is alive)."""
+    holder = read_holder(lease_path(root, study))
+    if holder is None:
+        return "no lease: no driver holds it"
+    if holder.gone():
+        return f"last heartbeat {holder.age_s:.0f} s ago"
+    return ""
 
 
 def require_finished_study(db: Path, study_name: str) -> int:

@@ -76,9 +76,10 @@ class ExecutionSection:
     commit_every_rows: int = 200_000
     progress: Literal["auto", "bar", "log", "none"] = "auto"
     progress_every_s: float = 10.0
+    lease_timeout_s: float = 60.0
 
     def check(self, prefix: str, source: str | None) -> None:
-        for key in ("max_in_flight", "max_attempts", "commit_every_rows", "progress_every_s"):
+        for key in ("max_in_flight", "max_attempts", "commit_every_rows", "progress_every_s", "lease_timeout_s"):
             positive(getattr(self, key), f"{prefix}.{key}", source)
         positive(self.commit_every_s, f"{prefix}.commit_every_s", source, allow_zero=True)
 
