@@ -722,3 +722,22 @@ def test_rows_classes_are_checked_against_their_tables(db_path: Path) -> None:
 
     with pytest.raises(StoreError, match=r"unknown \['metirc'\], missing \['metric'\]"):
         open_write(db_path, WorkloadTables(results=(score,), rows=(Misspelt,)))
+
+
+def test_version_4_store_is_upgraded_with_study_input(engine: Engine, db_path: Path) -> None:
+    """Schema 5 adds ``study_input``: a version-4 store keeps its studies and gains the table."""
+    record = new_study(engine)
+    engine.dispose()
+    conn = sqlite3.connect(db_path)
+    conn.execute("DROP TABLE study_input")
+    conn.execute("UPDATE regulas_meta SET value='4' WHERE key='schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match=r"schema version 4, older .* rerun `regulas run`"):
+        open_read(db_path)
+    open_all(db_path).dispose()
+    assert sql(db_path, "SELECT value FROM regulas_meta WHERE key='schema_version'") == [(str(SCHEMA_VERSION),)]
+    assert SCHEMA_VERSION == 5
+    assert sql(db_path, "SELECT id, name FROM study") == [(record.id, "s")]
+    assert sql(db_path, "SELECT name FROM sqlite_master WHERE type='table' AND name='study_input'") == [("study_input",)]
+

@@ -49,10 +49,15 @@ def _migrate_3_to_4(conn: Any) -> None:
         conn.exec_driver_sql("ALTER TABLE score RENAME COLUMN is_nan TO value_is_nan")
 
 
+def _migrate_4_to_5(conn: Any) -> None:
+    """Additive: ``create_all`` adds ``study_input``. A study of a version-4 store has no
+    recorded inputs; its next run records them as they are then."""
+
+
 #: older schema version -> what brings it to this one; ``create_all`` then adds the tables
-#: it lacks (version 1 had no splicing tables at all). Version 2 stored splicing results by
-#: event name (3 by index): no migration.
-UPGRADES: dict[int, Callable[[Any], None]] = {1: _migrate_3_to_4, 3: _migrate_3_to_4}
+#: it lacks (version 1 had no splicing tables at all, version 4 no ``study_input``). Version 2
+#: stored splicing results by event name (3 by index): no migration.
+UPGRADES: dict[int, Callable[[Any], None]] = {1: _migrate_3_to_4, 3: _migrate_3_to_4, 4: _migrate_4_to_5}
 
 
 def _sync_views(conn: Any, views: Mapping[str, str]) -> None:
@@ -349,3 +354,4 @@ def register_arrays(engine: Engine, study_id: int, arrays: Iterable[dict[str, An
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+
