@@ -741,3 +741,43 @@ def test_version_4_store_is_upgraded_with_study_input(engine: Engine, db_path: P
     assert sql(db_path, "SELECT id, name FROM study") == [(record.id, "s")]
     assert sql(db_path, "SELECT name FROM sqlite_master WHERE type='table' AND name='study_input'") == [("study_input",)]
 
+
+def test_pinned_inputs_are_checked_by_stat_then_content(engine: Engine, tmp_path: Path) -> None:
+    import os
+
+    from regulas.store.database import check_data_fingerprint, check_pinned_inputs, delete_study, record_inputs
+    from regulas.store.inputs import FileState
+
+    data = tmp_path / "psi.tsv"
+    data.write_text("a\t0.5\n")
+    record = new_study(engine)
+    record_inputs(engine, record.id, [FileState.of(data)], "fp-1")
+    assert sql(engine.url.database, "SELECT kind, size, digest FROM study_input ORDER BY kind") == [  # type: ignore[arg-type]
+        ("data", None, "fp-1"), ("file", 6, FileState.of(data, digest=True).sha256)]
+
+    def check(fingerprint: str = "fp-1") -> Any:
+        return check_pinned_inputs(engine, name="s", config_hash=HASH_A, files=[FileState.of(data)],
+                                   data_fingerprint=fingerprint, config="study.yaml")
+
+    assert check().changed == [] and check().refreshed == []
+    os.utime(data, (1_000_000_000, 1_000_000_000))  # new mtime, same content: trusted after hashing
+    refreshed = check().refreshed
+    assert [f.mtime for f in refreshed] == [1_000_000_000]
+    record_inputs(engine, record.id, refreshed)  # what the runner does: the new stat is recorded
+    assert check().refreshed == []
+    data.write_text("a\t0.6\n")  # same size, new content
+    os.utime(data, (1_000_000_000, 1_000_000_000))
+    assert check().changed == []  # same size and mtime: trusted without reading (the cheap check)
+    os.utime(data, (1_000_000_500, 1_000_000_500))
+    with pytest.raises(StoreError) as info:
+        check()
+    msg = str(info.value)
+    assert str(data) in msg and "size 6 -> 6 bytes" in msg and "content differs" in msg
+    assert "study.name or store.root" in msg and "regulas run study.yaml --restart" in msg
+    with pytest.raises(StoreError, match=r"the input data \(fingerprint fp-1 -> fp-2\)"):
+        check_pinned_inputs(engine, name="s", config_hash=HASH_A, files=[], data_fingerprint="fp-2", config="c.yaml")
+    with pytest.raises(StoreError, match=r"fingerprint fp-1 -> fp-3"):
+        check_data_fingerprint(engine, record.id, "fp-3", name="s", config="c.yaml")
+    assert check_pinned_inputs(engine, name="other", config_hash=HASH_A, files=[], data_fingerprint=None, config="c") is None
+    assert delete_study(engine, "s") and sql(engine.url.database, "SELECT count(*) FROM study_input") == [(0,)]  # type: ignore[arg-type]
+

@@ -16,6 +16,7 @@ API enforces two rules instead of trusting a convention:
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,6 +146,13 @@ class StudyArrays:
                             f"tasks {other} and {task_key} both own unit {unit} of array {region.array!r}; "
                             "each chunk (or shard) must have exactly one writer"
                         )
+
+    def remove(self) -> bool:
+        """Delete the study's Zarr group and everything in it; True when it existed."""
+        if not self.group_path.exists():
+            return False
+        shutil.rmtree(self.group_path)
+        return True
 
     def describe(self) -> list[dict[str, Any]]:
         return [
