@@ -781,3 +781,20 @@ def test_pinned_inputs_are_checked_by_stat_then_content(engine: Engine, tmp_path
     assert check_pinned_inputs(engine, name="other", config_hash=HASH_A, files=[], data_fingerprint=None, config="c") is None
     assert delete_study(engine, "s") and sql(engine.url.database, "SELECT count(*) FROM study_input") == [(0,)]  # type: ignore[arg-type]
 
+
+def test_missing_units_maps_regions_to_chunk_files(tmp_path: Path) -> None:
+    arrays = StudyArrays(tmp_path / "arrays.zarr", "s")
+    arrays.create(ArraySpec("a", (4, 6), (2, 3)))
+    arrays.create(ArraySpec("b", (4, 6), (1, 3), shards=(2, 3)))
+    owned = [(f"t{i}", (Region.of("a", slice(2 * i, 2 * i + 2), slice(0, 6)), Region.of("b", slice(2 * i, 2 * i + 2), slice(0, 6))))
+             for i in range(2)]
+    assert arrays.missing_units(owned) == {"t0": {"a", "b"}, "t1": {"a", "b"}}  # nothing written yet
+    for _key, regions in owned:
+        writer = RegionWriter(str(arrays.store_path), "s", regions)
+        for r in regions:
+            writer.write(r, np.full(r.shape, np.nan))  # all fill value: written anyway
+    assert arrays.missing_units(owned) == {}
+    (arrays.group_path / "a" / "c" / "1" / "1").unlink()
+    (arrays.group_path / "b" / "c" / "0" / "0").unlink()
+    assert arrays.missing_units(owned) == {"t1": {"a"}, "t0": {"b"}}
+    assert arrays.remove() and not arrays.group_path.exists()

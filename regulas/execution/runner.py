@@ -46,6 +46,7 @@ from regulas.store.database import (
     record_inputs,
     register_arrays,
     register_tasks,
+    reopen_tasks,
     write_study_rows,
 )
 from regulas.store.inputs import FileState
@@ -111,7 +112,7 @@ def plan_study(
     spec: StudySpec, engine: Engine, progress: RunProgress | None = None
 ) -> tuple[int, bool, list[Task], dict[str, TaskState]]:
     """Driver-side preparation: pinned inputs, study row, inputs, arrays, plan, ownership,
-    task rows.
+    task rows, chunk files of the done tasks.
 
     A rerun whose input files or data fingerprint differ from those recorded at the
     study's first run is refused here, before anything is written.
@@ -149,6 +150,16 @@ def plan_study(
     register_arrays(engine, record.id, arrays.describe())
     write_study_rows(engine, record.id, spec.workload.study_rows(ctx))
     status = register_tasks(engine, record.id, tasks)
+    done = [t for t in tasks if status[t.key].status == "done"]
+    lost = arrays.missing_units((t.key, t.regions) for t in done)
+    if lost:
+        reopen_tasks(engine, record.id, lost)
+        names = sorted({a for arrays_of in lost.values() for a in arrays_of})
+        if progress is not None:
+            progress.message(
+                f"{len(lost)} done task(s) have chunk files missing in array(s) {', '.join(names)}: they run again"
+            )
+        status = register_tasks(engine, record.id, tasks)
     return record.id, record.resumed, tasks, status
 
 

@@ -439,3 +439,19 @@ def delete_study(engine: Engine, name: str) -> bool:
         result = conn.execute(study.delete().where(study.c.name == name))
         return bool(result.rowcount)
 
+
+def reopen_tasks(engine: Engine, study_id: int, keys: Iterable[str]) -> int:
+    """Set done tasks back to pending and delete their result rows (they run again)."""
+    keys = list(keys)
+    if not keys:
+        return 0
+    with engine.begin() as conn:
+        ids = [r[0] for r in conn.execute(
+            select(task.c.id).where(task.c.study_id == study_id, task.c.status == "done", task.c.key.in_(keys))
+        )]
+        present = {n for (n,) in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")}
+        for name, table in schema.result_tables().items():
+            if name in present:
+                conn.execute(table.delete().where(table.c.task_id.in_(ids)))
+        conn.execute(update(task).where(task.c.id.in_(ids)).values(status="pending"))
+        return len(ids)
