@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run (or resume) a study")
     run.add_argument("config", help="study config YAML")
     run.add_argument("overrides", nargs="*", default=[], help=OVERRIDES_HELP)
+    run.add_argument("--restart", action="store_true",
+                     help="discard the study's stored results (rows and arrays) and run it from the start")
 
     report = sub.add_parser("report", help="rerun a finished study's reports from its database (no refitting)")
     report.add_argument("config", help="the study config (or a regulAS report-only config), or a store root")
@@ -69,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "show-config":
             return _show_config(args.config, args.overrides)
         if args.command == "run":
-            return _run(args.config, args.overrides)
+            return _run(args.config, args.overrides, restart=args.restart)
         if args.command == "report":
             return _report(args.config, args.overrides, args.study)
         if args.command == "cluster-script":
@@ -119,7 +121,7 @@ def _cluster_script(config: str, overrides: Sequence[str]) -> int:
     return EXIT_OK
 
 
-def _run(config: str, overrides: Sequence[str]) -> int:
+def _run(config: str, overrides: Sequence[str], *, restart: bool = False) -> int:
     from regulas.execution.signals import stop_on_signals
     from regulas.study import load_study, run
 
@@ -127,7 +129,7 @@ def _run(config: str, overrides: Sequence[str]) -> int:
     if spec.workload.reports_only:
         return _write_reports(spec)
     with stop_on_signals():
-        result = run(spec)
+        result = run(spec, restart=restart)
     summary = result.summary
     out = sys.stdout
     print(

@@ -168,9 +168,12 @@ class StudyRun:
     reports: ReportRun | None
 
 
-def run(spec: StudySpec, *, progress: RunProgress | None = None) -> StudyRun:
-    """Run (or resume) a study to the end, then write its reports if every task is done."""
-    summary = run_study(spec, progress=progress)
+def run(spec: StudySpec, *, progress: RunProgress | None = None, restart: bool = False) -> StudyRun:
+    """Run (or resume) a study to the end, then write its reports if every task is done.
+
+    ``restart``: discard the study's stored results first and run it from the start.
+    """
+    summary = run_study(spec, progress=progress, restart=restart)
     reports = write_reports(spec.workload, layout_of(spec), spec.study.name) if summary.ok else None
     return StudyRun(summary, reports)
 

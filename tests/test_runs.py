@@ -436,3 +436,34 @@ def test_live_foreign_lease_refuses_before_the_store_is_touched(tmp_path: Path, 
     assert "taking over the stale lease of study 'demo' held by pid 4242 on node042" in taken.stderr
     assert re.search(r"last heartbeat 6\d s ago, more than 60 s", taken.stderr), taken.stderr
     assert not lease.exists()
+
+
+def test_rerun_recomputes_done_tasks_whose_chunk_files_are_gone(tmp_path: Path, demo_config: Path) -> None:
+    """Delete one ``pred`` chunk file of a finished study: the rerun sends exactly the task
+    that owns it back to work, and the arrays and scores equal those of the first run."""
+    root = tmp_path / "out"
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    argv = ["run", str(demo_config), f"store.root={root}", f"demo.trace_dir={traces}", *SMALL, *QUIET]
+    first = run_cli(argv)
+    assert first.returncode == 0, first.stdout + first.stderr
+    db = root / "regulas.db"
+    pred_path = root / "arrays.zarr" / "demo" / "pred"
+    pred_before = zarr.open_array(str(root / "arrays.zarr"), path="demo/pred", mode="r")[:]
+    scores_before = _scores(db)
+    traces_before = _traces(traces)
+    (pred_path / "c" / "2" / "0" / "3").unlink()  # split 2, targets 60..80: one task's unit
+    (owner,) = [k for (k, block) in query(db, "SELECT key, block FROM task")
+                if json.loads(block)["split"] == 2 and json.loads(block)["targets"] == [60, 80]]
+
+    again = run_cli(argv)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "1 done task(s) have chunk files missing in array(s) pred: they run again" in again.stderr
+    assert "49 already done, 1 to run" in again.stderr
+    traces_after = _traces(traces)
+    assert [k for k in traces_after if traces_after[k] != traces_before[k]] == [owner]
+    np.testing.assert_array_equal(zarr.open_array(str(root / "arrays.zarr"), path="demo/pred", mode="r")[:], pred_before)
+    assert _scores(db) == scores_before  # its rows were replaced, not doubled
+    assert _task_status(db) == Counter({"done": 50})
+    third = run_cli(argv)
+    assert third.returncode == 0 and "50 already done, 0 to run" in third.stderr, third.stderr

@@ -472,3 +472,55 @@ def test_shalek2013_missing_psi_kept_per_event(tmp_path: Path) -> None:
         assert mse == pytest.approx(mean_squared_error(Y[te, j], search.predict(X[te])), rel=1e-9, abs=1e-12)
     n_models = query(db, "SELECT count(*) FROM splice_model")[0][0]
     assert query(db, "SELECT count(*) FROM splice_score") == [(len(events) * n_models * 4,)]
+
+
+def test_changed_input_file_stops_the_rerun_until_restart(tmp_path: Path) -> None:
+    """Edit one PSI value of a finished study's input: the rerun (same config, so same config
+    hash) is refused before it writes anything; ``--restart`` discards the old results and the
+    study then equals a clean run on the new data."""
+    expr, psi = write_dataset(tmp_path)
+    config = study_config(tmp_path, expr, psi, selection="outer")
+    args = ["run", str(config), "cluster.n_workers=2", *QUIET]
+    first = run_cli(args)
+    assert first.returncode == 0, first.stdout + first.stderr
+    root = tmp_path / "out"
+    db = root / "regulas.db"
+    pinned = query(db, "SELECT kind, path FROM study_input ORDER BY kind, path")
+    assert pinned == [("data", ""), ("file", str(expr)), ("file", str(psi))]
+
+    os.utime(expr)  # touched, same content: trusted after hashing, the rerun resumes
+    touched = run_cli(args)
+    assert touched.returncode == 0 and "18 already done, 0 to run" in touched.stderr, touched.stderr
+
+    table = pd.read_csv(psi, sep="\t", index_col=0)
+    table.iloc[0, 0] = 0.1234 if table.iloc[0, 0] != 0.1234 else 0.4321
+    table.to_csv(psi, sep="\t")
+    before_db = query(db, "SELECT key, status, attempts FROM task ORDER BY key")
+    before_runs = query(db, "SELECT runs, status FROM study")
+    y_path = root / "arrays.zarr" / "small" / "Y"
+    before_y = {p: p.stat().st_mtime_ns for p in y_path.rglob("*") if p.is_file()}
+    refused = run_cli(args)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    (line,) = [ln for ln in refused.stderr.splitlines() if ln.startswith("regulas: error:")]
+    assert str(psi) in line and str(expr) not in line and "bytes" in line and "modified" in line
+    assert "study.name or store.root" in line and f"regulas run {config} --restart" in line
+    # nothing was written: the same tasks and study row, Zarr untouched
+    assert query(db, "SELECT key, status, attempts FROM task ORDER BY key") == before_db
+    assert query(db, "SELECT runs, status FROM study") == before_runs
+    assert {p: p.stat().st_mtime_ns for p in y_path.rglob("*") if p.is_file()} == before_y
+
+    restarted = run_cli([*args, "--restart"])
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert "its results are discarded (--restart)" in restarted.stderr
+    clean = run_cli([*args, f"store.root={tmp_path / 'clean'}"])
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    a, b = load_arrays(root, "small"), load_arrays(tmp_path / "clean", "small")
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert query(db, "SELECT runs, status FROM study") == [(1, "done")]
+    keys = "SELECT key, status FROM task ORDER BY key"
+    assert query(db, keys) == query(tmp_path / "clean" / "regulas.db", keys)
+    scores = "SELECT event, model, split, mse FROM splice_score ORDER BY event, model, split"
+    got, want = (np.array(query(d, scores), dtype=float) for d in (db, tmp_path / "clean" / "regulas.db"))
+    assert got.shape == want.shape == (N_EVENTS * 5 * 3, 4)
+    np.testing.assert_allclose(got, want, rtol=1e-12, equal_nan=True)

@@ -722,3 +722,79 @@ def test_rows_classes_are_checked_against_their_tables(db_path: Path) -> None:
 
     with pytest.raises(StoreError, match=r"unknown \['metirc'\], missing \['metric'\]"):
         open_write(db_path, WorkloadTables(results=(score,), rows=(Misspelt,)))
+
+
+def test_version_4_store_is_upgraded_with_study_input(engine: Engine, db_path: Path) -> None:
+    """Schema 5 adds ``study_input``: a version-4 store keeps its studies and gains the table."""
+    record = new_study(engine)
+    engine.dispose()
+    conn = sqlite3.connect(db_path)
+    conn.execute("DROP TABLE study_input")
+    conn.execute("UPDATE regulas_meta SET value='4' WHERE key='schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match=r"schema version 4, older .* rerun `regulas run`"):
+        open_read(db_path)
+    open_all(db_path).dispose()
+    assert sql(db_path, "SELECT value FROM regulas_meta WHERE key='schema_version'") == [(str(SCHEMA_VERSION),)]
+    assert SCHEMA_VERSION == 5
+    assert sql(db_path, "SELECT id, name FROM study") == [(record.id, "s")]
+    assert sql(db_path, "SELECT name FROM sqlite_master WHERE type='table' AND name='study_input'") == [("study_input",)]
+
+
+def test_pinned_inputs_are_checked_by_stat_then_content(engine: Engine, tmp_path: Path) -> None:
+    import os
+
+    from regulas.store.database import check_data_fingerprint, check_pinned_inputs, delete_study, record_inputs
+    from regulas.store.inputs import FileState
+
+    data = tmp_path / "psi.tsv"
+    data.write_text("a\t0.5\n")
+    record = new_study(engine)
+    record_inputs(engine, record.id, [FileState.of(data)], "fp-1")
+    assert sql(engine.url.database, "SELECT kind, size, digest FROM study_input ORDER BY kind") == [  # type: ignore[arg-type]
+        ("data", None, "fp-1"), ("file", 6, FileState.of(data, digest=True).sha256)]
+
+    def check(fingerprint: str = "fp-1") -> Any:
+        return check_pinned_inputs(engine, name="s", config_hash=HASH_A, files=[FileState.of(data)],
+                                   data_fingerprint=fingerprint, config="study.yaml")
+
+    assert check().changed == [] and check().refreshed == []
+    os.utime(data, (1_000_000_000, 1_000_000_000))  # new mtime, same content: trusted after hashing
+    refreshed = check().refreshed
+    assert [f.mtime for f in refreshed] == [1_000_000_000]
+    record_inputs(engine, record.id, refreshed)  # what the runner does: the new stat is recorded
+    assert check().refreshed == []
+    data.write_text("a\t0.6\n")  # same size, new content
+    os.utime(data, (1_000_000_000, 1_000_000_000))
+    assert check().changed == []  # same size and mtime: trusted without reading (the cheap check)
+    os.utime(data, (1_000_000_500, 1_000_000_500))
+    with pytest.raises(StoreError) as info:
+        check()
+    msg = str(info.value)
+    assert str(data) in msg and "size 6 -> 6 bytes" in msg and "content differs" in msg
+    assert "study.name or store.root" in msg and "regulas run study.yaml --restart" in msg
+    with pytest.raises(StoreError, match=r"the input data \(fingerprint fp-1 -> fp-2\)"):
+        check_pinned_inputs(engine, name="s", config_hash=HASH_A, files=[], data_fingerprint="fp-2", config="c.yaml")
+    with pytest.raises(StoreError, match=r"fingerprint fp-1 -> fp-3"):
+        check_data_fingerprint(engine, record.id, "fp-3", name="s", config="c.yaml")
+    assert check_pinned_inputs(engine, name="other", config_hash=HASH_A, files=[], data_fingerprint=None, config="c") is None
+    assert delete_study(engine, "s") and sql(engine.url.database, "SELECT count(*) FROM study_input") == [(0,)]  # type: ignore[arg-type]
+
+
+def test_missing_units_maps_regions_to_chunk_files(tmp_path: Path) -> None:
+    arrays = StudyArrays(tmp_path / "arrays.zarr", "s")
+    arrays.create(ArraySpec("a", (4, 6), (2, 3)))
+    arrays.create(ArraySpec("b", (4, 6), (1, 3), shards=(2, 3)))
+    owned = [(f"t{i}", (Region.of("a", slice(2 * i, 2 * i + 2), slice(0, 6)), Region.of("b", slice(2 * i, 2 * i + 2), slice(0, 6))))
+             for i in range(2)]
+    assert arrays.missing_units(owned) == {"t0": {"a", "b"}, "t1": {"a", "b"}}  # nothing written yet
+    for _key, regions in owned:
+        writer = RegionWriter(str(arrays.store_path), "s", regions)
+        for r in regions:
+            writer.write(r, np.full(r.shape, np.nan))  # all fill value: written anyway
+    assert arrays.missing_units(owned) == {}
+    (arrays.group_path / "a" / "c" / "1" / "1").unlink()
+    (arrays.group_path / "b" / "c" / "0" / "0").unlink()
+    assert arrays.missing_units(owned) == {"t1": {"a"}, "t0": {"b"}}
+    assert arrays.remove() and not arrays.group_path.exists()

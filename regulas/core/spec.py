@@ -7,6 +7,7 @@ runs it without knowing which workload or backend it holds.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -29,6 +30,22 @@ def _flatten(value: Any, key: str, out: dict[str, Any]) -> None:
             _flatten(v, f"{key}.{k}", out)
     else:
         out[key] = value
+
+
+def _files(value: Any, out: set[str]) -> None:
+    if isinstance(value, dict):
+        for v in value.values():
+            _files(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _files(v, out)
+    elif isinstance(value, str) and value and "\n" not in value:
+        path = Path(value).expanduser()
+        try:
+            if path.is_file():
+                out.add(str(path.resolve()))
+        except OSError:  # e.g. a name too long to be a path
+            pass
 
 
 def _show(value: Any) -> str:
@@ -93,3 +110,18 @@ class StudySpec:
         shown = [f"{k} {_show(old.get(k, _ABSENT))} -> {_show(new.get(k, _ABSENT))}" for k in changed[:SHOWN_CHANGES]]
         more = len(changed) - SHOWN_CHANGES
         return "changed: " + ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+    def input_files(self) -> list[str]:
+        """The input files the workload's config names: every string value of its section
+        (``runtime_keys`` aside) that is an existing file, by absolute path, sorted.
+
+        This covers the typed path fields (``field(metadata={"path": "file"})``, e.g.
+        regNet's ``motif_scores``) and the loader nodes of a dataset (``features``,
+        ``targets``, ``metadata``, ``rbp_list``, ``path_to_file``) alike.
+        """
+        section = self.tree.get(self.workload.section)
+        out: set[str] = set()
+        if isinstance(section, dict):
+            runtime = set(self.workload.runtime_keys)
+            _files({k: v for k, v in section.items() if k not in runtime}, out)
+        return sorted(out)

@@ -190,6 +190,15 @@ class Workload(ABC):
         that reads files does it here and keeps what it read for :meth:`prepare`.
         """
 
+    def data_fingerprint(self, root_seed: int) -> str | None:
+        """The fingerprint :meth:`prepare` will return, computed without writing anything
+        (driver, after :meth:`check_inputs`; optional).
+
+        A rerun compares it with the one recorded at the study's first run before it
+        touches the store; without it (None) the comparison waits for :meth:`prepare`.
+        """
+        return None
+
     @abstractmethod
     def prepare(self, ctx: StudyContext) -> str:
         """Write inputs and create output arrays (driver, before any task).

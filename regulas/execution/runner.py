@@ -37,13 +37,19 @@ from regulas.store import schema
 from regulas.store.arrays import StudyArrays
 from regulas.store.database import (
     TaskState,
+    check_data_fingerprint,
+    check_pinned_inputs,
+    delete_study,
     finish_study,
     open_study,
     open_write,
+    record_inputs,
     register_arrays,
     register_tasks,
+    reopen_tasks,
     write_study_rows,
 )
+from regulas.store.inputs import FileState
 from regulas.store.lease import acquire_lease
 from regulas.store.root import StoreLayout, write_marker
 from regulas.store.sink import Sink, TaskOutcome
@@ -103,8 +109,21 @@ def _failure(task: Task, exc: BaseException) -> TaskOutcome:
     )
 
 
-def plan_study(spec: StudySpec, engine: Engine) -> tuple[int, bool, list[Task], dict[str, TaskState]]:
-    """Driver-side preparation: study row, inputs, arrays, plan, ownership, task rows."""
+def plan_study(
+    spec: StudySpec, engine: Engine, progress: RunProgress | None = None
+) -> tuple[int, bool, list[Task], dict[str, TaskState]]:
+    """Driver-side preparation: pinned inputs, study row, inputs, arrays, plan, ownership,
+    task rows, chunk files of the done tasks.
+
+    A rerun whose input files or data fingerprint differ from those recorded at the
+    study's first run is refused here, before anything is written.
+    """
+    files = [FileState.of(p) for p in spec.input_files()]
+    data_fingerprint = spec.workload.data_fingerprint(spec.seed)
+    checked = check_pinned_inputs(
+        engine, name=spec.study.name, config_hash=spec.config_hash, files=files,
+        data_fingerprint=data_fingerprint, config=spec.source,
+    )
     record = open_study(
         engine,
         name=spec.study.name,
@@ -115,9 +134,15 @@ def plan_study(spec: StudySpec, engine: Engine) -> tuple[int, bool, list[Task], 
         package_versions=package_versions(),
         describe_change=spec.describe_change,
     )
+    if checked is None:  # a new study: pin what it is about to read
+        record_inputs(engine, record.id, files, data_fingerprint)
+    else:  # same content under a new mtime, or files a study of an older store did not record
+        record_inputs(engine, record.id, [*checked.refreshed, *checked.unrecorded])
     arrays = StudyArrays(spec.store.arrays_path, spec.study.name)
     ctx = StudyContext(name=spec.study.name, root_seed=spec.seed, arrays=arrays)
     fingerprint = spec.workload.prepare(ctx)
+    check_data_fingerprint(engine, record.id, fingerprint, name=spec.study.name, config=spec.source)
+    record_inputs(engine, record.id, [], fingerprint)
     tasks = spec.workload.plan(ctx, fingerprint)
     duplicated = [k for k, n in Counter(t.key for t in tasks).items() if n > 1]
     if duplicated:
@@ -126,13 +151,26 @@ def plan_study(spec: StudySpec, engine: Engine) -> tuple[int, bool, list[Task], 
     register_arrays(engine, record.id, arrays.describe())
     write_study_rows(engine, record.id, spec.workload.study_rows(ctx))
     status = register_tasks(engine, record.id, tasks)
+    done = [t for t in tasks if status[t.key].status == "done"]
+    lost = arrays.missing_units((t.key, t.regions) for t in done)
+    if lost:
+        reopen_tasks(engine, record.id, lost)
+        names = sorted({a for arrays_of in lost.values() for a in arrays_of})
+        if progress is not None:
+            progress.message(
+                f"{len(lost)} done task(s) have chunk files missing in array(s) {', '.join(names)}: they run again"
+            )
+        status = register_tasks(engine, record.id, tasks)
     return record.id, record.resumed, tasks, status
 
 
-def run_study(spec: StudySpec, *, client: Client | None = None, progress: RunProgress | None = None) -> RunSummary:
+def run_study(
+    spec: StudySpec, *, client: Client | None = None, progress: RunProgress | None = None, restart: bool = False
+) -> RunSummary:
     """Run (or resume) a study to the end; failed tasks are recorded, never raised.
 
     ``client``: an existing Dask client to use instead of starting ``spec.cluster``.
+    ``restart``: first discard the study's results (its rows and its Zarr group) if it exists.
     """
     t0 = time.monotonic()
     progress = progress or RunProgress(spec.execution.progress, spec.execution.progress_every_s)
@@ -144,7 +182,7 @@ def run_study(spec: StudySpec, *, client: Client | None = None, progress: RunPro
     )
     try:
         with third_party_logs_to_file(spec.store.root_path) as log_path:
-            summary = _run_study(spec, client, progress, t0)
+            summary = _run_study(spec, client, progress, t0, restart)
     finally:
         lease.release()
     if log_path.stat().st_size:
@@ -152,10 +190,16 @@ def run_study(spec: StudySpec, *, client: Client | None = None, progress: RunPro
     return summary
 
 
-def _run_study(spec: StudySpec, client: Client | None, progress: RunProgress, t0: float) -> RunSummary:
+def _run_study(spec: StudySpec, client: Client | None, progress: RunProgress, t0: float, restart: bool) -> RunSummary:
     engine = open_write(spec.store.db_path, spec.workload.tables)
     try:
-        study_id, resumed, tasks, status = plan_study(spec, engine)
+        if restart:
+            # arrays first: rows without arrays are recomputed by the chunk check, while
+            # arrays without rows would be reopened by a new study of the same name
+            removed = StudyArrays(spec.store.arrays_path, spec.study.name).remove()
+            if delete_study(engine, spec.study.name) or removed:
+                progress.message(f"study {spec.study.name!r}: its results are discarded (--restart); it starts again")
+        study_id, resumed, tasks, status = plan_study(spec, engine, progress)
         max_attempts = spec.execution.max_attempts
         skipped = sum(status[t.key].status == "done" for t in tasks)
         exhausted = [t for t in tasks if status[t.key].status == "failed" and status[t.key].attempts >= max_attempts]

@@ -16,6 +16,8 @@ API enforces two rules instead of trusting a convention:
 from __future__ import annotations
 
 import math
+import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +89,7 @@ class StudyArrays:
         self.store_path = Path(store_path)
         self.study = study
         self.specs: dict[str, ArraySpec] = {}
+        self._encoders: dict[str, Any] = {}
 
     @property
     def group_path(self) -> Path:
@@ -146,6 +149,45 @@ class StudyArrays:
                             "each chunk (or shard) must have exactly one writer"
                         )
 
+    def missing_units(self, owned: Iterable[tuple[str, Iterable[Region]]]) -> dict[str, set[str]]:
+        """Task key -> the arrays in which one of its write units has no file on disk.
+
+        For a rerun that skips done tasks: their chunks (or shards) must exist. Workers
+        write every unit they own, even one that is all fill value (see
+        :meth:`RegionWriter.array`), so a missing file means lost data. One walk of each
+        array's folder lists its files; no file is opened.
+        """
+        present: dict[str, set[str]] = {}
+        missing: dict[str, set[str]] = {}
+        for task_key, regions in owned:
+            for region in regions:
+                spec = self.specs[region.array]
+                files = present.get(region.array)
+                if files is None:
+                    files = present[region.array] = self._unit_files(region.array)
+                encode = self._encoders.get(region.array)
+                if encode is None:  # the array's key of a unit (the shard grid when sharded)
+                    encode = self._encoders[region.array] = self.open(region.array).metadata.encode_chunk_key
+                if any(encode(unit) not in files for unit in _units(region, spec)):
+                    missing.setdefault(task_key, set()).add(region.array)
+        return missing
+
+    def _unit_files(self, name: str) -> set[str]:
+        """The chunk (shard) keys of array ``name`` that have a file, e.g. ``c/0/1``."""
+        folder = self.group_path / name
+        out: set[str] = set()
+        for parent, _dirs, files in os.walk(folder):
+            rel = Path(parent).relative_to(folder).as_posix()
+            out.update(f if rel == "." else f"{rel}/{f}" for f in files)
+        return out
+
+    def remove(self) -> bool:
+        """Delete the study's Zarr group and everything in it; True when it existed."""
+        if not self.group_path.exists():
+            return False
+        shutil.rmtree(self.group_path)
+        return True
+
     def describe(self) -> list[dict[str, Any]]:
         return [
             {
@@ -173,7 +215,9 @@ class RegionWriter:
     def array(self, name: str) -> zarr.Array:
         arr = self._open.get(name)
         if arr is None:
-            arr = zarr.open_array(store=self.store_path, path=f"{self.study}/{name}", mode="r+")
+            # write a unit even when it is all fill value: a rerun checks that every unit a
+            # done task owns has its file (StudyArrays.missing_units)
+            arr = zarr.open_array(store=self.store_path, path=f"{self.study}/{name}", mode="r+").with_config({"write_empty_chunks": True})
             self._open[name] = arr
         return arr
 

@@ -24,7 +24,8 @@ from regulas.core.errors import StoreError
 from regulas.core.task import Task
 from regulas.core.workload import Columns, Rows, WorkloadTables, rows_by_table
 from regulas.store import schema
-from regulas.store.schema import SCHEMA_VERSION, study, task
+from regulas.store.inputs import FileState, InputCheck, compare_files, describe_change, fix_hint
+from regulas.store.schema import SCHEMA_VERSION, study, study_input, task
 from regulas.store.sink import prepare_rows
 
 
@@ -49,10 +50,15 @@ def _migrate_3_to_4(conn: Any) -> None:
         conn.exec_driver_sql("ALTER TABLE score RENAME COLUMN is_nan TO value_is_nan")
 
 
+def _migrate_4_to_5(conn: Any) -> None:
+    """Additive: ``create_all`` adds ``study_input``. A study of a version-4 store has no
+    recorded inputs; its next run records them as they are then."""
+
+
 #: older schema version -> what brings it to this one; ``create_all`` then adds the tables
-#: it lacks (version 1 had no splicing tables at all). Version 2 stored splicing results by
-#: event name (3 by index): no migration.
-UPGRADES: dict[int, Callable[[Any], None]] = {1: _migrate_3_to_4, 3: _migrate_3_to_4}
+#: it lacks (version 1 had no splicing tables at all, version 4 no ``study_input``). Version 2
+#: stored splicing results by event name (3 by index): no migration.
+UPGRADES: dict[int, Callable[[Any], None]] = {1: _migrate_3_to_4, 3: _migrate_3_to_4, 4: _migrate_4_to_5}
 
 
 def _sync_views(conn: Any, views: Mapping[str, str]) -> None:
@@ -349,3 +355,103 @@ def register_arrays(engine: Engine, study_id: int, arrays: Iterable[dict[str, An
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+
+
+def check_pinned_inputs(
+    engine: Engine,
+    *,
+    name: str,
+    config_hash: str,
+    files: Sequence[FileState],
+    data_fingerprint: str | None,
+    config: str,
+) -> InputCheck | None:
+    """Before a rerun writes anything: refuse it when an input file recorded at the study's
+    first run changed content (or is gone), or when the data fingerprint differs.
+
+    ``files``: the input files as found now (stat only; hashed here when needed). Returns
+    None for a study that does not exist yet or whose config differs (:func:`open_study`
+    says so); else what :func:`record_inputs` should update. Writes nothing.
+    """
+    with engine.connect() as conn:
+        row = conn.execute(select(study.c.id, study.c.config_hash).where(study.c.name == name)).first()
+        if row is None or row.config_hash != config_hash:
+            return None
+        recorded = conn.execute(select(study_input).where(study_input.c.study_id == row.id)).mappings().all()
+    old_files = {r["path"]: FileState(r["path"], r["size"], r["mtime"], r["digest"]) for r in recorded if r["kind"] == "file"}
+    old_data = next((r["digest"] for r in recorded if r["kind"] == "data"), None)
+    found = compare_files(old_files, files)
+    problems = [describe_change(old, new) for old, new in found.changed]
+    if not problems and data_fingerprint is not None and old_data is not None and data_fingerprint != old_data:
+        # the data changed in a way the file check cannot see (e.g. a folder input)
+        problems.append(f"the input data (fingerprint {old_data[:12]} -> {data_fingerprint[:12]})")
+    if problems:
+        raise StoreError(
+            f"study {name!r} was run on other inputs; changed since its first run: "
+            + "; ".join(problems) + f". Its done tasks would be mixed with results of the new data; {fix_hint(config)}"
+        )
+    return found
+
+
+def check_data_fingerprint(engine: Engine, study_id: int, data_fingerprint: str, *, name: str, config: str) -> None:
+    """Refuse a study whose recorded data fingerprint differs from ``data_fingerprint``."""
+    with engine.connect() as conn:
+        old = conn.execute(
+            select(study_input.c.digest).where(study_input.c.study_id == study_id, study_input.c.kind == "data")
+        ).scalar_one_or_none()
+    if old is not None and old != data_fingerprint:
+        raise StoreError(
+            f"study {name!r} was run on other inputs: the input data (fingerprint {old[:12]} -> {data_fingerprint[:12]}) "
+            f"changed since its first run. Its done tasks would be mixed with results of the new data; {fix_hint(config)}"
+        )
+
+
+def record_inputs(engine: Engine, study_id: int, files: Iterable[FileState], data_fingerprint: str | None = None) -> None:
+    """Record (or update) the study's input files, hashed, and its data fingerprint."""
+    rows = [
+        {"study_id": study_id, "kind": "file", "path": f.path, "size": f.size, "mtime": f.mtime, "digest": f.with_digest().sha256}
+        for f in files
+    ]
+    if data_fingerprint is not None:
+        rows.append({"study_id": study_id, "kind": "data", "path": "", "size": None, "mtime": None, "digest": data_fingerprint})
+    if not rows:
+        return
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO study_input (study_id, kind, path, size, mtime, digest) "
+            "VALUES (:study_id, :kind, :path, :size, :mtime, :digest) "
+            "ON CONFLICT (study_id, kind, path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime, digest = excluded.digest",
+            rows,
+        )
+
+
+def recorded_inputs(engine: Engine, study_id: int) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(
+            select(study_input).where(study_input.c.study_id == study_id).order_by(study_input.c.kind, study_input.c.path)
+        ).mappings()]
+
+
+def delete_study(engine: Engine, name: str) -> bool:
+    """Delete a study's rows: its tasks, results and every other row that references it
+    (ON DELETE CASCADE). True when there was one."""
+    with engine.begin() as conn:
+        result = conn.execute(study.delete().where(study.c.name == name))
+        return bool(result.rowcount)
+
+
+def reopen_tasks(engine: Engine, study_id: int, keys: Iterable[str]) -> int:
+    """Set done tasks back to pending and delete their result rows (they run again)."""
+    keys = list(keys)
+    if not keys:
+        return 0
+    with engine.begin() as conn:
+        ids = [r[0] for r in conn.execute(
+            select(task.c.id).where(task.c.study_id == study_id, task.c.status == "done", task.c.key.in_(keys))
+        )]
+        present = {n for (n,) in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")}
+        for name, table in schema.result_tables().items():
+            if name in present:
+                conn.execute(table.delete().where(table.c.task_id.in_(ids)))
+        conn.execute(update(task).where(task.c.id.in_(ids)).values(status="pending"))
+        return len(ids)

@@ -1,7 +1,7 @@
 """The store's own tables of ``regulas.db`` (SQLAlchemy 2 Core), and the helpers workloads
 build their tables with.
 
-The store owns ``regulas_meta``, ``study``, ``task`` and ``zarr_array``. A workload defines
+The store owns ``regulas_meta``, ``study``, ``task``, ``zarr_array`` and ``study_input``. A workload defines
 its result tables on the same :data:`metadata` (so their foreign keys to ``study`` and
 ``task`` resolve) with :func:`study_ref`, :func:`task_ref` and :func:`nan_float`, and
 declares them in its ``tables`` (:class:`regulas.core.workload.WorkloadTables`); the
@@ -36,10 +36,12 @@ from sqlalchemy import (
 )
 
 #: Bump when a table changes; a database newer than the code is refused. 4: the NaN flag of
-#: ``score.value`` is ``value_is_nan`` like every other (was ``is_nan``).
-SCHEMA_VERSION = 4
+#: ``score.value`` is ``value_is_nan`` like every other (was ``is_nan``). 5: ``study_input``
+#: pins the input files and data fingerprint of each study.
+SCHEMA_VERSION = 5
 
 STUDY_STATUSES = ("running", "done", "failed", "interrupted")
+INPUT_KINDS = ("file", "data")
 TASK_STATUSES = ("pending", "running", "done", "failed")
 
 metadata = MetaData(
@@ -125,6 +127,22 @@ zarr_array = Table(
     Index(None, "study_id"),
 )
 
+study_input = Table(
+    "study_input",
+    metadata,
+    Column("id", Integer, nullable=False),
+    Column("study_id", Integer, ForeignKey("study.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(8), nullable=False, comment="file: an input file the config names; data: the workload's data fingerprint"),
+    Column("path", Text, nullable=False, comment="absolute path of the file; '' for kind data"),
+    Column("size", Integer, nullable=True, comment="bytes at the first run (file)"),
+    Column("mtime", Float, nullable=True, comment="UNIX modification time at the first run, or when last verified (file)"),
+    Column("digest", String(128), nullable=False, comment="sha256 of the file's content, or the data fingerprint"),
+    PrimaryKeyConstraint("id"),
+    UniqueConstraint("study_id", "kind", "path"),
+    CheckConstraint(f"kind IN {INPUT_KINDS}", name="kind"),
+    Index(None, "study_id"),
+)
+
 
 #: suffix of the flag column beside a float that may be NaN
 NAN_FLAG_SUFFIX = "_is_nan"
@@ -150,7 +168,7 @@ def nan_float(name: str, comment: str = "") -> list[Column]:
 
 
 #: the store's own tables; workloads' tables are created from their declarations
-CORE_TABLES = (regulas_meta, study, task, zarr_array)
+CORE_TABLES = (regulas_meta, study, task, zarr_array, study_input)
 
 
 def study_tables() -> dict[str, Table]:

@@ -348,8 +348,13 @@ class SplicingWorkload(Workload):
                 name, (n_models, n_splits, f, e), (1, 1, f, block), dims=("model", "split", "feature", "event"),
                 description=f"feature importances: {what}; NaN = none",
             ))
-        digest = hashlib.sha256(data.fingerprint().encode())
-        for train, test in splits:
+        return self.data_fingerprint(ctx.root_seed)
+
+    @functools.lru_cache(maxsize=1)  # noqa: B019 - one workload object per driver run
+    def data_fingerprint(self, root_seed: int) -> str:
+        """sha256 over the loaded data (X, Y, meta) and the outer splits."""
+        digest = hashlib.sha256(self.data.fingerprint().encode())
+        for train, test in self.outer_splits(root_seed):
             digest.update(train.astype(np.int64).tobytes() + b"|" + test.astype(np.int64).tobytes())
         return digest.hexdigest()
 
