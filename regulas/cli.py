@@ -2,7 +2,7 @@
 
 Exit codes: 0 all tasks done; 1 some task failed (recorded in the database);
 2 invalid config or store (nothing was started), or the study is run by another driver;
-130 interrupted (Ctrl-C); 143 terminated by SIGTERM (SLURM walltime, ``scancel``) and 129 by
+130 interrupted (Ctrl-C); 143 terminated by SIGTERM (SLURM walltime, scancel) and 129 by
 SIGHUP: 128 + the signal number, as a shell reports it.
 """
 

@@ -541,7 +541,7 @@ def test_run_without_config_says_a_config_is_required(capsys: pytest.CaptureFixt
         cli.main(["run"])
     err = capsys.readouterr().err
     assert info.value.code == 2
-    assert "usage: regulas run [-h] config [overrides ...]" in err
+    assert "usage: regulas run [-h] [--restart] config [overrides ...]" in err
     assert err.rstrip().endswith("the following arguments are required: config"), err
 
 
