@@ -8,6 +8,7 @@ again, from its config or from its store root alone.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from regulas import datasets
-from regulas.core.config.loader import load_config_traced, to_container
+from regulas.core.config.loader import env_kept, load_config_traced, to_container
 from regulas.core.config.regulas_format import apply_top_keys
 from regulas.core.config.sections import ExecutionSection, StoreSection, StudySection
 from regulas.core.config.targets import check_targets
@@ -94,11 +95,14 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> StudySpec:
     """Load and validate a study config; every problem raises one :class:`ConfigError`,
     blamed on the command-line override or the ``file:line`` that set the key at fault."""
     source = str(path)
-    merged, origins = load_config_traced(path, overrides, section_defaults=_workload_defaults, can_add=_can_add)
+    merged, origins, kept = load_config_traced(path, overrides, section_defaults=_workload_defaults, can_add=_can_add)
+    resolved = to_container(merged)
     try:
-        return _validate(to_container(merged), source)
+        spec = _validate(copy.deepcopy(resolved), source)
     except ConfigError as exc:
         raise origins.blame(exc, source) from exc.__cause__
+    # the stored config keeps ${oc.env:...} as written; the hash is of the resolved values
+    return dataclasses.replace(spec, stored_tree=env_kept(spec.tree, resolved, kept))
 
 
 def _validate(tree: dict[str, Any], source: str) -> StudySpec:

@@ -227,6 +227,13 @@ CASES: list[tuple[str, Any, tuple[str, ...], tuple[str, ...]]] = [
         ("{cfg}:7: key 'study.name'", "invalid study name (given: 'my study')", "letters, digits, '_', '.', '-'"),
     ),
     (
+        # `^...$` with re.match let a trailing newline through; the name is matched whole
+        "study-name-with-trailing-newline",
+        demo_with(study={"name": "demo\n"}),
+        (),
+        ("key 'study.name'", "invalid study name (given: 'demo\\n')", "letters, digits"),
+    ),
+    (
         "study-name-with-slash",
         demo_with(),
         ("study.name=a/b",),
@@ -279,6 +286,75 @@ def test_store_root_that_is_a_file(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, demo_with(store={"root": str(tmp_path / "afile")}))
     err = config_error(cfg)
     assert_parts(str(err), ["key 'store.root'", f"(given: {str(tmp_path / 'afile')!r})", "not a folder"])
+
+
+# ------------------------------------------------------------ YAML hazards
+
+DEMO_TEXT = (CONFIGS / "demo.yaml").read_text()
+
+
+def test_duplicate_key_names_both_lines(tmp_path: Path) -> None:
+    text = DEMO_TEXT.replace("  alpha: 1.0\n", "  alpha: 1.0\n  noise: 1.0\n  alpha: 10.0\n")
+    cfg = write_config(tmp_path, text)
+    lines = text.splitlines()
+    first, second = (i + 1 for i, line in enumerate(lines) if line.startswith("  alpha:"))
+    err = config_error(cfg)
+    assert str(err) == f"{cfg}:{first} and {cfg}:{second}: duplicate key 'alpha' in one mapping; the later value would silently win. Keep one"
+
+
+def test_duplicate_key_in_a_group_file_and_in_a_flow_mapping(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, demo_with())
+    group = tmp_path / "cluster" / "local.yaml"
+    group.write_text(group.read_text() + "backend: local\n")
+    assert_parts(str(config_error(cfg)), [f"{group}:", f"and {group}:", "duplicate key 'backend'"])
+    cfg = write_config(tmp_path / "flow", "seed: 1\nstudy: {name: a, name: b, workload: demo}\n")
+    assert_parts(str(config_error(cfg)), [f"{cfg}:2 and {cfg}:2: duplicate key 'name'"])
+    with pytest.raises(ConfigError, match="command line override .*duplicate key 'x'"):
+        load_study(CONFIGS / "demo.yaml", ["+demo.extra={x: 1, x: 2}"])
+
+
+def test_yaml_merge_keys_may_still_override(tmp_path: Path) -> None:
+    text = DEMO_TEXT.replace("demo:\n", "base: &base {alpha: 1.0, noise: 2.0}\ndemo:\n  <<: *base\n").replace("  alpha: 1.0\n", "  alpha: 3.0\n")
+    loaded = load_config(write_config(tmp_path, text))
+    assert (loaded.demo.alpha, loaded.demo.noise) == (3.0, 1.0)
+
+
+def test_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    import time
+
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    text = "\n".join(lines) + "\n"
+    assert len(text) < 1024  # expands to 9**9 (~387 million) strings
+    cfg = write_config(tmp_path, text)
+    start = time.perf_counter()
+    err = config_error(cfg)
+    assert time.perf_counter() - start < 0.5
+    assert_parts(str(err), [f"{cfg}:", "expands to more than 100,000 nodes", "aliases", "refused"])
+    # a reasonable use of anchors still loads
+    ok = write_config(tmp_path / "ok", DEMO_TEXT.replace("  alpha: 1.0\n", "  alpha: &a 1.0\n  noise: *a\n").replace("  noise: 1.0\n", "", 1))
+    assert load_config(ok).demo.noise == 1.0
+
+
+def test_stored_config_keeps_env_interpolations_but_the_hash_sees_their_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    quick = CONFIGS / "quickstart_splicing.yaml"
+    secret = ["experiment.dataset.name=${oc.env:REGULAS_TEST_SECRET}", "study.description=for ${experiment.dataset.name}"]
+    monkeypatch.setenv("REGULAS_TEST_SECRET", "hunter2")
+    spec = load_study(quick, secret)
+    assert spec.workload.config.dataset["name"] == "hunter2"  # what runs is resolved
+    assert "hunter2" not in spec.yaml  # what is stored is not, even where it was interpolated
+    stored = yaml.safe_load(spec.yaml)
+    assert stored["experiment"]["dataset"]["name"] == "${oc.env:REGULAS_TEST_SECRET}"
+    assert stored["study"]["description"] == "for ${oc.env:REGULAS_TEST_SECRET}"
+    # other interpolations are stored resolved, as before
+    assert stored["experiment"]["dataset"]["features"].endswith("expression_fpkm.tsv.gz")
+    assert "${" not in stored["experiment"]["dataset"]["features"]
+    assert spec.describe_change(spec.yaml) == ""
+    # the value counts in the hash: same value, same hash; another value, another hash
+    assert load_study(quick, ["experiment.dataset.name=hunter2"]).config_hash == spec.config_hash
+    monkeypatch.setenv("REGULAS_TEST_SECRET", "other")
+    assert load_study(quick, secret).config_hash != spec.config_hash
 
 
 # ------------------------------------------------------------ _target_ resolution

@@ -15,7 +15,7 @@ from typing import Literal
 from regulas.core.config.typed import positive
 from regulas.core.errors import ConfigError
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # whole name: re.fullmatch (`$` lets "x\n" through)
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class StudySection:
     description: str = ""
 
     def check(self, prefix: str, source: str | None) -> None:
-        if not _NAME.match(self.name):
+        if not _NAME.fullmatch(self.name):
             raise ConfigError(
                 f"invalid study name (given: {self.name!r}); expected letters, digits, '_', '.', '-' "
                 "(it names a Zarr group and appears in file names)",
