@@ -23,7 +23,7 @@ from regulas import datasets
 from regulas.core.config.loader import env_kept, load_config_traced, to_container
 from regulas.core.config.regulas_format import apply_top_keys
 from regulas.core.config.sections import ExecutionSection, StoreSection, StudySection
-from regulas.core.config.targets import check_targets
+from regulas.core.config.targets import allowing, check_targets
 from regulas.core.config.typed import accepts_key, build
 from regulas.core.errors import ConfigError, StoreError, did_you_mean
 from regulas.core.registry import workload_class, workload_names
@@ -123,15 +123,18 @@ def _validate(tree: dict[str, Any], source: str) -> StudySpec:
     seed = tree.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"wrong type (given: {seed!r}); expected a non-negative integer", key="seed", source=source)
-    check_targets(tree, source=source)
-    workload_cfg: Any = build(workload_cls.config_class, tree.get(workload_cls.section), workload_cls.section, source=source)
+    execution = build(ExecutionSection, tree.get("execution"), "execution", source=source)
+    # every _target_ against the allow-list, before any is imported or called
+    check_targets(tree, source=source, allow=execution.allow_targets)
+    with allowing(execution.allow_targets):  # kept for the workload's own locate/instantiate calls
+        workload_cfg: Any = build(workload_cls.config_class, tree.get(workload_cls.section), workload_cls.section, source=source)
     return StudySpec(
         source=source,
         tree=tree,
         seed=seed,
         study=study,
         store=build(StoreSection, tree.get("store"), "store", source=source),
-        execution=build(ExecutionSection, tree.get("execution"), "execution", source=source),
+        execution=execution,
         cluster=cluster,
         workload=workload_cls(workload_cfg),
     )
@@ -200,7 +203,13 @@ def load_stored_study(root: Path, study: str | None = None) -> tuple[Workload, S
     name, workload_name, config_yaml = row
     cls = workload_class(workload_name)
     tree = yaml.safe_load(config_yaml) or {}
-    config: Any = build(cls.config_class, tree.get(cls.section), cls.section, source=f"the config stored with study {name!r}")
+    stored_source = f"the config stored with study {name!r}"
+    execution = tree.get("execution")
+    allow = execution.get("allow_targets") if isinstance(execution, dict) else None
+    allow = [str(p) for p in allow] if isinstance(allow, list) else []
+    check_targets(tree.get(cls.section), source=stored_source, allow=allow)
+    with allowing(allow):
+        config: Any = build(cls.config_class, tree.get(cls.section), cls.section, source=stored_source)
     return cls(config), layout, str(name)
 
 

@@ -8,10 +8,11 @@ The ``cluster`` section is typed by its backend's subclass of :class:`ClusterCon
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from regulas.core.config.targets import PREFIX
 from regulas.core.config.typed import positive
 from regulas.core.errors import ConfigError
 
@@ -76,10 +77,18 @@ class ExecutionSection:
     commit_every_rows: int = 200_000
     progress: Literal["auto", "bar", "log", "none"] = "auto"
     progress_every_s: float = 10.0
+    allow_targets: list[str] = field(default_factory=list)  # module prefixes _target_ may name, beyond the defaults
 
     def check(self, prefix: str, source: str | None) -> None:
         for key in ("max_in_flight", "max_attempts", "commit_every_rows", "progress_every_s"):
             positive(getattr(self, key), f"{prefix}.{key}", source)
+        for i, module in enumerate(self.allow_targets):
+            if not PREFIX.fullmatch(module):
+                raise ConfigError(
+                    f"not a module prefix (given: {module!r}); expected a dotted module name such as mypkg or mypkg.models",
+                    key=f"{prefix}.allow_targets[{i}]",
+                    source=source,
+                )
         positive(self.commit_every_s, f"{prefix}.commit_every_s", source, allow_zero=True)
 
 
