@@ -8,6 +8,7 @@ again, from its config or from its store root alone.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,10 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from regulas import datasets
-from regulas.core.config.loader import load_config_traced, to_container
+from regulas.core.config.loader import env_kept, load_config_traced, to_container
 from regulas.core.config.regulas_format import apply_top_keys
 from regulas.core.config.sections import ExecutionSection, StoreSection, StudySection
-from regulas.core.config.targets import check_targets
+from regulas.core.config.targets import allowing, check_targets
 from regulas.core.config.typed import accepts_key, build
 from regulas.core.errors import ConfigError, StoreError, did_you_mean
 from regulas.core.registry import workload_class, workload_names
@@ -94,11 +95,14 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> StudySpec:
     """Load and validate a study config; every problem raises one :class:`ConfigError`,
     blamed on the command-line override or the ``file:line`` that set the key at fault."""
     source = str(path)
-    merged, origins = load_config_traced(path, overrides, section_defaults=_workload_defaults, can_add=_can_add)
+    merged, origins, kept = load_config_traced(path, overrides, section_defaults=_workload_defaults, can_add=_can_add)
+    resolved = to_container(merged)
     try:
-        return _validate(to_container(merged), source)
+        spec = _validate(copy.deepcopy(resolved), source)
     except ConfigError as exc:
         raise origins.blame(exc, source) from exc.__cause__
+    # the stored config keeps ${oc.env:...} as written; the hash is of the resolved values
+    return dataclasses.replace(spec, stored_tree=env_kept(spec.tree, resolved, kept))
 
 
 def _validate(tree: dict[str, Any], source: str) -> StudySpec:
@@ -119,15 +123,18 @@ def _validate(tree: dict[str, Any], source: str) -> StudySpec:
     seed = tree.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"wrong type (given: {seed!r}); expected a non-negative integer", key="seed", source=source)
-    check_targets(tree, source=source)
-    workload_cfg: Any = build(workload_cls.config_class, tree.get(workload_cls.section), workload_cls.section, source=source)
+    execution = build(ExecutionSection, tree.get("execution"), "execution", source=source)
+    # every _target_ against the allow-list, before any is imported or called
+    check_targets(tree, source=source, allow=execution.allow_targets)
+    with allowing(execution.allow_targets):  # kept for the workload's own locate/instantiate calls
+        workload_cfg: Any = build(workload_cls.config_class, tree.get(workload_cls.section), workload_cls.section, source=source)
     return StudySpec(
         source=source,
         tree=tree,
         seed=seed,
         study=study,
         store=build(StoreSection, tree.get("store"), "store", source=source),
-        execution=build(ExecutionSection, tree.get("execution"), "execution", source=source),
+        execution=execution,
         cluster=cluster,
         workload=workload_cls(workload_cfg),
     )
@@ -199,7 +206,13 @@ def load_stored_study(root: Path, study: str | None = None) -> tuple[Workload, S
     name, workload_name, config_yaml = row
     cls = workload_class(workload_name)
     tree = yaml.safe_load(config_yaml) or {}
-    config: Any = build(cls.config_class, tree.get(cls.section), cls.section, source=f"the config stored with study {name!r}")
+    stored_source = f"the config stored with study {name!r}"
+    execution = tree.get("execution")
+    allow = execution.get("allow_targets") if isinstance(execution, dict) else None
+    allow = [str(p) for p in allow] if isinstance(allow, list) else []
+    check_targets(tree.get(cls.section), source=stored_source, allow=allow)
+    with allowing(allow):
+        config: Any = build(cls.config_class, tree.get(cls.section), cls.section, source=stored_source)
     return cls(config), layout, str(name)
 
 

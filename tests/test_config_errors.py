@@ -200,12 +200,23 @@ CASES: list[tuple[str, Any, tuple[str, ...], tuple[str, ...]]] = [
         # check_targets walks the whole tree right after the top-level key check, so a
         # bad _target_ is reported as such, not as an unknown key of the demo section
         "unimportable-target",
+        demo_with(demo={"model": {"_target_": "sklearn.nosuch_mod.Ridge", "alpha": 1.0}}),
+        (),
+        (
+            "{cfg}:19: key 'demo.model._target_'",
+            "cannot import _target_ 'sklearn.nosuch_mod.Ridge'",
+            "nosuch_mod",
+        ),
+    ),
+    (
+        # outside the allowed modules: refused as such, before any import is tried
+        "target-outside-allowed-modules",
         demo_with(demo={"model": {"_target_": "nosuch_pkg.mod.Ridge", "alpha": 1.0}}),
         (),
         (
             "{cfg}:19: key 'demo.model._target_'",
-            "cannot import _target_ 'nosuch_pkg.mod.Ridge'",
-            "No module named 'nosuch_pkg'",
+            "_target_ 'nosuch_pkg.mod.Ridge' is outside the modules a config may name",
+            "execution.allow_targets: [nosuch_pkg]",
         ),
     ),
     (
@@ -225,6 +236,13 @@ CASES: list[tuple[str, Any, tuple[str, ...], tuple[str, ...]]] = [
         demo_with(study={"name": "my study"}),
         (),
         ("{cfg}:7: key 'study.name'", "invalid study name (given: 'my study')", "letters, digits, '_', '.', '-'"),
+    ),
+    (
+        # `^...$` with re.match let a trailing newline through; the name is matched whole
+        "study-name-with-trailing-newline",
+        demo_with(study={"name": "demo\n"}),
+        (),
+        ("key 'study.name'", "invalid study name (given: 'demo\\n')", "letters, digits"),
     ),
     (
         "study-name-with-slash",
@@ -279,6 +297,75 @@ def test_store_root_that_is_a_file(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, demo_with(store={"root": str(tmp_path / "afile")}))
     err = config_error(cfg)
     assert_parts(str(err), ["key 'store.root'", f"(given: {str(tmp_path / 'afile')!r})", "not a folder"])
+
+
+# ------------------------------------------------------------ YAML hazards
+
+DEMO_TEXT = (CONFIGS / "demo.yaml").read_text()
+
+
+def test_duplicate_key_names_both_lines(tmp_path: Path) -> None:
+    text = DEMO_TEXT.replace("  alpha: 1.0\n", "  alpha: 1.0\n  noise: 1.0\n  alpha: 10.0\n")
+    cfg = write_config(tmp_path, text)
+    lines = text.splitlines()
+    first, second = (i + 1 for i, line in enumerate(lines) if line.startswith("  alpha:"))
+    err = config_error(cfg)
+    assert str(err) == f"{cfg}:{first} and {cfg}:{second}: duplicate key 'alpha' in one mapping; the later value would silently win. Keep one"
+
+
+def test_duplicate_key_in_a_group_file_and_in_a_flow_mapping(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, demo_with())
+    group = tmp_path / "cluster" / "local.yaml"
+    group.write_text(group.read_text() + "backend: local\n")
+    assert_parts(str(config_error(cfg)), [f"{group}:", f"and {group}:", "duplicate key 'backend'"])
+    cfg = write_config(tmp_path / "flow", "seed: 1\nstudy: {name: a, name: b, workload: demo}\n")
+    assert_parts(str(config_error(cfg)), [f"{cfg}:2 and {cfg}:2: duplicate key 'name'"])
+    with pytest.raises(ConfigError, match="command line override .*duplicate key 'x'"):
+        load_study(CONFIGS / "demo.yaml", ["+demo.extra={x: 1, x: 2}"])
+
+
+def test_yaml_merge_keys_may_still_override(tmp_path: Path) -> None:
+    text = DEMO_TEXT.replace("demo:\n", "base: &base {alpha: 1.0, noise: 2.0}\ndemo:\n  <<: *base\n").replace("  alpha: 1.0\n", "  alpha: 3.0\n")
+    loaded = load_config(write_config(tmp_path, text))
+    assert (loaded.demo.alpha, loaded.demo.noise) == (3.0, 1.0)
+
+
+def test_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    import time
+
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    text = "\n".join(lines) + "\n"
+    assert len(text) < 1024  # expands to 9**9 (~387 million) strings
+    cfg = write_config(tmp_path, text)
+    start = time.perf_counter()
+    err = config_error(cfg)
+    assert time.perf_counter() - start < 0.5
+    assert_parts(str(err), [f"{cfg}:", "expands to more than 100,000 nodes", "aliases", "refused"])
+    # a reasonable use of anchors still loads
+    ok = write_config(tmp_path / "ok", DEMO_TEXT.replace("  alpha: 1.0\n", "  alpha: &a 1.0\n  noise: *a\n").replace("  noise: 1.0\n", "", 1))
+    assert load_config(ok).demo.noise == 1.0
+
+
+def test_stored_config_keeps_env_interpolations_but_the_hash_sees_their_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    quick = CONFIGS / "quickstart_splicing.yaml"
+    secret = ["experiment.dataset.name=${oc.env:REGULAS_TEST_SECRET}", "study.description=for ${experiment.dataset.name}"]
+    monkeypatch.setenv("REGULAS_TEST_SECRET", "hunter2")
+    spec = load_study(quick, secret)
+    assert spec.workload.config.dataset["name"] == "hunter2"  # what runs is resolved
+    assert "hunter2" not in spec.yaml  # what is stored is not, even where it was interpolated
+    stored = yaml.safe_load(spec.yaml)
+    assert stored["experiment"]["dataset"]["name"] == "${oc.env:REGULAS_TEST_SECRET}"
+    assert stored["study"]["description"] == "for ${oc.env:REGULAS_TEST_SECRET}"
+    # other interpolations are stored resolved, as before
+    assert stored["experiment"]["dataset"]["features"].endswith("expression_fpkm.tsv.gz")
+    assert "${" not in stored["experiment"]["dataset"]["features"]
+    assert spec.describe_change(spec.yaml) == ""
+    # the value counts in the hash: same value, same hash; another value, another hash
+    assert load_study(quick, ["experiment.dataset.name=hunter2"]).config_hash == spec.config_hash
+    monkeypatch.setenv("REGULAS_TEST_SECRET", "other")
+    assert load_study(quick, secret).config_hash != spec.config_hash
 
 
 # ------------------------------------------------------------ _target_ resolution
@@ -412,6 +499,89 @@ def test_cli_error_is_one_line_for_parser_errors(
     assert len(err.splitlines()) == 1, err
 
 
+# ------------------------------------------------------- configs name code deliberately
+
+QUICK: dict[str, Any] = yaml.safe_load((CONFIGS / "quickstart_splicing.yaml").read_text())
+
+
+def splicing_with(**experiment: Any) -> dict[str, Any]:
+    out = copy.deepcopy(QUICK)
+    out["experiment"].update(experiment)
+    return out
+
+
+@pytest.fixture
+def no_extra_targets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget the _target_ modules configs loaded earlier in this process allowed."""
+    from regulas.core.config import targets
+
+    monkeypatch.setattr(targets, "_EXTRA_ALLOWED", [])
+
+
+@pytest.mark.parametrize("slot", ["split", "dataset", "inner_cv"])
+def test_target_outside_the_allow_list_is_refused_before_import(tmp_path: Path, slot: str, no_extra_targets: None) -> None:
+    cfg = write_config(tmp_path, splicing_with(**{slot: {"_target_": "os.system", "command": f"touch {tmp_path / 'pwned'}"}}))
+    err = config_error(cfg)
+    assert err.key == f"experiment.{slot}._target_"
+    assert_parts(str(err), [
+        f"{cfg}:", f"key 'experiment.{slot}._target_'", "_target_ 'os.system' is outside the modules a config may name",
+        "(allowed: sklearn, scipy, numpy, regulas, regulAS", "execution.allow_targets: [os]",
+    ])
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_check_targets_checks_every_target_before_importing_any() -> None:
+    tree = {"a": {"_target_": "sklearn.nosuch_module.X"}, "b": [{"_target_": "subprocess.run"}]}
+    with pytest.raises(ConfigError, match=r"key 'b\[0\]._target_': _target_ 'subprocess.run' is outside"):
+        check_targets(tree)
+    check_targets({"b": {"_target_": "json.dumps"}}, allow=["json"])  # extended explicitly
+    with pytest.raises(ConfigError, match="'jsonx.dumps' is outside"):
+        check_targets({"b": {"_target_": "jsonx.dumps"}}, allow=["json"])  # a prefix is a module, not a string prefix
+    with pytest.raises(ConfigError, match="outside"):
+        locate("os.system")
+
+
+@pytest.mark.parametrize(
+    ("slot", "target", "expected"),
+    [
+        ("split", "sklearn.linear_model.Ridge", "expected a cross-validation splitter class (with a split method)"),
+        ("inner_cv", "sklearn.model_selection.train_test_split", "expected a cross-validation splitter class"),
+        ("dataset", "sklearn.linear_model.Ridge", "expected a regulas data loader class (a regulas.data.Loader subclass)"),
+        ("dataset", "os.system", "expected a regulas data loader class"),  # allowed by the config, still not a loader
+    ],
+)
+def test_each_target_slot_checks_what_it_names(tmp_path: Path, slot: str, target: str, expected: str, no_extra_targets: None) -> None:
+    body = splicing_with(**{slot: {"_target_": target}})
+    body["execution"] = {"allow_targets": ["os"]}
+    cfg = write_config(tmp_path, body)
+    err = config_error(cfg)
+    assert_parts(str(err), [f"key 'experiment.{slot}._target_'", f"{target!r} cannot be used here", expected])
+    from regulas.core.config.targets import extra_allowed
+
+    assert extra_allowed() == []  # a config that failed validation allows nothing afterwards
+
+
+def test_allow_targets_extends_the_list_for_the_config_and_its_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_extra_targets: None
+) -> None:
+    import pickle
+
+    (tmp_path / "mylab_cv.py").write_text("from sklearn.model_selection import KFold\n\n\nclass FiveFold(KFold):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    body = splicing_with(split={"_target_": "mylab_cv.FiveFold", "n_splits": 5})
+    cfg = write_config(tmp_path, body)
+    assert_parts(str(config_error(cfg)), ["'mylab_cv.FiveFold' is outside", "execution.allow_targets: [mylab_cv]"])
+    assert_parts(str(config_error(cfg, ["execution.allow_targets=[mylab-cv]"])), ["key 'execution.allow_targets[0]'", "not a module prefix"])
+    spec = load_study(cfg, ["execution.allow_targets=[mylab_cv]"])
+    assert type(spec.workload._splitter(0)).__name__ == "FiveFold"
+    assert yaml.safe_load(spec.yaml)["execution"]["allow_targets"] == ["mylab_cv"]
+    from regulas.core.config import targets
+
+    shipped = pickle.dumps(spec.workload)
+    monkeypatch.setattr(targets, "_EXTRA_ALLOWED", [])  # as in a fresh worker process
+    assert type(pickle.loads(shipped)._splitter(0)).__name__ == "FiveFold"
+
+
 # ---------------------------------------------------------------- through the CLI
 
 CLI_CASES: dict[str, tuple[Any, tuple[str, ...], tuple[str, ...]]] = {
@@ -423,6 +593,15 @@ CLI_CASES: dict[str, tuple[Any, tuple[str, ...], tuple[str, ...]]] = {
 
 
 CliRun = tuple[subprocess.CompletedProcess[str], Path, Path]
+
+# a config that names os.system where a splitter and a loader belong: refused before anything runs
+PWNED = "touch {folder}/pwned"
+CLI_TARGET_CASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # name: (slots given os.system, expected parts of the error line)
+    "os-system-split": (("split",), ("key 'experiment.split._target_'", "'os.system' is outside", "execution.allow_targets")),
+    "os-system-dataset": (("dataset",), ("key 'experiment.dataset._target_'", "'os.system' is outside", "execution.allow_targets")),
+    "os-system-both": (("split", "dataset"), ("'os.system' is outside", "allowed: sklearn, scipy, numpy, regulas, regulAS")),
+}
 
 
 @pytest.fixture(scope="module")
@@ -437,8 +616,12 @@ def cli_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CliRun]:
         ("demo.alpha=2.5", "+demo.trace_dir=/tmp/traces", "study.description=${study.name}-seed${seed}"),
         (),
     )
+    for name, (slots, _) in CLI_TARGET_CASES.items():
+        cases[name] = ("run", splicing_with(**{slot: {"_target_": "os.system", "command": PWNED} for slot in slots}), (), ())
     for name, (command, body, extra, _) in cases.items():
         folder = tmp_path_factory.mktemp(name)
+        if name in CLI_TARGET_CASES:
+            body = yaml.safe_load(yaml.safe_dump(body).replace(PWNED, PWNED.format(folder=folder)))
         cfg = write_config(folder, body)
         root = folder / "out"
         args = [sys.executable, "-m", "regulas", command, str(cfg), *extra, f"store.root={root}"]
@@ -463,6 +646,17 @@ def test_cli_bad_config_exits_2_with_one_line(cli_runs: dict[str, CliRun], name:
     assert not (root / "regulas.db").exists()
     assert not root.exists(), "nothing may be created before the config is valid"
     assert not (cfg.parent / "regulas-out").exists()
+
+
+@pytest.mark.parametrize("name", list(CLI_TARGET_CASES))
+def test_cli_target_outside_the_allow_list_runs_nothing(cli_runs: dict[str, CliRun], name: str) -> None:
+    proc, cfg, root = cli_runs[name]
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("regulas: error: "), proc.stderr
+    assert_parts(lines[0], CLI_TARGET_CASES[name][1])
+    assert not (cfg.parent / "pwned").exists(), "the config's command ran"
+    assert not root.exists() and not (cfg.parent / "regulas-out").exists(), "nothing may be created"
 
 
 def test_cli_show_config_prints_resolved_overrides(cli_runs: dict[str, CliRun]) -> None:

@@ -68,10 +68,14 @@ class StudySpec:
     execution: ExecutionSection
     cluster: ClusterConfigBase
     workload: Workload
+    #: the config to store: :attr:`tree` with ``${oc.env:...}`` values as written (None: ``tree``)
+    stored_tree: dict[str, Any] | None = None
 
     @property
     def yaml(self) -> str:
-        return to_yaml(self.tree)
+        """The config stored with the study: resolved, except ``${oc.env:...}`` (secrets stay out
+        of the database; the resolved values still enter :attr:`config_hash`)."""
+        return to_yaml(self.stored_tree if self.stored_tree is not None else self.tree)
 
     @property
     def config_hash(self) -> str:
@@ -103,7 +107,8 @@ class StudySpec:
             return ""
         if not isinstance(stored, dict):
             return ""
-        old, new = self.result_keys(stored), self.result_keys(self.tree)
+        old = self.result_keys(stored)
+        new = self.result_keys(self.stored_tree if self.stored_tree is not None else self.tree)
         changed = [k for k in sorted(old.keys() | new.keys()) if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
         if not changed:
             return ""

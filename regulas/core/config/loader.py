@@ -21,17 +21,21 @@ so every error surfaces before any work starts.
 
 from __future__ import annotations
 
+import copy
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, ValueNode
 from omegaconf.errors import OmegaConfBaseException
 
+from regulas.core.config import yaml_safe
 from regulas.core.config.origins import Origins, Where, key_lines, override_source
 from regulas.core.config.regulas_format import experiment_override_key, is_regulas_experiment, wrap_experiment
+from regulas.core.config.yaml_safe import YamlHazard
 from regulas.core.errors import ConfigError, did_you_mean
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
@@ -44,7 +48,12 @@ def _load_yaml(path: Path) -> tuple[dict[str, Any], str]:
         raise ConfigError("config file not found (expected a YAML file)", source=str(path))
     text = path.read_text()
     try:
-        data = yaml.safe_load(text)
+        data = yaml_safe.load(text)
+    except YamlHazard as exc:
+        first, *rest = exc.lines
+        if rest:  # both places: ``file:12 and file:15: duplicate key 'alpha' ...``
+            raise ConfigError(exc.message, source=f"{path}:{first} and {path}", line=rest[-1]) from exc
+        raise ConfigError(exc.message, source=str(path), line=first) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", source=str(path)) from exc
     if data is None:
@@ -131,9 +140,11 @@ def _parse_defaults_list(raw: Any, source: str, lines: dict[str, int]) -> dict[s
     return selected
 
 
-def _parse_value(text: str) -> Any:
+def _parse_value(text: str, item: str) -> Any:
     try:
-        return yaml.safe_load(text) if text != "" else ""
+        return yaml_safe.load(text) if text != "" else ""
+    except YamlHazard as exc:
+        raise ConfigError(exc.message, source=override_source(item)) from exc
     except yaml.YAMLError:
         return text
 
@@ -148,7 +159,7 @@ def _split_override(item: str) -> tuple[bool, str, Any]:
             f"override {item!r} is not of the form key=value, +key=value or group=option",
             source="command line",
         )
-    return add, key, _parse_value(value)
+    return add, key, _parse_value(value, item)
 
 
 SectionDefaults = Callable[[DictConfig], dict[str, Any]]
@@ -173,9 +184,10 @@ def load_config_traced(
     overrides: Sequence[str] = (),
     section_defaults: SectionDefaults | None = None,
     can_add: CanAdd | None = None,
-) -> tuple[DictConfig, Origins]:
+) -> tuple[DictConfig, Origins, dict[str, Any]]:
     """:func:`load_config`, plus where each key was set (:class:`Origins`): errors about a
-    key blame the override or the ``file:line`` that set it.
+    key blame the override or the ``file:line`` that set it; and the config to store
+    (:func:`env_kept`: resolved, but with ``${oc.env:...}`` left as written).
 
     ``can_add(merged, key)`` tells whether adding ``key`` with ``+`` is legal; an unknown
     key in an override is only answered with the ``+`` spelling where it is.
@@ -224,15 +236,79 @@ def load_config_traced(
 
     try:
         _check_missing(merged, "", source)
+        kept = _keep_env(merged)
         try:
             OmegaConf.resolve(merged)
+            OmegaConf.resolve(kept)
         except OmegaConfBaseException as exc:
             raise ConfigError(
                 f"cannot resolve interpolation: {exc}", key=getattr(exc, "full_key", None), source=source
             ) from exc
     except ConfigError as exc:
         raise origins.blame(exc, source) from exc.__cause__
-    return merged, origins
+    return merged, origins, _restore_env(to_container(kept))
+
+
+# ``${oc.env:NAME}`` stays unresolved in the config a study stores (secrets such as tokens
+# or passwords must not reach the database), while the resolved value is what runs and
+# what the study's hash sees. A copy of the config is resolved with oc.env swapped for
+# this resolver, which leaves a marker; the markers become ``${oc.env:...}`` again.
+_KEEP_ENV = "regulas_keep_env"
+_OPEN, _SEP, _CLOSE = "\ue000", "\ue001", "\ue002"
+_MARKER = re.compile(f"{_OPEN}([^{_SEP}{_CLOSE}]*)(?:{_SEP}([^{_CLOSE}]*))?{_CLOSE}")
+_NO_DEFAULT = object()
+
+
+def _env_marker(name: str, default: Any = _NO_DEFAULT) -> str:
+    if default is _NO_DEFAULT:
+        return f"{_OPEN}{name}{_CLOSE}"
+    return f"{_OPEN}{name}{_SEP}{'null' if default is None else default}{_CLOSE}"
+
+
+getattr(OmegaConf, "register_resolver", OmegaConf.register_new_resolver)(_KEEP_ENV, _env_marker, replace=True)
+
+
+def _keep_env(cfg: DictConfig) -> DictConfig:
+    """A copy of ``cfg`` (unresolved) in which ``${oc.env:...}`` leaves a marker instead."""
+    kept = copy.deepcopy(cfg)
+
+    def walk(node: DictConfig | ListConfig) -> None:
+        keys: list[Any] = list(node.keys()) if isinstance(node, DictConfig) else list(range(len(node)))
+        for k in keys:
+            child = node._get_node(k)  # noqa: SLF001 - walk without resolving interpolations
+            if isinstance(child, (DictConfig, ListConfig)):
+                walk(child)
+                continue
+            raw = child._value() if isinstance(child, ValueNode) else None  # noqa: SLF001
+            if isinstance(raw, str) and "oc.env:" in raw:
+                node[k] = raw.replace("${oc.env:", "${" + _KEEP_ENV + ":")
+
+    walk(kept)
+    return kept
+
+
+def _restore_env(value: Any) -> Any:
+    if isinstance(value, str):
+        return _MARKER.sub(lambda m: "${oc.env:" + m[1] + ("," + m[2] if m[2] is not None else "") + "}", value)
+    if isinstance(value, dict):
+        return {k: _restore_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restore_env(v) for v in value]
+    return value
+
+
+def env_kept(tree: Any, resolved: Any, kept: Any) -> Any:
+    """``tree`` (a validated copy of ``resolved``) with each value that differs in ``kept``
+    (the config from :func:`load_config_traced` that keeps ``${oc.env:...}``) taken from there."""
+    if isinstance(tree, dict) and isinstance(resolved, dict) and isinstance(kept, dict):
+        return {
+            k: env_kept(v, resolved[k], kept[k]) if k in resolved and k in kept else v for k, v in tree.items()
+        }
+    if isinstance(tree, list) and isinstance(resolved, list) and isinstance(kept, list) and len(resolved) == len(kept) == len(tree):
+        return [env_kept(t, r, k) for t, r, k in zip(tree, resolved, kept)]
+    if isinstance(kept, str) and kept != resolved and "${oc.env:" in kept:
+        return kept
+    return tree
 
 
 def _key_paths(node: DictConfig, prefix: str = "") -> list[str]:

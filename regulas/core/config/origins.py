@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import yaml
 
+from regulas.core.config import yaml_safe
 from regulas.core.errors import ConfigError
 
 #: (source, line or None): a file with the 1-based line of the key, or an override
@@ -46,7 +47,7 @@ def key_lines(text: str) -> dict[str, int]:
     """Key path (``a.b``, ``a.list[0].c``) -> 1-based line of the key in YAML ``text``;
     empty when the text is not one valid YAML document (the parser reports that itself)."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml_safe.compose(text)
     except yaml.YAMLError:
         return {}
     out: dict[str, int] = {}

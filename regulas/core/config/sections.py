@@ -8,14 +8,15 @@ The ``cluster`` section is typed by its backend's subclass of :class:`ClusterCon
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from regulas.core.config.targets import PREFIX
 from regulas.core.config.typed import positive
 from regulas.core.errors import ConfigError
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # whole name: re.fullmatch (`$` lets "x\n" through)
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class StudySection:
     description: str = ""
 
     def check(self, prefix: str, source: str | None) -> None:
-        if not _NAME.match(self.name):
+        if not _NAME.fullmatch(self.name):
             raise ConfigError(
                 f"invalid study name (given: {self.name!r}); expected letters, digits, '_', '.', '-' "
                 "(it names a Zarr group and appears in file names)",
@@ -77,10 +78,18 @@ class ExecutionSection:
     progress: Literal["auto", "bar", "log", "none"] = "auto"
     progress_every_s: float = 10.0
     lease_timeout_s: float = 60.0
+    allow_targets: list[str] = field(default_factory=list)  # module prefixes _target_ may name, beyond the defaults
 
     def check(self, prefix: str, source: str | None) -> None:
         for key in ("max_in_flight", "max_attempts", "commit_every_rows", "progress_every_s", "lease_timeout_s"):
             positive(getattr(self, key), f"{prefix}.{key}", source)
+        for i, module in enumerate(self.allow_targets):
+            if not PREFIX.fullmatch(module):
+                raise ConfigError(
+                    f"not a module prefix (given: {module!r}); expected a dotted module name such as mypkg or mypkg.models",
+                    key=f"{prefix}.allow_targets[{i}]",
+                    source=source,
+                )
         positive(self.commit_every_s, f"{prefix}.commit_every_s", source, allow_zero=True)
 
 

@@ -3,12 +3,22 @@
 A mapping with ``_target_: package.module.Name`` stands for ``Name(**other_keys)``.
 Names of the original regulAS package are mapped to their regulas equivalents through
 :data:`ALIASES`, so regulAS experiment files run unchanged.
+
+A config names code to import and call, so a ``_target_`` is first checked against an
+allow-list of module prefixes (:func:`allowed_prefixes`): :data:`DEFAULT_ALLOWED`, the
+top-level modules of the packages registered as regulas plug-ins (``regulas.workloads``
+entry points, read from the package metadata without importing them) and what the config
+adds in ``execution.allow_targets``. Nothing is imported before that check.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from importlib.metadata import entry_points
 from typing import Any
 
 from regulas.core.errors import ConfigError
@@ -28,17 +38,90 @@ def register_aliases(aliases: Mapping[str, str]) -> None:
 #: Keys with a meaning to regulas inside a ``_target_`` mapping; not passed to the call.
 RESERVED = frozenset({"_target_", "_depends_on_", "_varargs_"})
 
+#: module prefixes any config may name in a ``_target_`` (``regulAS``: the original
+#: package's names, which :data:`ALIASES` maps onto regulas)
+DEFAULT_ALLOWED = ("sklearn", "scipy", "numpy", "regulas", "regulAS")
+#: the entry-point group of workload plug-ins (as :mod:`regulas.core.registry`)
+PLUGIN_GROUP = "regulas.workloads"
+#: a module prefix in ``execution.allow_targets``: dotted identifiers
+PREFIX = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
-def locate(path: str, *, key: str | None = None, source: str | None = None) -> Any:
-    """Import ``package.module.Name`` (a class or function) or raise a clear ConfigError."""
-    target = ALIASES.get(path, path)
-    module_name, _, attr = target.rpartition(".")
-    if not module_name:
+#: prefixes the configs loaded in this process allowed (``execution.allow_targets``); used by
+#: :func:`locate` calls that are not given a list, e.g. when a workload builds its objects
+_EXTRA_ALLOWED: list[str] = []
+
+
+@functools.cache
+def plugin_prefixes() -> tuple[str, ...]:
+    """Top-level modules of the registered workload plug-ins (from metadata; nothing imported)."""
+    return tuple(sorted({ep.module.split(".")[0] for ep in entry_points(group=PLUGIN_GROUP)}))
+
+
+def allowed_prefixes(extra: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The module prefixes a ``_target_`` may start with: the defaults, the plug-ins' modules and
+    ``extra`` (by default what :func:`allow_targets` added in this process)."""
+    return tuple(dict.fromkeys((*DEFAULT_ALLOWED, *plugin_prefixes(), *(_EXTRA_ALLOWED if extra is None else extra))))
+
+
+def allow_targets(prefixes: Iterable[str]) -> None:
+    """Allow ``prefixes`` (a validated config's ``execution.allow_targets``) in this process."""
+    for prefix in prefixes:
+        if prefix not in _EXTRA_ALLOWED:
+            _EXTRA_ALLOWED.append(prefix)
+
+
+@contextlib.contextmanager
+def allowing(prefixes: Iterable[str]) -> Iterator[None]:
+    """Allow ``prefixes`` while a config's sections are built; kept only if no error is raised
+    (the workload builds its objects later, in this process and on workers)."""
+    saved = list(_EXTRA_ALLOWED)
+    allow_targets(prefixes)
+    try:
+        yield
+    except BaseException:
+        _EXTRA_ALLOWED[:] = saved
+        raise
+
+
+def extra_allowed() -> list[str]:
+    """The prefixes :func:`allow_targets` added in this process (shipped to workers)."""
+    return list(_EXTRA_ALLOWED)
+
+
+def check_allowed(
+    path: str, *, allow: Iterable[str] | None = None, key: str | None = None, source: str | None = None
+) -> None:
+    """Refuse a ``_target_`` outside the allowed module prefixes, before anything is imported."""
+    if path in ALIASES:
+        return  # registered by regulas or a workload plug-in, not by the config
+    if not path.rpartition(".")[0]:
         raise ConfigError(
             f"_target_ {path!r} is not a dotted path; expected e.g. sklearn.linear_model.Ridge",
             key=key,
             source=source,
         )
+    prefixes = allowed_prefixes(allow)
+    if any(path == p or path.startswith(f"{p}.") for p in prefixes):
+        return
+    top = path.split(".")[0] or path
+    raise ConfigError(
+        f"_target_ {path!r} is outside the modules a config may name (allowed: {', '.join(prefixes)}); "
+        f"a _target_ is imported and called, so to run code from {top!r} add it to execution.allow_targets "
+        f"(e.g. execution.allow_targets: [{top}])",
+        key=key,
+        source=source,
+    )
+
+
+def locate(
+    path: str, *, key: str | None = None, source: str | None = None, allow: Sequence[str] | None = None
+) -> Any:
+    """Import ``package.module.Name`` (a class or function) or raise a clear ConfigError.
+
+    ``path`` must be in an allowed module (:func:`check_allowed`; ``allow``: the config's
+    ``execution.allow_targets``, by default those allowed in this process)."""
+    check_allowed(path, allow=allow, key=key, source=source)
+    target = ALIASES.get(path, path)
     # Walk back from the longest importable module so nested attributes work too.
     parts = target.split(".")
     error: Exception | None = None
@@ -71,10 +154,14 @@ def iter_targets(node: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
             yield from iter_targets(v, f"{prefix}[{i}]")
 
 
-def check_targets(tree: Any, *, source: str | None = None) -> None:
-    """Fail before any work if some ``_target_`` in the tree cannot be imported."""
-    for key, target in iter_targets(tree):
-        locate(target, key=key, source=source)
+def check_targets(tree: Any, *, source: str | None = None, allow: Sequence[str] = ()) -> None:
+    """Fail before any work if some ``_target_`` in the tree is outside the allowed modules
+    (all are checked before any is imported) or cannot be imported."""
+    found = list(iter_targets(tree))
+    for key, target in found:
+        check_allowed(target, allow=allow, key=key, source=source)
+    for key, target in found:
+        locate(target, key=key, source=source, allow=allow)
 
 
 def instantiate(node: Any, **extra: Any) -> Any:

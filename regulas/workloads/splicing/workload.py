@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from regulas.core.config.regulas_format import TOP_KEYS
-from regulas.core.config.targets import instantiate, locate, register_aliases
+from regulas.core.config.targets import allow_targets, extra_allowed, instantiate, locate, register_aliases
 from regulas.core.config.typed import positive
 from regulas.core.errors import ConfigError
 from regulas.core.hashing import derive_seed
@@ -102,12 +102,11 @@ class SplicingConfig:
                         key=f"{prefix}.{key}",
                         source=source,
                     )
-            _check_target(self.dataset, f"{prefix}.dataset", source)
-            _check_target(self.split, f"{prefix}.split", source)
+            _check_target(self.dataset, f"{prefix}.dataset", source, "loader")
+            _check_target(self.split, f"{prefix}.split", source, "splitter")
             self.pipeline_specs(prefix, source)
-            locate_splitter = self.inner_cv if isinstance(self.inner_cv, dict) else None
-            if locate_splitter is not None:
-                _check_target(locate_splitter, f"{prefix}.inner_cv", source)
+            if isinstance(self.inner_cv, dict):
+                _check_target(self.inner_cv, f"{prefix}.inner_cv", source, "splitter")
         from regulas.workloads.splicing.reports import check_reports
 
         check_reports(self.reports, key=f"{prefix}.reports", source=source)
@@ -135,7 +134,29 @@ class SplicingConfig:
         return specs
 
 
-def _check_target(node: Any, key: str, source: str | None) -> None:
+#: what each ``_target_`` slot of the section must name, checked on the located object before
+#: it is called: (description, test)
+_SLOTS: dict[str, tuple[str, Any]] = {
+    "splitter": (
+        "a cross-validation splitter class (with a split method), e.g. sklearn.model_selection.KFold",
+        lambda obj: isinstance(obj, type) and callable(getattr(obj, "split", None)),
+    ),
+    "loader": (
+        "a regulas data loader class (a regulas.data.Loader subclass), e.g. regulas.data.TableLoader "
+        "or regulAS.utils.PickleLoader",
+        lambda obj: isinstance(obj, type) and issubclass(obj, _loader_base()),
+    ),
+}
+
+
+def _loader_base() -> type:
+    from regulas.data import Loader
+
+    return Loader
+
+
+def _check_target(node: Any, key: str, source: str | None, slot: str) -> Any:
+    """The class ``node``'s ``_target_`` names, once it is allowed, importable and fit for ``slot``."""
     if not isinstance(node, dict) or not isinstance(node.get("_target_"), str):
         raise ConfigError(
             f"expected a mapping with a _target_ (given: {node!r}), e.g. {{_target_: "
@@ -143,7 +164,13 @@ def _check_target(node: Any, key: str, source: str | None) -> None:
             key=key,
             source=source,
         )
-    locate(node["_target_"], key=f"{key}._target_", source=source)
+    obj = locate(node["_target_"], key=f"{key}._target_", source=source)
+    what, fits = _SLOTS[slot]
+    if not fits(obj):
+        raise ConfigError(
+            f"{node['_target_']!r} cannot be used here: expected {what}", key=f"{key}._target_", source=source
+        )
+    return obj
 
 
 #: ``_target_`` names of regulas classes in splicing configs: regulAS's own (so its files run
@@ -240,12 +267,17 @@ class SplicingWorkload(Workload):
         return models_of(self.specs, self.config.selection)
 
     def __getstate__(self) -> dict[str, Any]:
-        # ship only the config to workers; cached properties are rebuilt there
-        return {"config": self.config}
+        # ship only the config to workers (and the _target_ modules the study's config
+        # allowed, so workers accept its targets too); cached properties are rebuilt there
+        return {"config": self.config, "allow_targets": extra_allowed()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        allow_targets(state.get("allow_targets", ()))
+        self.__dict__["config"] = state["config"]
 
     def _splitter(self, root_seed: int) -> Any:
         node = dict(self.config.split or {})
-        params = _init_params(locate(node["_target_"]))
+        params = _init_params(_check_target(node, f"{SECTION}.split", None, "splitter"))
         shuffles = "shuffle" not in params or bool(node.get("shuffle", False))  # KFold shuffles only if asked
         if "random_state" in params and shuffles and node.get("random_state") is None:
             # regulAS's default random_state is null (a new shuffle each run); a study
@@ -258,6 +290,7 @@ class SplicingWorkload(Workload):
             from sklearn.model_selection import KFold
 
             return KFold(n_splits=self.config.inner_cv)  # GridSearchCV(cv=int) for a regressor
+        _check_target(self.config.inner_cv, f"{SECTION}.inner_cv", None, "splitter")
         return instantiate(self.config.inner_cv)
 
     def check_inputs(self, root_seed: int) -> None:
@@ -298,6 +331,7 @@ class SplicingWorkload(Workload):
         from regulas.data import Loader
 
         node = self.config.dataset or {}
+        _check_target(node, f"{SECTION}.dataset", None, "loader")  # before anything is called
         try:
             loader = instantiate(node)
         except TypeError as exc:  # a keyword the loader does not take
