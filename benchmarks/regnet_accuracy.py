@@ -35,11 +35,12 @@ import sqlalchemy as sa
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from regulas import datasets  # noqa: E402
 from regulas.execution.runner import run_study  # noqa: E402
 from regulas.study import load_study  # noqa: E402
 from regulas.workloads.regnet.reports import load_results, paired_comparison  # noqa: E402
 
-MOTIFS = REPO.parent / "shared" / "data" / "motifs" / "regions400_motif_scores.tsv.gz"
+MOTIFS = Path(datasets.path("motifs/regions400_motif_scores.tsv.gz"))  # shipped with regulas
 UNCORRELATED = "identity"
 SHARED = ("identityV", "randomV")
 
@@ -60,7 +61,7 @@ def run(mode: str, root: Path, workers: int) -> tuple[pd.DataFrame, float]:
     overrides = [
         f"store.root={root}", f"study.name=regnet_accuracy_{mode}", "cluster.dashboard_address=null",
         f"cluster.n_workers={workers}", "execution.progress=log", "execution.progress_every_s=30",
-        f"regnet.motif_scores={MOTIFS}" if MOTIFS.is_file() else "regnet.motif_scores=null",
+        f"regnet.motif_scores={MOTIFS}",
         f"regnet.replicates={grid['replicates']}", "regnet.conditions=[4]", "regnet.noise_fraction=[0.7]",
         *(f"regnet.{k}={_list(grid[k])}" for k in ("genes", "motifs", "V", "Sigma", "fraction")),
         "regnet.methods=[{name: ridge, kind: ridge}, {name: lmm, kind: lmm, signal: freeform, noise: freeform}]",
@@ -171,7 +172,7 @@ def main() -> None:
     fits = int(((df.metric == "fit_time_s")).sum())
     meta: dict[str, object] = {
         "benchmark": "regnet_accuracy", "mode": mode, "genes": grid["genes"][0], "motifs": grid["motifs"][0],
-        "replicates": grid["replicates"], "motif_source": MOTIFS.name if MOTIFS.is_file() else "synthetic",
+        "replicates": grid["replicates"], "motif_source": MOTIFS.name,
         "elapsed_s": round(elapsed, 1), "fits": fits, "workers": args.workers, "load_average": round(load, 1),
         "python": platform.python_version(),
     }
