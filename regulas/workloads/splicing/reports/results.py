@@ -42,21 +42,24 @@ class StudyResults:
     db_path : the store's ``regulas.db``.
     arrays_path : the store's ``arrays.zarr``.
     study_name : the study's name.
+    engine : an open read-only engine on ``db_path`` to use (a report run's ``ctx.db``);
+        by default one is opened with :func:`regulas.store.database.open_read`.
     """
 
     @classmethod
     def of(cls, ctx: ReportContext) -> StudyResults:
         """The results of the study a report runs on, loaded once per report run."""
         if "splicing.results" not in ctx.cache:
-            ctx.cache["splicing.results"] = cls(ctx.db_path, Path(ctx.arrays.store_path), ctx.study)
+            ctx.cache["splicing.results"] = cls(ctx.db_path, Path(ctx.arrays.store_path), ctx.study, engine=ctx.db)
         found: StudyResults = ctx.cache["splicing.results"]
         return found
 
-    def __init__(self, db_path: Path, arrays_path: Path, study_name: str) -> None:
+    def __init__(self, db_path: Path, arrays_path: Path, study_name: str, *, engine: Engine | None = None) -> None:
         self.db_path = Path(db_path)
         self.arrays_path = Path(arrays_path)
         self.study = study_name
-        self.engine: Engine = open_read(self.db_path)
+        # the report run's engine when given: one read-only engine (and one version check) per run
+        self.engine: Engine = engine if engine is not None else open_read(self.db_path)
         with self.engine.connect() as conn:
             row = conn.execute(select(study.c.id, study.c.config_yaml).where(study.c.name == study_name)).first()
             if row is None:
