@@ -9,6 +9,7 @@ SIGHUP: 128 + the signal number, as a shell reports it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,9 +20,12 @@ from regulas.core.errors import ConfigError, RegulasError, Terminated
 
 if TYPE_CHECKING:
     from regulas.core.spec import StudySpec
+    from regulas.core.workload import Workload
     from regulas.reports import ReportRun
+    from regulas.store.root import StoreLayout
 
 EXIT_OK, EXIT_FAILED_TASKS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE, as a shell reports a writer killed by it
 #: the default store.root (regulas/core/config/defaults.yaml), where `regulas status` looks
 DEFAULT_STORE_ROOT = "./regulas-out"
 OVERRIDES_HELP = "key=value, +key=value (adds a key), group=option (e.g. cluster=slurm)"
@@ -42,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("config", help="the study config (or a regulAS report-only config), or a store root")
     report.add_argument("overrides", nargs="*", default=[], help=OVERRIDES_HELP)
     report.add_argument("--study", help="with a store root holding several studies: the study to report on")
+    report.add_argument("--out", type=Path, help="write the reports here instead of STORE_ROOT/reports/STUDY "
+                        "(e.g. for a read-only store)")
 
     status = sub.add_parser("status", help="progress and failures of the studies in a store (also while running)")
     status.add_argument(
@@ -73,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args.config, args.overrides, restart=args.restart)
         if args.command == "report":
-            return _report(args.config, args.overrides, args.study)
+            return _report(args.config, args.overrides, args.study, args.out)
         if args.command == "cluster-script":
             return _cluster_script(args.config, args.overrides)
         if args.command == "status":
@@ -93,7 +99,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def console_main() -> None:
     """Entry point of the ``regulas`` script and ``python -m regulas``."""
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader went away (``regulas status | head``): say nothing, as cat or grep would;
+        # stdout goes to /dev/null so that the interpreter's own flush at exit stays quiet too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_BROKEN_PIPE
+    sys.exit(code)
 
 
 def _show_config(config: str, overrides: Sequence[str]) -> int:
@@ -127,7 +141,7 @@ def _run(config: str, overrides: Sequence[str], *, restart: bool = False) -> int
 
     spec = load_study(config, overrides)
     if spec.workload.reports_only:
-        return _write_reports(spec)
+        return _write_reports_of(spec)
     with stop_on_signals():
         result = run(spec, restart=restart)
     summary = result.summary
@@ -169,23 +183,29 @@ def _print_reports(reports: ReportRun) -> None:
         print(f"report:   {reports.page}")
 
 
-def _report(target: str, overrides: Sequence[str], study: str | None) -> int:
-    from regulas.study import load_stored_study, load_study, report_dir, write_reports
+def _report(target: str, overrides: Sequence[str], study: str | None, out: Path | None = None) -> int:
+    from regulas.study import load_stored_study, load_study, report_dir
 
     if Path(target).is_dir():
         if overrides:
             raise ConfigError("overrides apply to a config file, not to a store root", source=target)
         workload, layout, name = load_stored_study(Path(target), study)
-        return _report_files(name, write_reports(workload, layout, name), report_dir(layout.root, name))
-    return _write_reports(load_study(target, overrides))
+        return _write_reports(workload, layout, name, out or report_dir(layout.root, name))
+    spec = load_study(target, overrides)
+    return _write_reports_of(spec, out)
 
 
-def _write_reports(spec: StudySpec) -> int:
-    from regulas.study import layout_of, report_dir, write_reports
+def _write_reports_of(spec: StudySpec, out: Path | None = None) -> int:
+    from regulas.study import layout_of, report_dir
 
     layout = layout_of(spec)
-    reports = write_reports(spec.workload, layout, spec.study.name)
-    return _report_files(spec.study.name, reports, report_dir(layout.root, spec.study.name))
+    return _write_reports(spec.workload, layout, spec.study.name, out or report_dir(layout.root, spec.study.name))
+
+
+def _write_reports(workload: Workload, layout: StoreLayout, study: str, folder: Path) -> int:
+    from regulas.study import write_reports
+
+    return _report_files(study, write_reports(workload, layout, study, folder), folder)
 
 
 def _report_files(study: str, reports: ReportRun, folder: Path) -> int:

@@ -36,12 +36,16 @@ from regulas.execution.runner import RunSummary, run_study
 from regulas.reports import ReportRun, run_reports
 from regulas.store.arrays import StudyArrays
 from regulas.store.database import open_read
-from regulas.store.root import StoreLayout, find_layout
+from regulas.store.root import StoreLayout, check_writable, find_layout
 from regulas.store.status import require_finished_study
 
 # ``${dataset:gse114922/psi.tsv.gz}`` in a config: a file shipped with regulas, by absolute path
 # (register_resolver since omegaconf 2.4, which deprecates register_new_resolver)
 getattr(OmegaConf, "register_resolver", OmegaConf.register_new_resolver)("dataset", datasets.path, replace=True)
+
+
+#: root seeds are stored in SQLite INTEGER columns (signed 64-bit)
+MAX_SEED = 2**63
 
 
 def _workload_defaults(merged: DictConfig) -> dict[str, Any]:
@@ -123,6 +127,8 @@ def _validate(tree: dict[str, Any], source: str) -> StudySpec:
     seed = tree.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"wrong type (given: {seed!r}); expected a non-negative integer", key="seed", source=source)
+    if seed >= MAX_SEED:  # stored in SQLite, whose integers are signed 64-bit
+        raise ConfigError(f"out of range (given: {seed}); expected a seed below 2**63 = {MAX_SEED}", key="seed", source=source)
     execution = build(ExecutionSection, tree.get("execution"), "execution", source=source)
     # every _target_ against the allow-list, before any is imported or called
     check_targets(tree, source=source, allow=execution.allow_targets)
@@ -149,9 +155,12 @@ def report_dir(root: Path, study: str) -> Path:
     return root / "reports" / study
 
 
-def write_reports(workload: Workload, layout: StoreLayout, study: str) -> ReportRun:
-    """Run the workload's reports on finished study ``study`` of the store at ``layout``."""
+def write_reports(workload: Workload, layout: StoreLayout, study: str, out_dir: Path | None = None) -> ReportRun:
+    """Run the workload's reports on finished study ``study`` of the store at ``layout``,
+    writing them to ``out_dir`` (default :func:`report_dir`)."""
     study_id = require_finished_study(layout.db_path, study)
+    out_dir = out_dir if out_dir is not None else report_dir(layout.root, study)
+    check_writable(out_dir, "the report folder", "write the reports elsewhere with regulas report STORE_ROOT --out DIR")
     engine = open_read(layout.db_path)
     try:
         ctx = ReportContext(
@@ -160,7 +169,7 @@ def write_reports(workload: Workload, layout: StoreLayout, study: str) -> Report
             db=engine,
             db_path=layout.db_path,
             arrays=StudyArrays(layout.arrays_path, study),
-            out_dir=report_dir(layout.root, study),
+            out_dir=out_dir,
         )
         return run_reports(workload.reports(), ctx)
     finally:

@@ -263,6 +263,56 @@ CASES: list[tuple[str, Any, tuple[str, ...], tuple[str, ...]]] = [
         ("{cfg}:19: key 'store.db'", "(given: 'sub/regulas.db')", "expected a plain file name inside store.root"),
     ),
     (
+        "seed-beyond-sqlite-integer",
+        demo_with(seed=2**63),
+        (),
+        ("{cfg}:5: key 'seed'", f"(given: {2**63})", "expected a seed below 2**63"),
+    ),
+    (
+        "memory-limit-not-a-size",
+        demo_with(),
+        ("cluster.memory_limit=banana",),
+        ("key 'cluster.memory_limit'", "not a memory size (given: 'banana')", "'4GiB'"),
+    ),
+    (
+        # a worker this small is restarted by its nanny before its first task, and the run
+        # used to end with "no Dask worker connected" and no word of memory
+        "memory-limit-too-small",
+        demo_with(),
+        ("cluster.memory_limit=1KiB",),
+        ("key 'cluster.memory_limit'", "too little memory for a Dask worker (given: '1KiB'", "at least 256.00 MiB per worker"),
+    ),
+    (
+        "slurm-memory-too-small-per-process",
+        demo_with(),
+        ("cluster=slurm", "cluster.memory=400MiB", "cluster.cores=2", "cluster.processes=2"),
+        ("key 'cluster.memory'", "shared by 2 worker processes", "at least 256.00 MiB per worker"),
+    ),
+    (
+        "store-arrays-is-the-database",
+        demo_with(),
+        ("store.arrays=regulas.db",),
+        ("key 'store.arrays'", "collides with the database file store.db ('regulas.db')", "arrays.zarr"),
+    ),
+    (
+        "store-arrays-is-the-wal-file",
+        demo_with(),
+        ("store.db=r.sqlite", "store.arrays=r.sqlite-wal"),
+        ("key 'store.arrays'", "collides with the database file", "SQLite keeps beside it"),
+    ),
+    (
+        "store-db-reserved-name",
+        demo_with(),
+        ("store.db=leases",),
+        ("key 'store.db'", "'leases' is a name regulas keeps for itself", "reserved: .regulas-probe, leases, logs"),
+    ),
+    (
+        "store-root-unknown-user",
+        demo_with(),
+        ("store.root=~no_such_user_regulas/out",),
+        ("key 'store.root'", "cannot expand '~' in the store root (given: '~no_such_user_regulas/out')", "path without ~"),
+    ),
+    (
         "store-arrays-dotdot",
         demo_with(),
         ("store.arrays=..",),
@@ -589,6 +639,11 @@ CLI_CASES: dict[str, tuple[Any, tuple[str, ...], tuple[str, ...]]] = {
     "missing-name": (NO_DEFAULTS, (), ("key 'study.name'", "study.name=VALUE")),
     "unknown-top-level": (demo_with(), ("+extra=3",), ("key 'extra'", "unknown top-level key (given: 3)")),
     "out-of-range": (demo_with(), ("demo.n_splits=1",), ("key 'demo.n_splits'", "out of range (given: 1)")),
+    # each of these used to create the store, then end in a traceback with exit 1
+    "seed-beyond-sqlite-integer": (demo_with(), (f"seed={2**63}",), ("key 'seed'", "expected a seed below 2**63")),
+    "arrays-collide-with-db": (demo_with(), ("store.arrays=regulas.db",), ("key 'store.arrays'", "collides with the database")),
+    # used to end, after 60 s, as "could not start a LocalCluster" behind a dask traceback
+    "memory-limit-banana": (demo_with(), ("cluster.memory_limit=banana",), ("key 'cluster.memory_limit'", "not a memory size")),
 }
 
 

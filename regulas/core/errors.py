@@ -63,6 +63,10 @@ class StoreError(RegulasError):
     """The result store (SQLite database or Zarr arrays) cannot be used as asked."""
 
 
+class StoreFull(StoreError):
+    """The disk (or quota) holding the store is full: the run stops, the study is ``interrupted``."""
+
+
 class OwnershipError(StoreError):
     """A Zarr write would touch a chunk the writing task does not own in full.
 

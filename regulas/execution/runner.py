@@ -14,6 +14,7 @@ replacements pending).
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from typing import Any
 
 from distributed import Client, Future, as_completed
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from regulas.core.errors import ClusterError, StoreError
 from regulas.core.spec import StudySpec
@@ -32,7 +34,7 @@ from regulas.execution.cluster import ClusterBackend, make_backend
 from regulas.execution.logs import port_of, third_party_logs_to_file
 from regulas.execution.probe import StoreGate
 from regulas.execution.progress import RunProgress
-from regulas.execution.worker import execute_task
+from regulas.execution.worker import DISK_FULL, execute_task
 from regulas.store import schema
 from regulas.store.arrays import StudyArrays
 from regulas.store.database import (
@@ -51,8 +53,9 @@ from regulas.store.database import (
 )
 from regulas.store.inputs import FileState
 from regulas.store.lease import acquire_lease
-from regulas.store.root import StoreLayout, write_marker
+from regulas.store.root import StoreLayout, check_writable, write_marker
 from regulas.store.sink import Sink, TaskOutcome
+from regulas.store.space import is_disk_full, store_full
 
 #: seconds to fetch one finished task's outcome (a few rows) before the driver polls the
 #: cluster again; doubled for each retry of the same task, up to MAX_RESULT_WAIT_S
@@ -175,6 +178,12 @@ def run_study(
     t0 = time.monotonic()
     progress = progress or RunProgress(spec.execution.progress, spec.execution.progress_every_s)
     spec.workload.check_inputs(spec.seed)  # bad data stops the run before the store exists
+    check_writable(
+        spec.store.root_path,
+        "store.root",
+        "regulas writes its database, arrays and lease there: choose a writable store.root "
+        "(regulas status and regulas report --out DIR can still read a read-only store)",
+    )
     write_marker(StoreLayout(spec.store.root_path, db=spec.store.db, arrays=spec.store.arrays))
     # one driver per study: refused here, before the study's tables or arrays are touched
     lease = acquire_lease(
@@ -183,6 +192,10 @@ def run_study(
     try:
         with third_party_logs_to_file(spec.store.root_path) as log_path:
             summary = _run_study(spec, client, progress, t0, restart)
+    except (OSError, SQLAlchemyError, sqlite3.Error) as exc:  # the sink writes through sqlite3 itself
+        if not is_disk_full(exc):
+            raise
+        raise store_full(spec.store.root_path, f"{type(exc).__name__}: {exc}") from None
     finally:
         lease.release()
     if log_path.stat().st_size:
@@ -199,7 +212,12 @@ def _run_study(spec: StudySpec, client: Client | None, progress: RunProgress, t0
             removed = StudyArrays(spec.store.arrays_path, spec.study.name).remove()
             if delete_study(engine, spec.study.name) or removed:
                 progress.message(f"study {spec.study.name!r}: its results are discarded (--restart); it starts again")
-        study_id, resumed, tasks, status = plan_study(spec, engine, progress)
+        try:
+            study_id, resumed, tasks, status = plan_study(spec, engine, progress)
+        except (OSError, SQLAlchemyError) as exc:
+            if is_disk_full(exc):  # e.g. creating the arrays: the study row may exist already
+                _mark_interrupted(engine, spec.study.name)
+            raise
         max_attempts = spec.execution.max_attempts
         skipped = sum(status[t.key].status == "done" for t in tasks)
         exhausted = [t for t in tasks if status[t.key].status == "failed" and status[t.key].attempts >= max_attempts]
@@ -221,9 +239,15 @@ def _run_study(spec: StudySpec, client: Client | None, progress: RunProgress, t0
         try:
             if todo:
                 _execute(spec, todo, sink, progress, client, total=len(tasks), already_done=skipped)
-        except BaseException:
-            sink.close()  # commit what did finish before the interruption (Ctrl-C, cluster loss)
-            finish_study(engine, study_id, "interrupted")
+        except BaseException as exc:
+            try:  # commit what did finish before the interruption (Ctrl-C, cluster loss, full disk)
+                sink.close()
+                finish_study(engine, study_id, "interrupted")
+            except (SQLAlchemyError, sqlite3.Error) as second:
+                if not is_disk_full(second):  # a full disk may refuse these too: the rows stay uncommitted, the tasks pending
+                    raise
+                if not is_disk_full(exc):
+                    raise exc from second
             raise
         sink.close()
         failures = _failures(engine, study_id)
@@ -247,6 +271,18 @@ def _run_study(spec: StudySpec, client: Client | None, progress: RunProgress, t0
         )
     finally:
         engine.dispose()
+
+
+def _mark_interrupted(engine: Engine, name: str) -> None:
+    """Best effort: a full disk may refuse this update too (the status then says "driver gone")."""
+    try:
+        with engine.connect() as conn:
+            study_id = conn.execute(select(schema.study.c.id).where(schema.study.c.name == name)).scalar()
+        if study_id is not None:
+            finish_study(engine, study_id, "interrupted")
+    except SQLAlchemyError as exc:
+        if not is_disk_full(exc):
+            raise
 
 
 def _execute(
@@ -344,6 +380,8 @@ def _run_tasks(
                     continue
             except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: recorded, siblings go on
                 outcome = _failure(task, exc)
+            if outcome.error_type == DISK_FULL:  # not the task's fault: not an attempt either
+                raise store_full(spec.store.root_path, f"task {task.key[:12]} on {outcome.worker}: {outcome.error_message}")
             del in_flight[future.key]
             result_wait.pop(future.key, None)
             future.release()

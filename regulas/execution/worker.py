@@ -9,10 +9,12 @@ import traceback as tb
 
 from threadpoolctl import threadpool_limits
 
+from regulas.core.errors import StoreFull
 from regulas.core.task import Task
 from regulas.core.workload import TaskContext, Workload
 from regulas.store.arrays import RegionWriter
 from regulas.store.sink import TaskOutcome
+from regulas.store.space import is_disk_full
 
 
 def worker_name() -> str:
@@ -22,6 +24,10 @@ def worker_name() -> str:
         return str(get_worker().address)
     except ValueError:  # not inside a Dask worker (e.g. called directly in a test)
         return f"{socket.gethostname()}:{os.getpid()}"
+
+
+#: the error_type of an outcome whose task found the store's disk full
+DISK_FULL = f"{StoreFull.__module__}.{StoreFull.__qualname__}"
 
 
 def execute_task(workload: Workload, task: Task, store_path: str, study: str, blas_threads: int = 1) -> TaskOutcome:
@@ -43,7 +49,8 @@ def execute_task(workload: Workload, task: Task, store_path: str, study: str, bl
             started_at=started,
             finished_at=time.time(),
             worker=worker_name(),
-            error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+            # a full disk is not the task's fault: the driver stops the run on it (DISK_FULL)
+            error_type=DISK_FULL if is_disk_full(exc) else f"{type(exc).__module__}.{type(exc).__qualname__}",
             error_message=str(exc),
             traceback=tb.format_exc(),
         )

@@ -15,13 +15,14 @@ API enforces two rules instead of trusting a convention:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import zarr
@@ -82,6 +83,30 @@ def check_aligned(region: Region, spec: ArraySpec) -> None:
             )
 
 
+#: what zarr raises when an array's zarr.json is not valid metadata (not JSON, fields missing or of the wrong type)
+_DAMAGED_METADATA = (
+    json.JSONDecodeError,
+    UnicodeDecodeError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    zarr.errors.MetadataValidationError,
+    zarr.errors.UnknownCodecError,
+)
+
+
+def open_study_array(store_path: str | Path, path: str, mode: Literal["r", "r+"]) -> zarr.Array:
+    """``zarr.open_array``, with damaged metadata as one :class:`StoreError` naming the file and the fix."""
+    try:
+        return zarr.open_array(store=str(store_path), path=path, mode=mode)
+    except _DAMAGED_METADATA as exc:
+        meta = Path(store_path) / path / "zarr.json"
+        raise StoreError(
+            f"the metadata of Zarr array {path} cannot be read ({meta}: {type(exc).__name__}: {exc}); restore the file, "
+            "or discard the study's results and run it again with: regulas run CONFIG --restart"
+        ) from None
+
+
 class StudyArrays:
     """The Zarr group of one study (driver side: create arrays, check the plan)."""
 
@@ -99,7 +124,7 @@ class StudyArrays:
         """Create the array, or reopen it when a previous run made it with the same spec."""
         path = f"{self.study}/{spec.name}"
         try:
-            existing = zarr.open_array(store=str(self.store_path), path=path, mode="r+")
+            existing = open_study_array(self.store_path, path, "r+")
         except (FileNotFoundError, zarr.errors.ArrayNotFoundError, zarr.errors.NodeTypeValidationError):
             existing = None
         if existing is not None:
@@ -130,7 +155,7 @@ class StudyArrays:
 
     def open(self, name: str) -> zarr.Array:
         """An array of this study, read-only (for summaries and plots after a run)."""
-        return zarr.open_array(store=str(self.store_path), path=f"{self.study}/{name}", mode="r")
+        return open_study_array(self.store_path, f"{self.study}/{name}", "r")
 
     def check_ownership(self, owned: Iterable[tuple[str, Iterable[Region]]]) -> None:
         """Refuse a plan unless every region is whole units and no unit has two owners."""
@@ -217,7 +242,7 @@ class RegionWriter:
         if arr is None:
             # write a unit even when it is all fill value: a rerun checks that every unit a
             # done task owns has its file (StudyArrays.missing_units)
-            arr = zarr.open_array(store=self.store_path, path=f"{self.study}/{name}", mode="r+").with_config({"write_empty_chunks": True})
+            arr = open_study_array(self.store_path, f"{self.study}/{name}", "r+").with_config({"write_empty_chunks": True})
             self._open[name] = arr
         return arr
 

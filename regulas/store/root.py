@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,25 @@ class StoreLayout:
     @property
     def arrays_path(self) -> Path:
         return self.root / self.arrays
+
+
+def check_writable(folder: Path, what: str, fix: str) -> None:
+    """Refuse a folder regulas cannot write, before anything is created in it.
+
+    Tried for real (a temporary file in ``folder`` or, when it does not exist yet, in its
+    nearest existing parent): permission bits say nothing to root, nor about a read-only
+    mount or a full disk.
+    """
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        fd, name = tempfile.mkstemp(prefix=".regulas-write-check-", dir=existing)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        where = folder if existing == folder else f"{folder} (in {existing})"
+        raise StoreError(f"{what} {where} is not writable ({exc.strerror or exc}); {fix}") from None
 
 
 def write_marker(layout: StoreLayout) -> None:

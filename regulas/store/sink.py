@@ -206,8 +206,10 @@ class Sink:
         self.failed += sum(o.status != "done" for o in batch)
 
     def close(self) -> None:
-        self.flush()
-        self._conn.close()
+        try:
+            self.flush()
+        finally:
+            self._conn.close()
 
 
 def _as_failure(outcome: TaskOutcome, exc: Exception) -> TaskOutcome:

@@ -35,6 +35,12 @@ class StudySection:
             )
 
 
+#: what regulas itself keeps in store.root beside the database and the arrays
+RESERVED_IN_ROOT = frozenset({"leases", "logs", "reports", ".regulas-probe", "regulas-store.json"})
+#: files SQLite keeps beside the database file (WAL, shared memory, rollback journal)
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
 @dataclass(frozen=True)
 class StoreSection:
     root: str = "./regulas-out"
@@ -43,7 +49,14 @@ class StoreSection:
 
     @property
     def root_path(self) -> Path:
-        return Path(self.root).expanduser().resolve()
+        try:
+            return Path(self.root).expanduser().resolve()
+        except RuntimeError as exc:  # "~nouser/x": no such user, or no home directory to expand "~" to
+            raise ConfigError(
+                f"cannot expand '~' in the store root (given: {self.root!r}): {str(exc).rstrip('.')}; expected an existing user's "
+                "home (~ or ~name) or a path without ~",
+                key="store.root",
+            ) from None
 
     @property
     def db_path(self) -> Path:
@@ -62,7 +75,24 @@ class StoreSection:
                     key=f"{prefix}.{key}",
                     source=source,
                 )
-        root = self.root_path
+            if value in RESERVED_IN_ROOT:
+                raise ConfigError(
+                    f"{value!r} is a name regulas keeps for itself in store.root; expected another name "
+                    f"(reserved: {', '.join(sorted(RESERVED_IN_ROOT))})",
+                    key=f"{prefix}.{key}",
+                    source=source,
+                )
+        if self.arrays == self.db or any(self.arrays == self.db + side for side in SQLITE_SIDE_FILES):
+            raise ConfigError(
+                f"store.arrays ({self.arrays!r}) collides with the database file store.db ({self.db!r}) or the files "
+                "SQLite keeps beside it; expected another name, e.g. arrays.zarr",
+                key=f"{prefix}.arrays",
+                source=source,
+            )
+        try:
+            root = self.root_path
+        except ConfigError as exc:  # the property names no source: name the config's
+            raise ConfigError(exc.message, key=f"{prefix}.root", source=source) from None
         if root.exists() and not root.is_dir():
             raise ConfigError(
                 f"store root exists but is not a folder (given: {self.root!r})", key=f"{prefix}.root", source=source

@@ -12,16 +12,44 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from dask.utils import format_bytes, parse_bytes
 from distributed import Client
 
 from regulas.core.config.sections import ClusterConfigBase
+from regulas.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 #: seconds a client or cluster may take to close before regulas gives up on it
 CLOSE_TIMEOUT_S = 60.0
 
+#: below this a Dask worker process (Python, numpy, scikit-learn loaded: ~150 MB resident)
+#: is paused or restarted by its nanny before its first task
+MIN_WORKER_MEMORY = 256 * 2**20
+
 BLAS_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def memory_bytes(value: object, key: str, source: str | None, *, workers: int = 1) -> int:
+    """``value`` (e.g. "4GiB", "500MB" or a number of bytes) in bytes, each of ``workers``
+    sharing it getting at least :data:`MIN_WORKER_MEMORY`; a :class:`ConfigError` otherwise."""
+    try:
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValueError(value)
+        size = parse_bytes(value)
+        if size <= 0:
+            raise ValueError(value)
+    except ValueError:
+        raise ConfigError(f"not a memory size (given: {value!r}); expected e.g. '4GiB' or '500MB'", key=key, source=source) from None
+    if size // workers < MIN_WORKER_MEMORY:
+        share = f" shared by {workers} worker processes" if workers > 1 else ""
+        raise ConfigError(
+            f"too little memory for a Dask worker (given: {value!r} = {format_bytes(size)}{share}); expected at least "
+            f"{format_bytes(MIN_WORKER_MEMORY)} per worker process, e.g. '4GiB'",
+            key=key,
+            source=source,
+        )
+    return size
 
 
 def blas_env(threads: int) -> dict[str, str]:

@@ -13,7 +13,14 @@ from distributed.worker_memory import parse_memory_limit
 
 from regulas.core.config.typed import positive
 from regulas.core.errors import ClusterError
-from regulas.execution.cluster.base import ClusterBackend, ClusterConfigBase, blas_env, close_bounded, default_workers
+from regulas.execution.cluster.base import (
+    ClusterBackend,
+    ClusterConfigBase,
+    blas_env,
+    close_bounded,
+    default_workers,
+    memory_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,8 @@ class LocalClusterConfig(ClusterConfigBase):
     def check(self, prefix: str, source: str | None) -> None:
         for key in ("n_workers", "threads_per_worker", "blas_threads", "startup_timeout_s"):
             positive(getattr(self, key), f"{prefix}.{key}", source)
+        if self.memory_limit not in (None, "auto"):  # per worker process
+            memory_bytes(self.memory_limit, f"{prefix}.memory_limit", source)
 
 
 class LocalBackend(ClusterBackend):

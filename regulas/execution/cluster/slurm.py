@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import dask.config
-from dask.utils import parse_bytes
 from dask_jobqueue import SLURMCluster
 from dask_jobqueue.slurm import SLURMJob
 from distributed import Client
@@ -29,7 +28,7 @@ from regulas.core.config.typed import positive
 from regulas.core.errors import ClusterError, ConfigError
 from regulas.execution.cluster._slurm_jobs import COMMAND_TIMEOUT_S, walltime_seconds
 from regulas.execution.cluster._slurm_watch import JobWatch
-from regulas.execution.cluster.base import ClusterBackend, ClusterConfigBase, blas_env, close_bounded
+from regulas.execution.cluster.base import ClusterBackend, ClusterConfigBase, blas_env, close_bounded, memory_bytes
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +76,7 @@ class SlurmClusterConfig(ClusterConfigBase):
             raise ConfigError(
                 f"min_jobs ({self.min_jobs}) is larger than max_jobs ({self.max_jobs})", key=f"{prefix}.min_jobs", source=source
             )
-        try:
-            if parse_bytes(self.memory) <= 0:
-                raise ValueError(self.memory)
-        except ValueError:
-            raise ConfigError(
-                f"not a memory size (given: {self.memory!r}); expected e.g. '4GiB' or '500MB'",
-                key=f"{prefix}.memory",
-                source=source,
-            ) from None
+        memory_bytes(self.memory, f"{prefix}.memory", source, workers=self.processes)  # per job, split between its workers
         if not isinstance(self.walltime, str):
             raise ConfigError(
                 f"expected the time limit as a quoted string (given the number {self.walltime!r}: YAML reads an "

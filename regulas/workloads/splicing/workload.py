@@ -40,7 +40,7 @@ from regulas.core.report import Report
 from regulas.core.task import Region, Task, make_task
 from regulas.core.workload import Block, Rows, StudyContext, TaskContext, TaskResult, Workload
 from regulas.splicing.pipelines import PipelineSpec
-from regulas.store.arrays import ArraySpec
+from regulas.store.arrays import ArraySpec, open_study_array
 from regulas.workloads.splicing.tables import (
     SPLICING_TABLES,
     SpliceEventRows,
@@ -236,9 +236,7 @@ def _shared_input(store_path: str, study: str, name: str, fingerprint: str) -> t
     X is read by every task of a study (and is the largest input at TCGA scale);
     ``fingerprint`` in the key keeps a long-lived worker from serving stale data.
     """
-    import zarr
-
-    arr = zarr.open_array(store=store_path, path=f"{study}/{name}", mode="r")
+    arr = open_study_array(store_path, f"{study}/{name}", "r")
     return np.asarray(arr[...]), dict(arr.attrs)
 
 
