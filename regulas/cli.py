@@ -9,6 +9,7 @@ SIGHUP: 128 + the signal number, as a shell reports it.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from regulas import __version__
-from regulas.core.errors import ConfigError, RegulasError, Terminated
+from regulas.core.errors import ConfigError, RegulasError, StoreFull, Terminated
 
 if TYPE_CHECKING:
     from regulas.core.spec import StudySpec
@@ -87,6 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, RegulasError) as exc:
         # one line, whatever the YAML parser or OmegaConf put into the message
         print("regulas: error: " + " ".join(str(exc).split()), file=sys.stderr)
+        if isinstance(exc, StoreFull):
+            # zarr's event loop still holds the sibling chunk writes of the one that failed
+            # (they fail the same way): at exit asyncio would log each of them ("Task was
+            # destroyed but it is pending!", "Event loop is closed") after the one message
+            logging.getLogger("asyncio").disabled = True
+            sys.unraisablehook = _ignore_unraisable
         return EXIT_BAD_INPUT
     except Terminated as exc:
         print(f"regulas: terminated ({exc.signame}); finished tasks are saved, rerun the same command to resume", file=sys.stderr)
@@ -95,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("regulas: interrupted; finished tasks are saved, rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     raise AssertionError(args.command)
+
+
+def _ignore_unraisable(_: object) -> None:
+    """A ``sys.unraisablehook`` that prints nothing."""
 
 
 def console_main() -> None:

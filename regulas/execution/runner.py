@@ -55,7 +55,7 @@ from regulas.store.inputs import FileState
 from regulas.store.lease import acquire_lease
 from regulas.store.root import StoreLayout, check_writable, write_marker
 from regulas.store.sink import Sink, TaskOutcome
-from regulas.store.space import is_disk_full, store_full
+from regulas.store.space import DiskReserve, is_disk_full, store_full
 
 #: seconds to fetch one finished task's outcome (a few rows) before the driver polls the
 #: cluster again; doubled for each retry of the same task, up to MAX_RESULT_WAIT_S
@@ -189,21 +189,26 @@ def run_study(
     lease = acquire_lease(
         spec.store.root_path, spec.study.name, timeout_s=spec.execution.lease_timeout_s, log=progress.message
     )
+    reserve = DiskReserve(lease.path.with_suffix(".reserve"))
     try:
+        reserve.hold()
         with third_party_logs_to_file(spec.store.root_path) as log_path:
-            summary = _run_study(spec, client, progress, t0, restart)
+            summary = _run_study(spec, client, progress, t0, restart, reserve)
     except (OSError, SQLAlchemyError, sqlite3.Error) as exc:  # the sink writes through sqlite3 itself
         if not is_disk_full(exc):
             raise
         raise store_full(spec.store.root_path, f"{type(exc).__name__}: {exc}") from None
     finally:
+        reserve.release()
         lease.release()
     if log_path.stat().st_size:
         progress.message(f"messages of dask and other libraries: {log_path}")
     return summary
 
 
-def _run_study(spec: StudySpec, client: Client | None, progress: RunProgress, t0: float, restart: bool) -> RunSummary:
+def _run_study(
+    spec: StudySpec, client: Client | None, progress: RunProgress, t0: float, restart: bool, reserve: DiskReserve
+) -> RunSummary:
     engine = open_write(spec.store.db_path, spec.workload.tables)
     try:
         if restart:
@@ -216,6 +221,7 @@ def _run_study(spec: StudySpec, client: Client | None, progress: RunProgress, t0
             study_id, resumed, tasks, status = plan_study(spec, engine, progress)
         except (OSError, SQLAlchemyError) as exc:
             if is_disk_full(exc):  # e.g. creating the arrays: the study row may exist already
+                reserve.release()
                 _mark_interrupted(engine, spec.study.name)
             raise
         max_attempts = spec.execution.max_attempts
@@ -240,14 +246,19 @@ def _run_study(spec: StudySpec, client: Client | None, progress: RunProgress, t0
             if todo:
                 _execute(spec, todo, sink, progress, client, total=len(tasks), already_done=skipped)
         except BaseException as exc:
-            try:  # commit what did finish before the interruption (Ctrl-C, cluster loss, full disk)
+            # commit what did finish before the interruption (Ctrl-C, cluster loss, full disk);
+            # on a full disk the reserve makes room for that and the interrupted mark
+            if is_disk_full(exc):
+                reserve.release()
+            try:
                 sink.close()
-                finish_study(engine, study_id, "interrupted")
             except (SQLAlchemyError, sqlite3.Error) as second:
-                if not is_disk_full(second):  # a full disk may refuse these too: the rows stay uncommitted, the tasks pending
+                if not is_disk_full(second):
                     raise
+                reserve.release()
                 if not is_disk_full(exc):
                     raise exc from second
+            finish_study(engine, study_id, "interrupted")
             raise
         sink.close()
         failures = _failures(engine, study_id)

@@ -9,6 +9,7 @@ wrapped by SQLAlchemy.
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -24,7 +25,7 @@ def is_disk_full(exc: BaseException | None) -> bool:
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        if isinstance(exc, StoreFull) or (isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS):
             return True
         if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL:
             return True
@@ -43,3 +44,32 @@ def store_full(root: Path, detail: str) -> StoreFull:
         f"no space left for the store at {root} ({free}; {detail}); the finished tasks are saved: free some "
         "space (or move store.root) and rerun the same command to resume"
     )
+
+
+class DiskReserve:
+    """A few MiB held on the store's disk while a run lasts, given back when the disk fills.
+
+    When the disk fills, SQLite cannot commit anything, not even the finished tasks still
+    buffered or the study's ``interrupted`` mark. Deleting this file first leaves room for
+    both (they are small), so the run ends cleanly. Written with real bytes: a sparse file
+    would hold no blocks.
+    """
+
+    def __init__(self, path: Path, size: int = 2 * 2**20) -> None:
+        self.path = path
+        self.size = size
+
+    def hold(self) -> None:
+        try:
+            with open(self.path, "wb") as f:
+                f.write(b"\0" * self.size)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            self.release()
+            if exc.errno in DISK_FULL_ERRNOS:
+                raise store_full(self.path.parent, f"{self.size // 2**20} MiB could not be set aside for the run") from None
+            raise
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
