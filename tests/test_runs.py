@@ -467,3 +467,42 @@ def test_rerun_recomputes_done_tasks_whose_chunk_files_are_gone(tmp_path: Path, 
     assert _task_status(db) == Counter({"done": 50})
     third = run_cli(argv)
     assert third.returncode == 0 and "50 already done, 0 to run" in third.stderr, third.stderr
+
+
+def test_frozen_driver_is_taken_over_and_fenced(tmp_path: Path, demo_config: Path) -> None:
+    """Driver A is frozen (SIGSTOP) past its lease timeout; driver B takes the study over and
+    completes it; A, thawed, finds its lease gone at its next commit and stops (exit 2)
+    without writing. The study ends done with the results of an uninterrupted run, every
+    task done once in the database, none failed."""
+    root, clean = tmp_path / "out", tmp_path / "clean"
+    common = ["demo.n_targets=200", "demo.block_size=20", "demo.n_splits=3", "cluster.n_workers=1",
+              "execution.lease_timeout_s=4", *QUIET]
+    argv = ["run", str(demo_config), f"store.root={root}", *common]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    a = subprocess.Popen(regulas_cmd(*argv, "demo.sleep_s=0.5"), cwd=REPO, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        db = root / "regulas.db"
+        _wait_for_done(db, 3, a)
+        (token_a,) = query(db, "SELECT token FROM study_lease")[0]
+        a.send_signal(signal.SIGSTOP)
+        time.sleep(6)  # past the 4 s timeout: A's heartbeat is stale
+        b = run_cli(argv)
+        assert b.returncode == 0, b.stderr
+        assert "taking over the stale lease of study 'demo' held by pid " + str(a.pid) in b.stderr
+        assert "last heartbeat" in b.stderr
+        (token_b, released) = query(db, "SELECT token, released_at FROM study_lease")[0]
+        assert token_b != token_a and released is not None
+        done_by_b = query(db, "SELECT key, finished_at FROM task ORDER BY key")
+    finally:
+        a.send_signal(signal.SIGCONT)
+    _, a_err = a.communicate(timeout=120)
+    assert a.returncode == 2, a_err
+    lines = [ln for ln in a_err.splitlines() if ln.startswith("regulas: error: ")]
+    assert len(lines) == 1 and "this driver lost the lease of its study to pid " in lines[0], a_err
+    assert "Traceback" not in a_err
+    assert query(db, "SELECT key, finished_at FROM task ORDER BY key") == done_by_b  # A wrote nothing after B
+    assert query(db, "SELECT status FROM study") == [("done",)]
+    assert _task_status(db) == Counter({"done": 30})
+    assert run_cli(["run", str(demo_config), f"store.root={clean}", *common]).returncode == 0
+    assert _scores(db) == _scores(clean / "regulas.db")

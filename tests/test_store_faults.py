@@ -187,3 +187,37 @@ def test_broken_pipe_is_quiet(finished: Path) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141  # 128 + SIGPIPE, as a shell reports it
     assert err == ""
+
+
+def test_status_reads_the_drivers_snapshot_where_it_cannot_read_the_wal(
+    read_only_view: tuple[Path, Path]
+) -> None:
+    """While a driver writes, a reader that cannot use the WAL index (here: a read-only view
+    of the store, as a login node reading a compute node's store is for SQLite) reports the
+    progress the driver snapshots beside its lease, between what the database said just
+    before and just after."""
+    src, view = read_only_view
+    root = src / "out"
+    proc = subprocess.Popen(regulas_cmd(*_argv(root), "demo.sleep_s=0.3", "cluster.n_workers=1"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        db = root / "regulas.db"
+        deadline = time.monotonic() + 120
+        while not (db.exists() and query(db, "SELECT count(*) FROM task WHERE status='done'")[0][0] >= 3):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run ended too soon"
+            time.sleep(0.2)
+        time.sleep(2.5)  # one snapshot period
+        before = query(db, "SELECT count(*) FROM task WHERE status='done'")[0][0]
+        status = run_cli(["status", str(view / "out")])
+        after = query(db, "SELECT count(*) FROM task WHERE status='done'")[0][0]
+        assert proc.poll() is None, "the run ended before the status was read"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert status.returncode == 0, status.stderr
+    first = status.stdout.splitlines()[0]
+    assert "from the driver's snapshot" in first and "is not writable here" in first, status.stdout
+    done = int(first.split("tasks ")[1].split("/")[0])
+    # the snapshot counts results as they arrive, the database when they are committed (every second)
+    assert before - 5 <= done <= after + 5, (before, done, after, first)
+    assert f"driver: pid {proc.pid} on " in status.stdout

@@ -67,6 +67,12 @@ class StoreFull(StoreError):
     """The disk (or quota) holding the store is full: the run stops, the study is ``interrupted``."""
 
 
+class LeaseLost(RegulasError):
+    """Another driver took over this driver's study (its lease went stale while it was frozen
+    or cut off): this driver stops without writing. Not a :class:`StoreError`, which a task's
+    rows can provoke: nothing here is the fault of the tasks being committed."""
+
+
 class OwnershipError(StoreError):
     """A Zarr write would touch a chunk the writing task does not own in full.
 

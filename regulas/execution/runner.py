@@ -14,10 +14,11 @@ replacements pending).
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -26,7 +27,7 @@ from distributed import Client, Future, as_completed
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from regulas.core.errors import ClusterError, StoreError
+from regulas.core.errors import ClusterError, LeaseLost, StoreError
 from regulas.core.spec import StudySpec
 from regulas.core.task import Task
 from regulas.core.workload import StudyContext
@@ -46,13 +47,15 @@ from regulas.store.database import (
     open_study,
     open_write,
     record_inputs,
+    record_lease,
     register_arrays,
     register_tasks,
+    release_lease,
     reopen_tasks,
     write_study_rows,
 )
 from regulas.store.inputs import FileState
-from regulas.store.lease import acquire_lease
+from regulas.store.lease import Lease, acquire_lease
 from regulas.store.root import StoreLayout, check_writable, write_marker
 from regulas.store.sink import Sink, TaskOutcome
 from regulas.store.space import DiskReserve, is_disk_full, store_full
@@ -189,11 +192,14 @@ def run_study(
     lease = acquire_lease(
         spec.store.root_path, spec.study.name, timeout_s=spec.execution.lease_timeout_s, log=progress.message
     )
-    reserve = DiskReserve(lease.path.with_suffix(".reserve"))
+    # one reserve per lease: a driver whose lease went stale may still hold its own
+    for stale in lease.path.parent.glob(f"{lease.path.stem}.*.reserve"):
+        stale.unlink(missing_ok=True)
+    reserve = DiskReserve(lease.path.with_name(f"{lease.path.stem}.{lease.token}.reserve"))
     try:
         reserve.hold()
         with third_party_logs_to_file(spec.store.root_path) as log_path:
-            summary = _run_study(spec, client, progress, t0, restart, reserve)
+            summary = _run_study(spec, client, progress, t0, restart, lease, reserve)
     except (OSError, SQLAlchemyError, sqlite3.Error) as exc:  # the sink writes through sqlite3 itself
         if not is_disk_full(exc):
             raise
@@ -206,10 +212,38 @@ def run_study(
     return summary
 
 
+def _snapshot(spec: StudySpec, progress: RunProgress, state: dict[str, str]) -> Callable[[], dict[str, Any]]:
+    """The progress a remote ``regulas status`` reads (see :class:`regulas.store.lease.Lease`)."""
+
+    def snapshot() -> dict[str, Any]:
+        eta = progress.eta()
+        return {
+            "study": spec.study.name,
+            "workload": spec.study.workload,
+            "status": state["status"],
+            "total": progress.total,
+            "done": progress.done,
+            "failed": progress.failed,
+            "rate": progress.rate(),
+            "eta_s": eta if math.isfinite(eta) else None,
+        }
+
+    return snapshot
+
+
 def _run_study(
-    spec: StudySpec, client: Client | None, progress: RunProgress, t0: float, restart: bool, reserve: DiskReserve
+    spec: StudySpec,
+    client: Client | None,
+    progress: RunProgress,
+    t0: float,
+    restart: bool,
+    lease: Lease,
+    reserve: DiskReserve,
 ) -> RunSummary:
     engine = open_write(spec.store.db_path, spec.workload.tables)
+    state = {"status": "running"}
+    lease.snapshot = _snapshot(spec, progress, state)
+    study_id: int | None = None
     try:
         if restart:
             # arrays first: rows without arrays are recomputed by the chunk check, while
@@ -224,6 +258,7 @@ def _run_study(
                 reserve.release()
                 _mark_interrupted(engine, spec.study.name)
             raise
+        record_lease(engine, study_id, lease.holder)
         max_attempts = spec.execution.max_attempts
         skipped = sum(status[t.key].status == "done" for t in tasks)
         exhausted = [t for t in tasks if status[t.key].status == "failed" and status[t.key].attempts >= max_attempts]
@@ -241,10 +276,15 @@ def _run_study(
             {k: v.id for k, v in status.items()},
             commit_every_s=spec.execution.commit_every_s,
             commit_every_rows=spec.execution.commit_every_rows,
+            lease_token=lease.token,
         )
         try:
             if todo:
                 _execute(spec, todo, sink, progress, client, total=len(tasks), already_done=skipped)
+        except LeaseLost:
+            sink.discard()  # the study is the other driver's now: nothing more is written, not even its status
+            state["status"] = "taken over"
+            raise
         except BaseException as exc:
             # commit what did finish before the interruption (Ctrl-C, cluster loss, full disk);
             # on a full disk the reserve makes room for that and the interrupted mark
@@ -258,12 +298,14 @@ def _run_study(
                 reserve.release()
                 if not is_disk_full(exc):
                     raise exc from second
+            state["status"] = "interrupted"
             finish_study(engine, study_id, "interrupted")
             raise
         sink.close()
         failures = _failures(engine, study_id)
         final = "done" if not failures else "failed"
         finish_study(engine, study_id, final)
+        state["status"] = final
         return RunSummary(
             study=spec.study.name,
             study_id=study_id,
@@ -281,6 +323,8 @@ def _run_study(
             failures=failures,
         )
     finally:
+        if study_id is not None and state["status"] != "taken over":
+            _release_lease(engine, study_id, lease.token)
         engine.dispose()
 
 
@@ -293,6 +337,14 @@ def _mark_interrupted(engine: Engine, name: str) -> None:
             finish_study(engine, study_id, "interrupted")
     except SQLAlchemyError as exc:
         if not is_disk_full(exc):
+            raise
+
+
+def _release_lease(engine: Engine, study_id: int, token: str) -> None:
+    try:
+        release_lease(engine, study_id, token)
+    except SQLAlchemyError as exc:
+        if not is_disk_full(exc):  # a full disk may refuse it: the lease file still tells
             raise
 
 

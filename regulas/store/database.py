@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, create_engine, event, select, text, tuple_, update
+from sqlalchemy import Engine, create_engine, delete, event, select, text, tuple_, update
 from sqlalchemy.exc import DatabaseError
 
 from regulas.core.errors import StoreError
@@ -25,7 +25,8 @@ from regulas.core.task import Task
 from regulas.core.workload import Columns, Rows, WorkloadTables, rows_by_table
 from regulas.store import schema
 from regulas.store.inputs import FileState, InputCheck, compare_files, describe_change, fix_hint
-from regulas.store.schema import SCHEMA_VERSION, study, study_input, task
+from regulas.store.lease import Holder
+from regulas.store.schema import SCHEMA_VERSION, study, study_input, study_lease, task
 from regulas.store.sink import prepare_rows
 
 
@@ -55,10 +56,14 @@ def _migrate_4_to_5(conn: Any) -> None:
     recorded inputs; its next run records them as they are then."""
 
 
+def _migrate_5_to_6(conn: Any) -> None:
+    """Additive: ``create_all`` adds ``study_lease``; the next run of a study records its driver."""
+
+
 #: older schema version -> what brings it to this one; ``create_all`` then adds the tables
 #: it lacks (version 1 had no splicing tables at all, version 4 no ``study_input``). Version 2
 #: stored splicing results by event name (3 by index): no migration.
-UPGRADES: dict[int, Callable[[Any], None]] = {1: _migrate_3_to_4, 3: _migrate_3_to_4, 4: _migrate_4_to_5}
+UPGRADES: dict[int, Callable[[Any], None]] = {1: _migrate_3_to_4, 3: _migrate_3_to_4, 4: _migrate_4_to_5, 5: _migrate_5_to_6}
 
 
 def _sync_views(conn: Any, views: Mapping[str, str]) -> None:
@@ -438,6 +443,33 @@ def delete_study(engine: Engine, name: str) -> bool:
     with engine.begin() as conn:
         result = conn.execute(study.delete().where(study.c.name == name))
         return bool(result.rowcount)
+
+
+def record_lease(engine: Engine, study_id: int, holder: Holder) -> None:
+    """Record (or take over) the lease of a study in the database: the sink's commits are
+    fenced by its token from now on (see :class:`regulas.store.sink.Sink`)."""
+    values = {
+        "token": holder.token,
+        "host": holder.host,
+        "pid": holder.pid,
+        "slurm_job_id": holder.slurm_job_id,
+        "acquired_at": holder.started_at,
+        "heartbeat_at": time.time(),
+        "released_at": None,
+    }
+    with engine.begin() as conn:
+        conn.execute(delete(study_lease).where(study_lease.c.study_id == study_id))
+        conn.execute(study_lease.insert().values(study_id=study_id, **values))
+
+
+def release_lease(engine: Engine, study_id: int, token: str) -> None:
+    """Mark the lease released, if this token still holds it."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(study_lease)
+            .where(study_lease.c.study_id == study_id, study_lease.c.token == token, study_lease.c.released_at.is_(None))
+            .values(released_at=time.time())
+        )
 
 
 def reopen_tasks(engine: Engine, study_id: int, keys: Iterable[str]) -> int:

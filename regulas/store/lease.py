@@ -7,9 +7,18 @@ heartbeat, refreshed every :data:`HEARTBEAT_S` seconds by a daemon thread of the
 A second driver on the same study is refused (:class:`StoreError`, naming the holder and
 since when). A lease is stale when its heartbeat is older than its timeout
 (``execution.lease_timeout_s``) or its pid is gone on this host; a stale lease is taken
-over (renamed away, checked to be the one judged stale, then created anew). The lease is
-the record of who runs a study (no database table): ``regulas status`` reads it to tell a
-running driver from a dead one.
+over (renamed away, checked to be the one judged stale, then created anew). A holder
+whose SLURM job has ended (``squeue`` no longer lists it running) is gone as well.
+
+The driver also records its lease in the database (``study_lease``, see
+:func:`regulas.store.database.record_lease`), where its token fences every commit: a driver
+whose lease was taken over while it was frozen cannot write any more.
+
+While it holds the lease the driver writes a snapshot of its progress beside it
+(``<study>.status.json``, every :data:`SNAPSHOT_S` seconds, replaced atomically): SQLite's
+WAL needs every reader on the writer's host, so ``regulas status`` on another host (a login
+node while the driver runs on a compute node) or in a folder it cannot write reads that
+instead of the database.
 """
 
 from __future__ import annotations
@@ -17,7 +26,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -32,10 +43,51 @@ LEASE_DIR = "leases"
 HEARTBEAT_S = 10.0
 #: a lease whose heartbeat is older than this is stale (``execution.lease_timeout_s``)
 DEFAULT_TIMEOUT_S = 60.0
+#: seconds between two progress snapshots of a running driver
+SNAPSHOT_S = 2.0
 
 
 def lease_path(root: Path, study: str) -> Path:
     return Path(root) / LEASE_DIR / f"{study}.lease"
+
+
+def snapshot_path(root: Path, study: str) -> Path:
+    return Path(root) / LEASE_DIR / f"{study}.status.json"
+
+
+def heartbeat_for(timeout_s: float) -> float:
+    """Heartbeat interval of a lease with this timeout: several beats fit in one timeout."""
+    return min(HEARTBEAT_S, timeout_s / 4)
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, sort_keys=True) + "\n")
+    tmp.replace(path)  # a reader never sees half a file
+
+
+def read_snapshot(path: Path) -> dict[str, Any] | None:
+    """The progress snapshot at ``path``; None when there is none (or it cannot be read)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _slurm_job_ended(job_id: str) -> bool:
+    """Whether SLURM says job ``job_id`` is no longer running; False when it cannot tell."""
+    if shutil.which("squeue") is None:
+        return False
+    try:
+        proc = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    if proc.returncode != 0:
+        # an unknown job id: the job ended long enough ago to be purged (MinJobAge)
+        return "Invalid job id" in proc.stderr
+    state = proc.stdout.strip()
+    return state not in ("RUNNING", "COMPLETING", "PENDING", "CONFIGURING", "SUSPENDED", "REQUEUED", "RESIZING", "SIGNALING", "STOPPED")
 
 
 @dataclass(frozen=True)
@@ -56,10 +108,13 @@ class Holder:
         return max(0.0, time.time() - self.heartbeat_at)
 
     def gone(self) -> bool:
-        """Whether the holder is gone: heartbeat too old, or its pid dead on this host."""
+        """Whether the holder is gone: heartbeat too old, its pid dead on this host, or its
+        SLURM job ended (e.g. the driver job of a resubmitted study, seen from its new host)."""
         if self.age_s > self.timeout_s:
             return True
-        return self.host == socket.gethostname() and not _pid_alive(self.pid)
+        if self.host == socket.gethostname():
+            return not _pid_alive(self.pid)
+        return self.slurm_job_id is not None and _slurm_job_ended(self.slurm_job_id)
 
     def describe(self) -> str:
         job = f" (SLURM job {self.slurm_job_id})" if self.slurm_job_id else ""
@@ -108,46 +163,74 @@ def read_holder(path: Path, *, tries: int = 5) -> Holder | None:
 
 
 class Lease:
-    """The lease of one study, held by this process; :meth:`release` it when the run ends."""
+    """The lease of one study, held by this process; :meth:`release` it when the run ends.
 
-    def __init__(self, path: Path, token: str, heartbeat_s: float = HEARTBEAT_S) -> None:
+    ``snapshot``, when set, returns the driver's progress; it is written beside the lease
+    every :data:`SNAPSHOT_S` seconds.
+    """
+
+    def __init__(self, path: Path, holder: Holder, heartbeat_s: float = HEARTBEAT_S) -> None:
         self.path = path
-        self.token = token
+        self.holder = holder
         self.heartbeat_s = heartbeat_s
+        self.snapshot: Callable[[], dict[str, Any]] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"regulas-lease-{path.stem}", daemon=True)
         self._thread.start()
 
+    @property
+    def token(self) -> str:
+        return self.holder.token
+
+    @property
+    def snapshot_path(self) -> Path:
+        return self.path.with_name(f"{self.path.stem}.status.json")
+
+    def write_snapshot(self) -> None:
+        if self.snapshot is None:
+            return
+        data = {**self.snapshot(), "host": self.holder.host, "pid": self.holder.pid,
+                "slurm_job_id": self.holder.slurm_job_id, "updated_at": time.time()}
+        try:
+            write_json_atomically(self.snapshot_path, data)
+        except OSError:
+            pass  # a status snapshot is a courtesy: a full disk or lost mount stops nothing here
+
     def _beat(self) -> None:
-        while not self._stop.wait(self.heartbeat_s):
+        last_beat = time.monotonic()
+        while not self._stop.wait(min(SNAPSHOT_S, self.heartbeat_s)):
+            self.write_snapshot()
+            if time.monotonic() - last_beat < self.heartbeat_s:
+                continue
             try:
                 os.utime(self.path)
             except OSError:
                 return  # the lease is gone (removed by hand): nothing left to refresh
+            last_beat = time.monotonic()
 
     def release(self) -> None:
-        """Stop the heartbeat and remove the lease file if it is still this driver's."""
+        """Stop the heartbeat and remove the lease file and the snapshot if they are still this
+        driver's (once no driver holds the study, ``regulas status`` reads the database)."""
         self._stop.set()
         self._thread.join(timeout=5)
         holder = read_holder(self.path, tries=1)
         if holder is not None and holder.token == self.token:
-            try:
-                self.path.unlink()
-            except FileNotFoundError:
-                pass
+            self.snapshot_path.unlink(missing_ok=True)
+            self.path.unlink(missing_ok=True)
 
 
-def _create(path: Path, timeout_s: float) -> str | None:
-    """Create the lease file; its token, or None when it exists already."""
-    token = secrets.token_hex(8)
-    content = {
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-        "started_at": time.time(),
-        "timeout_s": timeout_s,
-        "token": token,
-    }
+def _create(path: Path, timeout_s: float) -> Holder | None:
+    """Create the lease file; its holder (this process), or None when it exists already."""
+    holder = Holder(
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+        started_at=time.time(),
+        timeout_s=timeout_s,
+        token=secrets.token_hex(8),
+        heartbeat_at=time.time(),
+    )
+    content = {k: getattr(holder, k) for k in ("host", "pid", "slurm_job_id", "started_at", "timeout_s", "token")}
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
@@ -156,7 +239,7 @@ def _create(path: Path, timeout_s: float) -> str | None:
         f.write(json.dumps(content, sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
-    return token
+    return holder
 
 
 def _take_over(path: Path, stale: Holder) -> bool:
@@ -185,16 +268,17 @@ def acquire_lease(
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     log: Callable[[str], None] = lambda _line: None,
-    heartbeat_s: float = HEARTBEAT_S,
+    heartbeat_s: float | None = None,
 ) -> Lease:
     """Take the lease of ``study`` in the store at ``root``, taking over a stale one (``log``
     says so); raises :class:`StoreError` naming the holder when a live driver has it."""
     path = lease_path(root, study)
     path.parent.mkdir(parents=True, exist_ok=True)
+    heartbeat_s = heartbeat_s if heartbeat_s is not None else heartbeat_for(timeout_s)
     for _ in range(3):
-        token = _create(path, timeout_s)
-        if token is not None:
-            return Lease(path, token, heartbeat_s)
+        mine = _create(path, timeout_s)
+        if mine is not None:
+            return Lease(path, mine, heartbeat_s)
         holder = read_holder(path)
         if holder is None:
             continue  # released meanwhile

@@ -1,7 +1,7 @@
 """The store's own tables of ``regulas.db`` (SQLAlchemy 2 Core), and the helpers workloads
 build their tables with.
 
-The store owns ``regulas_meta``, ``study``, ``task``, ``zarr_array`` and ``study_input``. A workload defines
+The store owns ``regulas_meta``, ``study``, ``task``, ``zarr_array``, ``study_input`` and ``study_lease``. A workload defines
 its result tables on the same :data:`metadata` (so their foreign keys to ``study`` and
 ``task`` resolve) with :func:`study_ref`, :func:`task_ref` and :func:`nan_float`, and
 declares them in its ``tables`` (:class:`regulas.core.workload.WorkloadTables`); the
@@ -37,8 +37,9 @@ from sqlalchemy import (
 
 #: Bump when a table changes; a database newer than the code is refused. 4: the NaN flag of
 #: ``score.value`` is ``value_is_nan`` like every other (was ``is_nan``). 5: ``study_input``
-#: pins the input files and data fingerprint of each study.
-SCHEMA_VERSION = 5
+#: pins the input files and data fingerprint of each study. 6: ``study_lease`` records the
+#: driver that holds each study, and fences its commits.
+SCHEMA_VERSION = 6
 
 STUDY_STATUSES = ("running", "done", "failed", "interrupted")
 INPUT_KINDS = ("file", "data")
@@ -143,6 +144,22 @@ study_input = Table(
     Index(None, "study_id"),
 )
 
+study_lease = Table(
+    "study_lease",
+    metadata,
+    Column("study_id", Integer, ForeignKey("study.id", ondelete="CASCADE"), nullable=False),
+    Column("token", String(32), nullable=False, comment="the token of the lease file <store.root>/leases/<study>.lease"),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("slurm_job_id", String(64), nullable=True),
+    Column("acquired_at", Float, nullable=False, comment="UNIX time the driver took the lease"),
+    Column("heartbeat_at", Float, nullable=False, comment="UNIX time of the driver's latest commit or heartbeat"),
+    Column("released_at", Float, nullable=True, comment="UNIX time the run ended; NULL while it holds the lease"),
+    # the driver's every commit updates this row only while its token is the one here, so a
+    # driver whose lease was taken over (frozen past execution.lease_timeout_s) cannot write
+    PrimaryKeyConstraint("study_id"),
+)
+
 
 #: suffix of the flag column beside a float that may be NaN
 NAN_FLAG_SUFFIX = "_is_nan"
@@ -168,7 +185,7 @@ def nan_float(name: str, comment: str = "") -> list[Column]:
 
 
 #: the store's own tables; workloads' tables are created from their declarations
-CORE_TABLES = (regulas_meta, study, task, zarr_array, study_input)
+CORE_TABLES = (regulas_meta, study, task, zarr_array, study_input, study_lease)
 
 
 def study_tables() -> dict[str, Table]:

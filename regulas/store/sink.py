@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, Table
 
-from regulas.core.errors import StoreError
+from regulas.core.errors import LeaseLost, StoreError
 from regulas.core.workload import Columns
 from regulas.store.schema import result_tables
 
@@ -114,8 +114,10 @@ class Sink:
         commit_every_s: float = 1.0,
         commit_every_rows: int = 200_000,
         tables: Mapping[str, Table] | None = None,
+        lease_token: str | None = None,
     ) -> None:
         self._conn = engine.raw_connection()
+        self.lease_token = lease_token
         self.study_id = study_id
         self.task_ids = dict(task_ids)
         self.commit_every_s = commit_every_s
@@ -130,6 +132,7 @@ class Sink:
         self.rows_written = 0
         self.done = 0
         self.failed = 0
+        self.reconciled = 0  # outcomes of tasks another driver had completed: dropped
 
     def submitted(self, key: str) -> None:
         """Note that a task went to the cluster; written with the next commit."""
@@ -164,8 +167,12 @@ class Sink:
             return
         cur = self._conn.cursor()
         try:
-            cur.execute("BEGIN")
+            cur.execute("BEGIN IMMEDIATE")  # the write lock first: the fence and the writes see one state
+            self._check_fence(cur)
             cur.executemany("UPDATE task SET status='running', submitted_at=? WHERE id=?", submitted)
+            # a task another driver completed stays as that driver recorded it: never doubled, never failed
+            done_elsewhere = self._done_already(cur, batch)
+            batch = [o for o in batch if self.task_ids[o.key] not in done_elsewhere]
             n_rows = 0
             for outcome in batch:
                 task_id = self.task_ids[outcome.key]
@@ -202,8 +209,39 @@ class Sink:
         finally:
             cur.close()
         self.rows_written += n_rows
+        self.reconciled += len(done_elsewhere)
         self.done += sum(o.status == "done" for o in batch)
         self.failed += sum(o.status != "done" for o in batch)
+
+    def _check_fence(self, cur: Any) -> None:
+        """Refresh this driver's lease row; :class:`LeaseLost` when another driver holds it now."""
+        if self.lease_token is None:
+            return
+        cur.execute(
+            "UPDATE study_lease SET heartbeat_at=? WHERE study_id=? AND token=? AND released_at IS NULL",
+            (time.time(), self.study_id, self.lease_token),
+        )
+        if cur.rowcount == 1:
+            return
+        row = cur.execute("SELECT host, pid, slurm_job_id, acquired_at FROM study_lease WHERE study_id=?", (self.study_id,)).fetchone()
+        who = "no driver" if row is None else f"pid {row[1]} on {row[0]}" + (f" (SLURM job {row[2]})" if row[2] else "") + (
+            " since " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row[3])))
+        raise LeaseLost(
+            f"this driver lost the lease of its study to {who} (its heartbeat was older than execution.lease_timeout_s, "
+            "e.g. the driver was stopped or cut off); it stops without writing: the tasks it did not commit are run by the other driver"
+        )
+
+    def _done_already(self, cur: Any, batch: list[TaskOutcome]) -> set[int]:
+        ids = [self.task_ids[o.key] for o in batch]
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        return {r[0] for r in cur.execute(f"SELECT id FROM task WHERE status='done' AND id IN ({marks})", ids)}
+
+    def discard(self) -> None:
+        """Drop what is buffered and close, writing nothing (the study is another driver's now)."""
+        self._buffer, self._submitted, self._buffered_rows = [], [], 0
+        self._conn.close()
 
     def close(self) -> None:
         try:

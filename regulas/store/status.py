@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -9,7 +11,7 @@ from typing import cast
 
 from regulas.core.errors import StoreError
 from regulas.store.database import open_read
-from regulas.store.lease import lease_path, read_holder
+from regulas.store.lease import lease_path, read_holder, read_snapshot, snapshot_path
 from regulas.store.root import find_layout
 
 
@@ -31,6 +33,10 @@ def format_status(root: Path, study_name: str | None = None, max_failures: int =
             return f"no study{' named ' + repr(study_name) if study_name else ''} in {root}"
         out: list[str] = []
         for sid, name, workload, status, started, resumed, finished, runs in studies:
+            remote = _remote_snapshot(root_dir, name)
+            if remote is not None:
+                out.extend(remote)
+                continue
             counts = dict(conn.execute("SELECT status, count(*) FROM task WHERE study_id=? GROUP BY status", (sid,)).fetchall())
             total = sum(counts.values())
             done = counts.get("done", 0)
@@ -69,6 +75,34 @@ def format_status(root: Path, study_name: str | None = None, max_failures: int =
     finally:
         raw.close()
         engine.dispose()
+
+
+def _remote_snapshot(root: Path, study: str) -> list[str] | None:
+    """Status lines from the driver's snapshot when this process cannot read the database
+    as it is being written: the driver is alive on another host (SQLite's WAL index is
+    shared memory of the writer's host) or this process cannot write the store's folder
+    (no WAL index at all). None: read the database."""
+    holder = read_holder(lease_path(root, study))
+    if holder is None or holder.gone():
+        return None
+    here = socket.gethostname()
+    if holder.host == here and os.access(root, os.W_OK):
+        return None
+    snap = read_snapshot(snapshot_path(root, study))
+    why = f"the driver runs on {holder.host}" if holder.host != here else f"{root} is not writable here"
+    if snap is None:
+        return [f"study {study!r}: running ({holder.describe()}); no progress snapshot yet ({why})"]
+    age = max(0.0, time.time() - float(snap.get("updated_at", 0)))
+    done, total, failed = int(snap.get("done", 0)), int(snap.get("total", 0)), int(snap.get("failed", 0))
+    lines = [
+        f"study {study!r} ({snap.get('workload', '?')}): {snap.get('status', 'running')}; tasks {done}/{total} done, "
+        f"{failed} failed (from the driver's snapshot, {age:.0f} s old: {why})"
+    ]
+    rate, eta = snap.get("rate") or 0.0, snap.get("eta_s")
+    if rate:
+        lines.append(f"  rate {rate:.1f} tasks/s in the latest run" + (f", ETA {eta:.0f} s" if eta else ""))
+    lines.append(f"  driver: {holder.describe()}")
+    return lines
 
 
 def _driver_gone(root: Path, study: str) -> str:
