@@ -73,6 +73,22 @@ def _one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
     return errors[0]
 
 
+def _done(db: Path) -> int:
+    return int(query(db, "SELECT count(*) FROM task WHERE status='done'")[0][0]) if db.exists() else 0
+
+
+def _started(argv: list[str], db: Path, *, at_least: int) -> subprocess.Popen[bytes]:
+    """A run started in the background, once ``at_least`` of its tasks are done."""
+    proc = subprocess.Popen(regulas_cmd(*argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while _done(db) < at_least:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"the run ended (or stalled) before {at_least} tasks were done")
+        time.sleep(0.2)
+    return proc
+
+
 def _argv(root: Path) -> list[str]:
     return ["run", str(CONFIGS / "demo.yaml"), f"store.root={root}", *SMALL, *QUIET]
 
@@ -127,16 +143,9 @@ def test_read_only_copy_of_a_wal_store_is_read(tmp_path: Path, read_only_view: t
     src, view = read_only_view
     root = src / "out"
     argv = _argv(root) + ["demo.n_targets=2000"]
-    proc = subprocess.Popen(regulas_cmd(*argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        db = root / "regulas.db"
-        deadline = time.monotonic() + 120
-        while not (db.exists() and query(db, "SELECT count(*) FROM task WHERE status='done'")[0][0] >= 5):
-            assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
-            time.sleep(0.2)
-    finally:
-        proc.kill()
-        proc.wait()
+    proc = _started(argv, root / "regulas.db", at_least=5)
+    proc.kill()
+    proc.wait()
     assert (root / "regulas.db-wal").stat().st_size > 0
     status = run_cli(["status", str(view / "out")])
     assert status.returncode == 0, status.stderr
@@ -198,18 +207,13 @@ def test_status_reads_the_drivers_snapshot_where_it_cannot_read_the_wal(
     before and just after."""
     src, view = read_only_view
     root = src / "out"
-    proc = subprocess.Popen(regulas_cmd(*_argv(root), "demo.sleep_s=0.3", "cluster.n_workers=1"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = root / "regulas.db"
+    proc = _started([*_argv(root), "demo.sleep_s=0.3", "cluster.n_workers=1"], db, at_least=3)
     try:
-        db = root / "regulas.db"
-        deadline = time.monotonic() + 120
-        while not (db.exists() and query(db, "SELECT count(*) FROM task WHERE status='done'")[0][0] >= 3):
-            assert proc.poll() is None and time.monotonic() < deadline, "the run ended too soon"
-            time.sleep(0.2)
         time.sleep(2.5)  # one snapshot period
-        before = query(db, "SELECT count(*) FROM task WHERE status='done'")[0][0]
+        before = _done(db)
         status = run_cli(["status", str(view / "out")])
-        after = query(db, "SELECT count(*) FROM task WHERE status='done'")[0][0]
+        after = _done(db)
         assert proc.poll() is None, "the run ended before the status was read"
     finally:
         proc.kill()
