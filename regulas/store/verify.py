@@ -88,7 +88,7 @@ def _decodes(arr: zarr.Array, chunk: str) -> str:
     if not isinstance(meta, ArrayV3Metadata):
         return f"not a Zarr v3 array ({type(meta).__name__})"
     encoding = meta.chunk_key_encoding
-    parts = chunk.split(encoding.separator)
+    parts = chunk.split(getattr(encoding, "separator", "/"))
     # zarr 3.1's decode_chunk_key of the default encoding keeps the separator after "c"
     coords = tuple(int(p) for p in (parts[1:] if encoding.name == "default" else parts))
     unit = tuple(arr.shards or arr.chunks)
@@ -147,8 +147,9 @@ def _verify_study(engine: Engine, layout: StoreLayout, study_id: int, name: str)
             check.bad.append(BadChunk(array, chunk, problem, key, kind, block, detail))
     check.chunks = len(rows)
     check.tasks = len({r[5] for r in rows})
-    with engine.begin() as conn:
-        conn.exec_driver_sql("UPDATE task_chunk SET problem = ?, checked_at = ? WHERE id = ?", results)
+    if results:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE task_chunk SET problem = ?, checked_at = ? WHERE id = ?", results)
     check.reopened = reopen_tasks(engine, study_id, {b.task_key for b in check.bad})
     with engine.connect() as conn:
         check.waiting = conn.exec_driver_sql(
