@@ -474,17 +474,25 @@ def reopen_tasks(engine: Engine, study_id: int, keys: Iterable[str]) -> int:
     of workloads whose tables this process did not register (``regulas verify`` knows no
     workload); the task's ``task_chunk`` rows stay until its next commit replaces them.
     """
+    with engine.begin() as conn:
+        return reopen_tasks_in(conn, study_id, keys)
+
+
+def reopen_tasks_in(conn: Any, study_id: int, keys: Iterable[str]) -> int:
+    """:func:`reopen_tasks` inside the caller's transaction ``conn``."""
     keys = list(keys)
     if not keys:
         return 0
-    with engine.begin() as conn:
-        ids = [r[0] for r in conn.execute(
-            select(task.c.id).where(task.c.study_id == study_id, task.c.status == "done", task.c.key.in_(keys))
-        )]
-        for name in _task_tables(conn):
-            conn.exec_driver_sql(f'DELETE FROM "{name}" WHERE task_id IN (SELECT value FROM json_each(?))', (json.dumps(ids),))
-        conn.execute(update(task).where(task.c.id.in_(ids)).values(status="pending"))
-        return len(ids)
+    # keys and ids as one JSON parameter each: any number of them, whatever SQLite's variable limit
+    ids = json.dumps([r[0] for r in conn.exec_driver_sql(
+        "SELECT id FROM task WHERE study_id = ? AND status = 'done' AND key IN (SELECT value FROM json_each(?))",
+        (study_id, json.dumps(keys)),
+    )])
+    for name in _task_tables(conn):
+        conn.exec_driver_sql(f'DELETE FROM "{name}" WHERE task_id IN (SELECT value FROM json_each(?))', (ids,))
+    return int(conn.exec_driver_sql(
+        "UPDATE task SET status = 'pending' WHERE id IN (SELECT value FROM json_each(?))", (ids,)
+    ).rowcount)
 
 
 def _task_tables(conn: Any) -> list[str]:

@@ -35,7 +35,7 @@ from zarr.core.metadata import ArrayV3Metadata
 
 from regulas.core.errors import StoreError
 from regulas.store.arrays import file_digest
-from regulas.store.database import DIGESTS_SINCE, open_read, open_write, reopen_tasks
+from regulas.store.database import DIGESTS_SINCE, open_read, open_write, reopen_tasks_in
 from regulas.store.lease import acquire_lease
 from regulas.store.root import StoreLayout, find_layout
 
@@ -147,10 +147,10 @@ def _verify_study(engine: Engine, layout: StoreLayout, study_id: int, name: str)
             check.bad.append(BadChunk(array, chunk, problem, key, kind, block, detail))
     check.chunks = len(rows)
     check.tasks = len({r[5] for r in rows})
-    if results:
-        with engine.begin() as conn:
+    with engine.begin() as conn:  # the findings and the tasks set back to pending, together
+        if results:
             conn.exec_driver_sql("UPDATE task_chunk SET problem = ?, checked_at = ? WHERE id = ?", results)
-    check.reopened = reopen_tasks(engine, study_id, {b.task_key for b in check.bad})
+        check.reopened = reopen_tasks_in(conn, study_id, {b.task_key for b in check.bad})
     with engine.connect() as conn:
         check.waiting = conn.exec_driver_sql(
             "SELECT count(*) FROM task_chunk c JOIN task t ON t.id = c.task_id "
