@@ -210,7 +210,7 @@ def format_checks(checks: list[StudyCheck]) -> str:
             f"study {c.study!r}: {c.chunks} chunk file(s) of {c.tasks} done task(s) read "
             f"({_size(c.bytes_read)} in {c.seconds:.2f} s{rate}): "
         )
-        line += f"{len(c.bad)} damaged" if c.bad else "all match their digests"
+        line += f"{len(c.bad)} damaged" if c.bad else ("all match their digests" if c.chunks else "no chunk digests recorded")
         out.append(line)
         for b in c.bad:
             out.append(
