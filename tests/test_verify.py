@@ -32,7 +32,7 @@ from regulas.store.sink import Sink, TaskOutcome
 from regulas.store.verify import check_study_arrays, verify_store
 
 #: 16 tasks (2 outer splits x 8 blocks of 20 targets), each owning a pred and a coef chunk
-SMALL = ("demo.n_targets=160", "demo.block_size=20", "demo.n_splits=2", "cluster.n_workers=2")
+SMALL = ("demo.n_targets=160", "demo.block_size=20", "demo.n_splits=2", "cluster.n_workers=1")
 
 
 def _bit_flip(path: Path) -> None:
