@@ -85,6 +85,20 @@ def resume(results: Path) -> str:
     return table(header, rows, "resume.json")
 
 
+def chunk_digests(results: Path) -> str:
+    rows = []
+    for name in ("chunk_digests.json", "chunk_digests.small_chunks.json"):
+        d = load(name, results)
+        rows.append([
+            f"{d['chunks']:,} x {num(d['chunk_kb'], 0)} KB", f"{num(d['write_zstd_s'])} s", f"{num(d['write_zstd_crc32c_s'])} s",
+            num(d["crc32c_extra_on_write_pct"], 1, sign=True, pct=True), f"{num(d['task_digests_s'])} s ({num(d['task_digests_pct_of_write'], 1)}%)",
+            f"{num(d['verify_s_per_gb'])} s/GB, {num(d['verify_ms_per_chunk'], 3)} ms/chunk", f"{num(d['report_check_ms_per_chunk'], 3)} ms/chunk",
+        ])
+    header = ["chunks", "write (zstd)", "write (zstd + crc32c)", "crc32c on write", "task digests (% of the tasks' writes)",
+              "`regulas verify`", "report's check (stat)"]
+    return table(header, rows, "chunk_digests.json", "chunk_digests.small_chunks.json")
+
+
 def splicing_ridge_batched(results: Path) -> str:
     d = load("splicing_ridge_batched.json", results)
     st = d["study"]
@@ -232,6 +246,7 @@ def scaling(results: Path) -> str:
 TABLES: dict[str, Callable[[Path], str]] = {
     "overhead": overhead,
     "resume": resume,
+    "chunk_digests": chunk_digests,
     "splicing_ridge_batched": splicing_ridge_batched,
     "splicing_generic_overhead": splicing_generic_overhead,
     "splicing_tcga_projection": splicing_tcga_projection,

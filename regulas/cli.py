@@ -1,6 +1,7 @@
-"""Command line of regulas: run, report, status, show-config, cluster-script.
+"""Command line of regulas: run, report, status, verify, show-config, cluster-script.
 
-Exit codes: 0 all tasks done; 1 some task failed (recorded in the database);
+Exit codes: 0 all tasks done; 1 some task failed (recorded in the database), or verify
+found damaged chunks (their tasks are set back to pending for the next run);
 2 invalid config or store (nothing was started), or the study is run by another driver;
 130 interrupted (Ctrl-C); 143 terminated by SIGTERM (SLURM walltime, scancel) and 129 by
 SIGHUP: 128 + the signal number, as a shell reports it.
@@ -60,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--study", help="only this study")
     status.add_argument("--failures", type=int, default=10, help="show at most this many failed tasks (default 10)")
 
+    verify = sub.add_parser(
+        "verify", help="read every recorded chunk of a store's arrays; damaged ones are recomputed by the next run"
+    )
+    verify.add_argument("store_root", help="the store.root folder (holds regulas.db and the Zarr arrays)")
+    verify.add_argument("--study", help="only this study")
+
     show = sub.add_parser("show-config", help="print the resolved config after validation")
     show.add_argument("config", help="study config YAML")
     show.add_argument("overrides", nargs="*", default=[], help=OVERRIDES_HELP)
@@ -85,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cluster_script(args.config, args.overrides)
         if args.command == "status":
             return _status(Path(args.store_root), args.study, args.failures)
+        if args.command == "verify":
+            return _verify(Path(args.store_root), args.study)
     except (ConfigError, RegulasError) as exc:
         # one line, whatever the YAML parser or OmegaConf put into the message
         print("regulas: error: " + " ".join(str(exc).split()), file=sys.stderr)
@@ -235,3 +244,11 @@ def _status(root: Path, study_name: str | None, max_failures: int) -> int:
 
     print(format_status(root, study_name, max_failures))
     return EXIT_OK
+
+
+def _verify(root: Path, study_name: str | None) -> int:
+    from regulas.store.verify import format_checks, verify_store
+
+    checks = verify_store(root, study_name, log=lambda line: print(f"regulas: {line}", file=sys.stderr))
+    print(format_checks(checks))
+    return EXIT_FAILED_TASKS if any(c.damaged for c in checks) else EXIT_OK

@@ -38,6 +38,7 @@ from regulas.store.arrays import StudyArrays
 from regulas.store.database import open_read
 from regulas.store.root import StoreLayout, check_writable, find_layout
 from regulas.store.status import require_finished_study
+from regulas.store.verify import check_study_arrays, is_checksum_error
 
 # ``${dataset:gse114922/psi.tsv.gz}`` in a config: a file shipped with regulas, by absolute path
 # (register_resolver since omegaconf 2.4, which deprecates register_new_resolver)
@@ -157,7 +158,9 @@ def report_dir(root: Path, study: str) -> Path:
 
 def write_reports(workload: Workload, layout: StoreLayout, study: str, out_dir: Path | None = None) -> ReportRun:
     """Run the workload's reports on finished study ``study`` of the store at ``layout``,
-    writing them to ``out_dir`` (default :func:`report_dir`)."""
+    writing them to ``out_dir`` (default :func:`report_dir`); refused when one of its arrays
+    fails its chunk digests (:func:`check_study_arrays`)."""
+    check_study_arrays(layout, study)
     study_id = require_finished_study(layout.db_path, study)
     out_dir = out_dir if out_dir is not None else report_dir(layout.root, study)
     check_writable(out_dir, "the report folder", "write the reports elsewhere with regulas report STORE_ROOT --out DIR")
@@ -171,7 +174,15 @@ def write_reports(workload: Workload, layout: StoreLayout, study: str, out_dir: 
             arrays=StudyArrays(layout.arrays_path, study),
             out_dir=out_dir,
         )
-        return run_reports(workload.reports(), ctx)
+        try:
+            return run_reports(workload.reports(), ctx)
+        except ValueError as exc:
+            if not is_checksum_error(exc):
+                raise
+            raise StoreError(
+                f"study {study!r}: a chunk of its arrays fails its checksum ({exc}); run `regulas verify "
+                f"{layout.root}` to find it and set its task back to pending, then `regulas run` to recompute it"
+            ) from exc
     finally:
         engine.dispose()
 

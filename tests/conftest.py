@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,6 +41,31 @@ def query(db: Path, sql: str, params: Sequence[object] = ()) -> list[tuple]:
         return conn.execute(sql, tuple(params)).fetchall()
     finally:
         conn.close()
+
+
+def traced_demo_run(tmp_path: Path, config: Path, *overrides: str) -> tuple[Path, Path, list[str]]:
+    """Run the demo study into ``tmp_path/out``, each task leaving a trace file in
+    ``tmp_path/traces`` (``demo.trace_dir``); returns the root, the trace folder and the
+    arguments that run it again."""
+    root = tmp_path / "out"
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    argv = ["run", str(config), f"store.root={root}", f"demo.trace_dir={traces}", *overrides, *QUIET]
+    first = run_cli(argv)
+    assert first.returncode == 0, first.stdout + first.stderr
+    return root, traces, argv
+
+
+def task_traces(trace_dir: Path) -> Counter[str]:
+    """Task key -> how many times the demo computed it (its trace files)."""
+    return Counter(p.name.split(".")[0] for p in trace_dir.iterdir())
+
+
+def demo_task_key(db: Path, split: int, targets: list[int]) -> str:
+    """The key of the demo task of outer split ``split`` on targets ``[start, stop]``."""
+    (key,) = [k for (k, block) in query(db, "SELECT key, block FROM task")
+              if json.loads(block)["split"] == split and json.loads(block)["targets"] == targets]
+    return key
 
 
 @pytest.fixture

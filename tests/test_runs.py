@@ -25,7 +25,7 @@ from sklearn.linear_model import Ridge
 from sklearn.metrics import mean_squared_error, r2_score
 from sklearn.model_selection import KFold
 
-from conftest import QUIET, REPO, query, regulas_cmd, run_cli
+from conftest import QUIET, REPO, demo_task_key, query, regulas_cmd, run_cli, task_traces, traced_demo_run
 
 pytestmark = pytest.mark.slow
 
@@ -90,10 +90,6 @@ def _wait_for_done(db: Path, at_least: int, proc: subprocess.Popen, timeout: flo
                 return done
         time.sleep(0.05)
     raise AssertionError(f"fewer than {at_least} tasks done after {timeout} s")
-
-
-def _traces(trace_dir: Path) -> Counter:
-    return Counter(p.name.split(".")[0] for p in trace_dir.iterdir())
 
 
 def test_ctrl_c_prints_one_line_and_marks_the_study_interrupted(tmp_path: Path, demo_config: Path) -> None:
@@ -173,14 +169,14 @@ def test_resume_after_driver_sigkill(tmp_path: Path, demo_config: Path) -> None:
     assert 12 <= len(done_before) < 50
     rows_before = query(db, "SELECT count(*) FROM score")[0][0]
     assert rows_before == len(done_before) * 20 * 2  # rows and done marks committed together
-    traces_before = _traces(traces)
+    traces_before = task_traces(traces)
 
     resumed = run_cli(["run", str(demo_config), f"store.root={root}", f"demo.trace_dir={traces}", *common])
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"{len(done_before)} already done" in resumed.stderr
     assert f"taking over the stale lease of study 'demo' held by pid {proc.pid} on " in resumed.stderr, resumed.stderr
     assert not (root / "leases" / "demo.lease").exists()  # released at the end
-    traces_after = _traces(traces)
+    traces_after = task_traces(traces)
     recomputed = [k for k in done_before if traces_after[k] != traces_before[k]]
     assert recomputed == []  # no task that was done is computed again
     assert set(traces_after) == {k for (k,) in query(db, "SELECT key FROM task")}
@@ -224,7 +220,7 @@ def test_failing_task_is_recorded_and_siblings_complete(tmp_path: Path, demo_con
     assert second.returncode == 1
     assert "5 failed before, retried: attempt limit 2" in second.stderr
     assert {a for (a,) in query(db, "SELECT attempts FROM task WHERE status='failed'")} == {2}
-    counts = _traces(traces)
+    counts = task_traces(traces)
     done_keys = {k for (k,) in query(db, "SELECT key FROM task WHERE status='done'")}
     assert all(counts[k] == 1 for k in done_keys)
     assert all(counts[k] == 2 for (k,) in query(db, "SELECT key FROM task WHERE status='failed'"))
@@ -232,7 +228,7 @@ def test_failing_task_is_recorded_and_siblings_complete(tmp_path: Path, demo_con
     third = run_cli(argv)  # the attempt limit is reached: nothing is run, still exit 1
     assert third.returncode == 1
     assert "5 failed 2 times and are not retried" in third.stderr
-    assert sum(_traces(traces).values()) == sum(counts.values())
+    assert sum(task_traces(traces).values()) == sum(counts.values())
 
 
 def test_worker_killed_mid_run(tmp_path: Path, demo_config: Path) -> None:
@@ -439,30 +435,29 @@ def test_live_foreign_lease_refuses_before_the_store_is_touched(tmp_path: Path, 
 
 
 def test_rerun_recomputes_done_tasks_whose_chunk_files_are_gone(tmp_path: Path, demo_config: Path) -> None:
-    """Delete one ``pred`` chunk file of a finished study: the rerun sends exactly the task
-    that owns it back to work, and the arrays and scores equal those of the first run."""
-    root = tmp_path / "out"
-    traces = tmp_path / "traces"
-    traces.mkdir()
-    argv = ["run", str(demo_config), f"store.root={root}", f"demo.trace_dir={traces}", *SMALL, *QUIET]
-    first = run_cli(argv)
-    assert first.returncode == 0, first.stdout + first.stderr
+    """Delete one ``pred`` chunk file of a finished study and truncate a ``coef`` one of
+    another task: the rerun sends exactly the two tasks that own them back to work (a file
+    not of the size recorded in ``task_chunk`` is not trusted), and the arrays and scores
+    equal those of the first run."""
+    root, traces, argv = traced_demo_run(tmp_path, demo_config, *SMALL)
     db = root / "regulas.db"
-    pred_path = root / "arrays.zarr" / "demo" / "pred"
-    pred_before = zarr.open_array(str(root / "arrays.zarr"), path="demo/pred", mode="r")[:]
+    group_path = root / "arrays.zarr" / "demo"
+    before = {name: zarr.open_array(str(root / "arrays.zarr"), path=f"demo/{name}", mode="r")[:] for name in ("pred", "coef")}
     scores_before = _scores(db)
-    traces_before = _traces(traces)
-    (pred_path / "c" / "2" / "0" / "3").unlink()  # split 2, targets 60..80: one task's unit
-    (owner,) = [k for (k, block) in query(db, "SELECT key, block FROM task")
-                if json.loads(block)["split"] == 2 and json.loads(block)["targets"] == [60, 80]]
+    traces_before = task_traces(traces)
+    (group_path / "pred" / "c" / "2" / "0" / "3").unlink()  # split 2, targets 60..80: one task's unit
+    truncated = group_path / "coef" / "c" / "4" / "0" / "1"  # split 4, targets 20..40
+    truncated.write_bytes(truncated.read_bytes()[:-7])
+    owners = {demo_task_key(db, 2, [60, 80]), demo_task_key(db, 4, [20, 40])}
 
     again = run_cli(argv)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "1 done task(s) have chunk files missing in array(s) pred: they run again" in again.stderr
-    assert "49 already done, 1 to run" in again.stderr
-    traces_after = _traces(traces)
-    assert [k for k in traces_after if traces_after[k] != traces_before[k]] == [owner]
-    np.testing.assert_array_equal(zarr.open_array(str(root / "arrays.zarr"), path="demo/pred", mode="r")[:], pred_before)
+    assert "2 done task(s) have chunk files missing or not of their recorded size in array(s) coef, pred: they run again" in again.stderr
+    assert "48 already done, 2 to run" in again.stderr
+    traces_after = task_traces(traces)
+    assert {k for k in traces_after if traces_after[k] != traces_before[k]} == owners
+    for name, arr in before.items():
+        np.testing.assert_array_equal(zarr.open_array(str(root / "arrays.zarr"), path=f"demo/{name}", mode="r")[:], arr)
     assert _scores(db) == scores_before  # its rows were replaced, not doubled
     assert _task_status(db) == Counter({"done": 50})
     third = run_cli(argv)

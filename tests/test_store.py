@@ -127,6 +127,10 @@ def test_every_foreign_key_leads_an_index(engine: Engine, db_path: Path) -> None
     unindexed = []
     for table, columns in sorted(declared):
         leading = set()
+        # a single INTEGER PRIMARY KEY is the rowid itself: the table's own B-tree is keyed by it
+        pk = [(name, kind) for _cid, name, kind, _nn, _dflt, pk in sql(db_path, f"PRAGMA table_info({table})") if pk]
+        if len(pk) == 1 and pk[0][1].upper() == "INTEGER":
+            leading.add((pk[0][0],))
         for _seq, index, *_ in sql(db_path, f"PRAGMA index_list({table})"):
             info = sorted(sql(db_path, f"PRAGMA index_info({index})"))  # (seqno, cid, name)
             leading.add(tuple(name for _seqno, _cid, name in info[: len(columns)]))
@@ -737,9 +741,12 @@ def test_version_4_store_is_upgraded_with_study_input(engine: Engine, db_path: P
         open_read(db_path)
     open_all(db_path).dispose()
     assert sql(db_path, "SELECT value FROM regulas_meta WHERE key='schema_version'") == [(str(SCHEMA_VERSION),)]
-    assert SCHEMA_VERSION == 5
+    assert SCHEMA_VERSION == 6
     assert sql(db_path, "SELECT id, name FROM study") == [(record.id, "s")]
     assert sql(db_path, "SELECT name FROM sqlite_master WHERE type='table' AND name='study_input'") == [("study_input",)]
+    # and on to 6: task_chunk, and the time from which tasks have digests
+    assert sql(db_path, "SELECT name FROM sqlite_master WHERE type='table' AND name='task_chunk'") == [("task_chunk",)]
+    assert sql(db_path, "SELECT count(*) FROM regulas_meta WHERE key='chunk_digests_since'") == [(1,)]
 
 
 def test_pinned_inputs_are_checked_by_stat_then_content(engine: Engine, tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ from regulas.store.database import (
     open_write,
     record_inputs,
     record_lease,
+    recorded_chunk_sizes,
     register_arrays,
     register_tasks,
     release_lease,
@@ -158,13 +159,14 @@ def plan_study(
     write_study_rows(engine, record.id, spec.workload.study_rows(ctx))
     status = register_tasks(engine, record.id, tasks)
     done = [t for t in tasks if status[t.key].status == "done"]
-    lost = arrays.missing_units((t.key, t.regions) for t in done)
+    lost = arrays.missing_units(((t.key, t.regions) for t in done), recorded_chunk_sizes(engine, record.id))
     if lost:
         reopen_tasks(engine, record.id, lost)
         names = sorted({a for arrays_of in lost.values() for a in arrays_of})
         if progress is not None:
             progress.message(
-                f"{len(lost)} done task(s) have chunk files missing in array(s) {', '.join(names)}: they run again"
+                f"{len(lost)} done task(s) have chunk files missing or not of their recorded size in array(s) "
+                f"{', '.join(names)}: they run again"
             )
         status = register_tasks(engine, record.id, tasks)
     return record.id, record.resumed, tasks, status

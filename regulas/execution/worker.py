@@ -38,10 +38,12 @@ def execute_task(workload: Workload, task: Task, store_path: str, study: str, bl
     type, message and traceback.
     """
     started = time.time()
-    ctx = TaskContext(task=task, arrays=RegionWriter(store_path, study, task.regions))
+    writer = RegionWriter(store_path, study, task.regions)
+    ctx = TaskContext(task=task, arrays=writer)
     try:
         with threadpool_limits(limits=blas_threads):
             result = workload.run_task(ctx)
+        chunks = [(c.array, c.chunk, c.size, c.sha256) for c in writer.chunk_digests()]
     except Exception as exc:  # noqa: BLE001 - every task error is data for the study record
         return TaskOutcome(
             key=task.key,
@@ -61,4 +63,5 @@ def execute_task(workload: Workload, task: Task, store_path: str, study: str, bl
         finished_at=time.time(),
         worker=worker_name(),
         rows=result.rows,
+        chunks=chunks,
     )

@@ -11,21 +11,29 @@ API enforces two rules instead of trusting a convention:
    which a task's region is not made of whole write units (chunks, or shards when
    the array is sharded) or in which two tasks' regions share a unit;
 2. :class:`RegionWriter` (worker) refuses a write outside the regions its task owns.
+
+Every array is written with a ``crc32c`` codec after compression, so a flipped bit makes
+its chunk fail to decode instead of decoding to other numbers; and after a task ran, its
+worker records the size and sha256 of every chunk (shard) file the task owns
+(:meth:`RegionWriter.chunk_digests`), which the driver commits with the task's rows
+(``task_chunk``, checked by ``regulas verify``: :mod:`regulas.store.verify`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from regulas.core.errors import OwnershipError, StoreError
 from regulas.core.task import Region
@@ -59,8 +67,29 @@ class ArraySpec:
         return self.shards if self.shards is not None else self.chunks
 
 
-def _units(region: Region, spec: ArraySpec) -> Iterable[tuple[int, ...]]:
-    ranges = [range(a // u, math.ceil(b / u)) for a, b, u in zip(region.start, region.stop, spec.unit)]
+#: bytes-to-bytes codecs of every array: zarr's default compression, then a checksum
+COMPRESSORS = (ZstdCodec(level=0), Crc32cCodec())
+
+
+@dataclass(frozen=True)
+class ChunkDigest:
+    """A chunk (shard) file as its task left it: ``array``, its key in the array, size, sha256."""
+
+    array: str
+    chunk: str
+    size: int
+    sha256: str
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """Size and sha256 (hex) of the file at ``path``."""
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+        return os.fstat(f.fileno()).st_size, digest
+
+
+def _units(region: Region, unit: tuple[int, ...]) -> Iterable[tuple[int, ...]]:
+    ranges = [range(a // u, math.ceil(b / u)) for a, b, u in zip(region.start, region.stop, unit)]
     return _product(ranges)
 
 
@@ -147,6 +176,7 @@ class StudyArrays:
                 fill_value=spec.fill_value,
                 dimension_names=list(spec.dims) if spec.dims else None,
                 attributes={"description": spec.description},
+                compressors=COMPRESSORS,
             )
         if data is not None:
             arr[...] = data
@@ -166,7 +196,7 @@ class StudyArrays:
                 if spec is None:
                     raise OwnershipError(f"task {task_key} owns a region of unknown array {region.array!r}")
                 check_aligned(region, spec)
-                for unit in _units(region, spec):
+                for unit in _units(region, spec.unit):
                     other = owners.setdefault((region.array, unit), task_key)
                     if other != task_key:
                         raise OwnershipError(
@@ -174,15 +204,21 @@ class StudyArrays:
                             "each chunk (or shard) must have exactly one writer"
                         )
 
-    def missing_units(self, owned: Iterable[tuple[str, Iterable[Region]]]) -> dict[str, set[str]]:
-        """Task key -> the arrays in which one of its write units has no file on disk.
+    def missing_units(
+        self, owned: Iterable[tuple[str, Iterable[Region]]], sizes: Mapping[tuple[str, str], int] | None = None
+    ) -> dict[str, set[str]]:
+        """Task key -> the arrays in which one of its write units has no file on disk, or a
+        file whose size differs from the one recorded when its task was committed.
 
         For a rerun that skips done tasks: their chunks (or shards) must exist. Workers
         write every unit they own, even one that is all fill value (see
-        :meth:`RegionWriter.array`), so a missing file means lost data. One walk of each
-        array's folder lists its files; no file is opened.
+        :meth:`RegionWriter.array`), so a missing file means lost data, and one of another
+        size than ``sizes[(array, chunk key)]`` (``task_chunk``) a truncated or replaced one.
+        One walk of each array's folder lists its files and their sizes; no file is opened
+        (the full digest is ``regulas verify``'s job).
         """
-        present: dict[str, set[str]] = {}
+        sizes = sizes or {}
+        present: dict[str, dict[str, int]] = {}
         missing: dict[str, set[str]] = {}
         for task_key, regions in owned:
             for region in regions:
@@ -193,17 +229,31 @@ class StudyArrays:
                 encode = self._encoders.get(region.array)
                 if encode is None:  # the array's key of a unit (the shard grid when sharded)
                     encode = self._encoders[region.array] = self.open(region.array).metadata.encode_chunk_key
-                if any(encode(unit) not in files for unit in _units(region, spec)):
-                    missing.setdefault(task_key, set()).add(region.array)
+                for unit in _units(region, spec.unit):
+                    key = encode(unit)
+                    size = files.get(key)
+                    if size is None or sizes.get((region.array, key), size) != size:
+                        missing.setdefault(task_key, set()).add(region.array)
+                        break
         return missing
 
-    def _unit_files(self, name: str) -> set[str]:
-        """The chunk (shard) keys of array ``name`` that have a file, e.g. ``c/0/1``."""
+    def _unit_files(self, name: str) -> dict[str, int]:
+        """The chunk (shard) keys of array ``name`` that have a file, e.g. ``c/0/1``, and their sizes."""
         folder = self.group_path / name
-        out: set[str] = set()
-        for parent, _dirs, files in os.walk(folder):
-            rel = Path(parent).relative_to(folder).as_posix()
-            out.update(f if rel == "." else f"{rel}/{f}" for f in files)
+        out: dict[str, int] = {}
+        stack = [(folder, "")]
+        while stack:
+            path, rel = stack.pop()
+            try:
+                entries = list(os.scandir(path))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                key = f"{rel}{entry.name}"
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((Path(entry.path), f"{key}/"))
+                else:
+                    out[key] = entry.stat().st_size
         return out
 
     def remove(self) -> bool:
@@ -245,6 +295,26 @@ class RegionWriter:
             arr = open_study_array(self.store_path, f"{self.study}/{name}", "r+").with_config({"write_empty_chunks": True})
             self._open[name] = arr
         return arr
+
+    def chunk_digests(self) -> list[ChunkDigest]:
+        """Size and sha256 of every chunk (shard) file of the regions this task owns, read
+        back from disk after the task ran: what its commit records in ``task_chunk``."""
+        out: list[ChunkDigest] = []
+        for region in self.owned:
+            arr = self.array(region.array)
+            unit = tuple(arr.shards or arr.chunks)
+            for coords in _units(region, unit):
+                key = arr.metadata.encode_chunk_key(coords)
+                path = Path(self.store_path, self.study, region.array, key)
+                try:
+                    size, digest = file_digest(path)
+                except FileNotFoundError:
+                    raise StoreError(
+                        f"the task owns chunk {key} of array {region.array!r} but left no file {path}; "
+                        "a task must write every unit of the regions it owns"
+                    ) from None
+                out.append(ChunkDigest(region.array, key, size, digest))
+        return out
 
     def read(self, name: str, selection: Any = Ellipsis) -> np.ndarray:
         return np.asarray(self.array(name)[selection])

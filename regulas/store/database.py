@@ -56,14 +56,38 @@ def _migrate_4_to_5(conn: Any) -> None:
     recorded inputs; its next run records them as they are then."""
 
 
+#: ``regulas_meta`` key: UNIX time at which a store made before schema 6 was upgraded. Its
+#: done tasks that finished before then and have no ``task_chunk`` rows are "unverified"
+#: (their chunks were written before digests existed), not damaged.
+DIGESTS_SINCE = "chunk_digests_since"
+
+
 def _migrate_5_to_6(conn: Any) -> None:
-    """Additive: ``create_all`` adds ``study_lease``; the next run of a study records its driver."""
+    """Additive: ``create_all`` adds ``task_chunk`` and ``study_lease``; the time of the upgrade
+    is recorded, so that ``regulas verify`` tells the tasks done before it (no digests) from
+    damaged ones. The next run of a study records its driver."""
+    conn.exec_driver_sql(
+        "INSERT OR IGNORE INTO regulas_meta (key, value) VALUES (?, ?)", (DIGESTS_SINCE, repr(time.time()))
+    )
+
+
+def _then(*steps: Callable[[Any], None]) -> Callable[[Any], None]:
+    def upgrade(conn: Any) -> None:
+        for step in steps:
+            step(conn)
+
+    return upgrade
 
 
 #: older schema version -> what brings it to this one; ``create_all`` then adds the tables
-#: it lacks (version 1 had no splicing tables at all, version 4 no ``study_input``). Version 2
-#: stored splicing results by event name (3 by index): no migration.
-UPGRADES: dict[int, Callable[[Any], None]] = {1: _migrate_3_to_4, 3: _migrate_3_to_4, 4: _migrate_4_to_5, 5: _migrate_5_to_6}
+#: it lacks (version 1 had no splicing tables at all, version 4 no ``study_input``, version 5
+#: no ``task_chunk`` nor ``study_lease``). Version 2 stored splicing results by event name (3 by index): no migration.
+UPGRADES: dict[int, Callable[[Any], None]] = {
+    1: _then(_migrate_3_to_4, _migrate_5_to_6),
+    3: _then(_migrate_3_to_4, _migrate_5_to_6),
+    4: _then(_migrate_4_to_5, _migrate_5_to_6),
+    5: _migrate_5_to_6,
+}
 
 
 def _sync_views(conn: Any, views: Mapping[str, str]) -> None:
@@ -473,17 +497,48 @@ def release_lease(engine: Engine, study_id: int, token: str) -> None:
 
 
 def reopen_tasks(engine: Engine, study_id: int, keys: Iterable[str]) -> int:
-    """Set done tasks back to pending and delete their result rows (they run again)."""
+    """Set done tasks back to pending and delete their result rows (they run again).
+
+    Result rows are those of every table of the database with a ``task_id`` column, also
+    of workloads whose tables this process did not register (``regulas verify`` knows no
+    workload); the task's ``task_chunk`` rows stay until its next commit replaces them.
+    """
+    with engine.begin() as conn:
+        return reopen_tasks_in(conn, study_id, keys)
+
+
+def reopen_tasks_in(conn: Any, study_id: int, keys: Iterable[str]) -> int:
+    """:func:`reopen_tasks` inside the caller's transaction ``conn``."""
     keys = list(keys)
     if not keys:
         return 0
-    with engine.begin() as conn:
-        ids = [r[0] for r in conn.execute(
-            select(task.c.id).where(task.c.study_id == study_id, task.c.status == "done", task.c.key.in_(keys))
-        )]
-        present = {n for (n,) in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")}
-        for name, table in schema.result_tables().items():
-            if name in present:
-                conn.execute(table.delete().where(table.c.task_id.in_(ids)))
-        conn.execute(update(task).where(task.c.id.in_(ids)).values(status="pending"))
-        return len(ids)
+    # keys and ids as one JSON parameter each: any number of them, whatever SQLite's variable limit
+    ids = json.dumps([r[0] for r in conn.exec_driver_sql(
+        "SELECT id FROM task WHERE study_id = ? AND status = 'done' AND key IN (SELECT value FROM json_each(?))",
+        (study_id, json.dumps(keys)),
+    )])
+    for name in _task_tables(conn):
+        conn.exec_driver_sql(f'DELETE FROM "{name}" WHERE task_id IN (SELECT value FROM json_each(?))', (ids,))
+    return int(conn.exec_driver_sql(
+        "UPDATE task SET status = 'pending' WHERE id IN (SELECT value FROM json_each(?))", (ids,)
+    ).rowcount)
+
+
+def _task_tables(conn: Any) -> list[str]:
+    """The tables of task results in the database: every table with a ``task_id`` but ``task_chunk``."""
+    names = [n for (n,) in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite%'")]
+    return [
+        n for n in names
+        if n != schema.task_chunk.name and any(r[1] == "task_id" for r in conn.exec_driver_sql(f'PRAGMA table_info("{n}")'))
+    ]
+
+
+def recorded_chunk_sizes(engine: Engine, study_id: int) -> dict[tuple[str, str], int]:
+    """(array, chunk key) -> the size recorded when the done task that wrote it was committed."""
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT c.array, c.chunk, c.size FROM task_chunk c JOIN task t ON t.id = c.task_id "
+            "WHERE c.study_id = ? AND t.status = 'done'",
+            (study_id,),
+        )
+        return {(a, k): int(n) for a, k, n in rows}

@@ -1,7 +1,7 @@
 """The store's own tables of ``regulas.db`` (SQLAlchemy 2 Core), and the helpers workloads
 build their tables with.
 
-The store owns ``regulas_meta``, ``study``, ``task``, ``zarr_array``, ``study_input`` and ``study_lease``. A workload defines
+The store owns ``regulas_meta``, ``study``, ``task``, ``zarr_array``, ``study_input``, ``study_lease`` and ``task_chunk``. A workload defines
 its result tables on the same :data:`metadata` (so their foreign keys to ``study`` and
 ``task`` resolve) with :func:`study_ref`, :func:`task_ref` and :func:`nan_float`, and
 declares them in its ``tables`` (:class:`regulas.core.workload.WorkloadTables`); the
@@ -37,13 +37,16 @@ from sqlalchemy import (
 
 #: Bump when a table changes; a database newer than the code is refused. 4: the NaN flag of
 #: ``score.value`` is ``value_is_nan`` like every other (was ``is_nan``). 5: ``study_input``
-#: pins the input files and data fingerprint of each study. 6: ``study_lease`` records the
+#: pins the input files and data fingerprint of each study. 6: ``task_chunk`` records the
+#: size and digest of every chunk (shard) file a done task wrote; ``study_lease`` records the
 #: driver that holds each study, and fences its commits.
 SCHEMA_VERSION = 6
 
 STUDY_STATUSES = ("running", "done", "failed", "interrupted")
 INPUT_KINDS = ("file", "data")
 TASK_STATUSES = ("pending", "running", "done", "failed")
+#: what ``regulas verify`` found wrong with a recorded chunk file
+CHUNK_PROBLEMS = ("missing", "mismatch", "undecodable")
 
 metadata = MetaData(
     naming_convention={
@@ -160,6 +163,26 @@ study_lease = Table(
     PrimaryKeyConstraint("study_id"),
 )
 
+task_chunk = Table(
+    "task_chunk",
+    metadata,
+    Column("id", Integer, nullable=False),
+    Column("study_id", Integer, ForeignKey("study.id", ondelete="CASCADE"), nullable=False),
+    Column("task_id", Integer, ForeignKey("task.id", ondelete="CASCADE"), nullable=False, comment="the task that wrote it"),
+    Column("array", String(255), nullable=False, comment="zarr_array.name"),
+    Column("chunk", String(255), nullable=False, comment="the chunk (shard) key inside the array, e.g. c/2/0/3"),
+    Column("size", Integer, nullable=False, comment="bytes of the file when its task was committed"),
+    Column("sha256", String(64), nullable=False, comment="sha256 of the file's bytes when its task was committed"),
+    Column("checked_at", Float, nullable=True, comment="UNIX time of the latest `regulas verify` that read it"),
+    Column("problem", String(16), nullable=True, comment="what that verify found wrong (NULL: nothing)"),
+    PrimaryKeyConstraint("id"),
+    UniqueConstraint("study_id", "array", "chunk"),
+    CheckConstraint(f"problem IN {CHUNK_PROBLEMS}", name="problem"),
+    CheckConstraint("size >= 0", name="size"),
+    Index(None, "study_id"),
+    Index(None, "task_id"),
+)
+
 
 #: suffix of the flag column beside a float that may be NaN
 NAN_FLAG_SUFFIX = "_is_nan"
@@ -185,7 +208,7 @@ def nan_float(name: str, comment: str = "") -> list[Column]:
 
 
 #: the store's own tables; workloads' tables are created from their declarations
-CORE_TABLES = (regulas_meta, study, task, zarr_array, study_input, study_lease)
+CORE_TABLES = (regulas_meta, study, task, zarr_array, study_input, study_lease, task_chunk)
 
 
 def study_tables() -> dict[str, Table]:

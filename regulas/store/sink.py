@@ -36,6 +36,8 @@ class TaskOutcome:
     finished_at: float
     worker: str
     rows: dict[str, Columns] = field(default_factory=dict)
+    #: (array, chunk key, size, sha256) of each chunk file the task wrote (``task_chunk``)
+    chunks: list[tuple[str, str, int, str]] = field(default_factory=list)
     error_type: str | None = None
     error_message: str | None = None
     traceback: str | None = None
@@ -92,6 +94,14 @@ def prepare_rows(table: Table, cols: Columns, study_id: int, task_id: int | None
         columns += [listed, nan.tolist()]
     sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
     return _Prepared(sql, list(zip(*columns)), names)
+
+
+#: a done task's chunk digests; a task computed again replaces those of its earlier run
+CHUNK_UPSERT = (
+    "INSERT INTO task_chunk (study_id, task_id, array, chunk, size, sha256) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (study_id, array, chunk) DO UPDATE SET task_id = excluded.task_id, size = excluded.size, "
+    "sha256 = excluded.sha256, checked_at = NULL, problem = NULL"
+)
 
 
 class Sink:
@@ -183,6 +193,9 @@ class Sink:
                     prepared = prepare_rows(table, cols, self.study_id, task_id)
                     cur.executemany(prepared.sql, prepared.params)
                     n_rows += len(prepared.params)
+            cur.executemany(CHUNK_UPSERT, [
+                (self.study_id, self.task_ids[o.key], *chunk) for o in batch if o.status == "done" for chunk in o.chunks
+            ])
             cur.executemany(
                 "UPDATE task SET status=?, attempts=attempts+1, started_at=?, finished_at=?, duration_s=?, "
                 "worker=?, error_type=?, error_message=?, traceback=? WHERE id=?",
