@@ -153,3 +153,19 @@ def test_copula_motifs_match_the_real_table() -> None:
     assert np.corrcoef(Rg, Rr)[0, 1] > 0.9
     # deterministic for a seed
     np.testing.assert_array_equal(M, copula_motif_matrix(MotifCopula.fit(source), 20_000, 40, np.random.default_rng(0)))
+
+
+def test_ridge_by_condition_blocks_equals_ridgegcv() -> None:
+    from regulas.lmm import RidgeGCV
+    from regulas.sim.blocked_ridge import ridge_by_condition_blocks
+    from regulas.sim.methods import DEFAULT_ALPHAS
+
+    rng = np.random.default_rng(4)
+    M = rng.random((80, 12))
+    Y = M @ rng.standard_normal((12, 11)) + rng.standard_normal((80, 11)) * 2 + 3
+    for fit_intercept in (True, False):
+        ref = RidgeGCV(alphas=DEFAULT_ALPHAS, fit_intercept=fit_intercept).fit(M, Y)
+        coef, intercept, alpha = ridge_by_condition_blocks(M, Y, np.asarray(DEFAULT_ALPHAS), fit_intercept, 4)
+        assert alpha == ref.alpha_
+        np.testing.assert_allclose(coef, ref.coef_, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(intercept, ref.intercept_, rtol=1e-10, atol=1e-12)
