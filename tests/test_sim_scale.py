@@ -169,3 +169,15 @@ def test_ridge_by_condition_blocks_equals_ridgegcv() -> None:
         assert alpha == ref.alpha_
         np.testing.assert_allclose(coef, ref.coef_, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(intercept, ref.intercept_, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("Sigma", ["diagonal", "factor_2"])
+def test_dense_path_takes_the_factor_only_noise_names(Sigma: str) -> None:
+    from regulas.sim.simulate import simulate
+
+    cell = Cell(genes=30, conditions=5, motifs=4, V="freeform", Sigma=Sigma, noise_fraction=0.0, fraction=0.3)
+    seeds = SimulationSeeds.derive(3, cell, 0)
+    sim = simulate(cell, seeds)
+    ref = noise_factor(Sigma, _unit(5), 0.0, np.random.default_rng(seeds.Sigma)).dense()
+    np.testing.assert_allclose(sim.Sigma, ref, atol=1e-15)
+    assert sim.achieved_fraction == pytest.approx(0.3, abs=1e-12)

@@ -180,7 +180,7 @@ class RegnetConfig:
             raise ConfigError("custom P x P covariances have no factor form; remove them or block_conditions",
                               key=f"{prefix}.covariances", source=source)
         for key, allowed in (("V", FACTOR_SIGNAL_STRUCTURES), ("Sigma", FACTOR_NOISE_STRUCTURES)):
-            bad = [n for n in getattr(self, key) if n in ("freeform", "lowrank_half")]
+            bad = [n for n in getattr(self, key) if n == "freeform"]
             if bad:
                 raise ConfigError(f"{bad[0]!r} has no factor form (it is a dense P x P matrix); with block_conditions "
                                   f"expected one of {', '.join(allowed)}", key=f"{prefix}.{key}", source=source)
