@@ -26,6 +26,10 @@ cell's position ``i`` in its group (the ``index`` of the task block) and the rep
 ``C0.<g>``, ``C1.<g>`` (cells, R, P, P), ``M.<g>`` (R, G, T) and ``beta_hat.<g>``
 (cells, R, methods, T, P). With a motif file, ``motif_source`` holds its min-max scaled
 scores (rows x motifs).
+
+With ``block_conditions`` set (large P), the tasks and arrays are those of
+:mod:`regulas.workloads.regnet.blocked` instead: Y written by blocks of conditions, one
+streamed fit of every method per data set, structures in factor form, no P x P array.
 """
 
 from __future__ import annotations
