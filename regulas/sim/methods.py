@@ -138,7 +138,6 @@ class MethodConfig:
                 "or fewer motifs", key=f"{prefix}.kind", source=source,
             )
 
-
     def _check_cost(self, G: int, P: int, T: int, prefix: str, source: str | None) -> None:
         """Refuse a fit estimated (:mod:`regulas.sim.fit_cost`) beyond one worker's memory or a day."""
         if self.kind == "ridge":
