@@ -30,12 +30,15 @@ import numpy as np
 # the simulation's true-covariance vocabulary (not the LMM's fitted structures: regulas.lmm.structures)
 SIM_SIGNAL_STRUCTURES = ("id", "lowrank_<k>", "lowrank_half", "freeform")
 SIM_NOISE_STRUCTURES = ("random", "identity", "randomV", "identityV")
+#: noise structures defined in factor form (:mod:`regulas.sim.factor_covariance`), usable at any P
+FACTOR_ONLY_NOISE_STRUCTURES = ("diagonal", "factor_<k>")
 #: the most blocks for which regNet's block-constant matrix (-0.01 off the blocks) is PSD
 MAX_LOWRANK_BLOCKS = 100
 LOWRANK_NUGGET = 1e-4
 OFF_BLOCK = -0.01
 
 _LOWRANK = re.compile(r"^lowrank_(\d+|half)$")
+_FACTOR = re.compile(r"^factor_(\d+)$")
 
 
 class StructureError(ValueError):
@@ -56,6 +59,17 @@ def lowrank_blocks(name: str, conditions: int) -> int | None:
             f"needs k <= {MAX_LOWRANK_BLOCKS})"
         )
     return k
+
+
+def factor_rank(name: str) -> int | None:
+    """k of a ``factor_<k>`` noise name (None: another name)."""
+    m = _FACTOR.match(name)
+    return None if m is None else int(m.group(1))
+
+
+def is_factor_only_noise(name: str) -> bool:
+    """Whether the noise structure exists only in factor form (``diagonal``, ``factor_<k>``)."""
+    return name == "diagonal" or factor_rank(name) is not None
 
 
 def check_custom(name: str, matrix: np.ndarray) -> None:
@@ -85,8 +99,14 @@ def check_signal_name(name: str, conditions: int, custom: Mapping[str, np.ndarra
 def check_noise_name(name: str, conditions: int, custom: Mapping[str, np.ndarray]) -> None:
     if name in custom:
         _check_custom_size(name, custom[name], conditions)
-    elif name not in SIM_NOISE_STRUCTURES:
-        raise StructureError(f"unknown noise structure {name!r}; expected one of {', '.join(SIM_NOISE_STRUCTURES)} "
+    elif factor_rank(name) is not None:
+        k = factor_rank(name)
+        if not 1 <= k < conditions:  # type: ignore[operator]
+            raise StructureError(f"{name!r} asks for a rank-{k} noise factor but there are {conditions} conditions; "
+                                 "expected 1 <= k < P")
+    elif name not in (*SIM_NOISE_STRUCTURES, "diagonal"):
+        names = ", ".join((*SIM_NOISE_STRUCTURES, *FACTOR_ONLY_NOISE_STRUCTURES))
+        raise StructureError(f"unknown noise structure {name!r}; expected one of {names} "
                              f"or a name under 'covariances' ({', '.join(sorted(custom)) or 'none given'})")
 
 

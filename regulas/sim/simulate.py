@@ -34,7 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from regulas.core.task import derive_seed
-from regulas.sim.covariance import noise_covariance, signal_covariance
+from regulas.sim.covariance import is_factor_only_noise, noise_covariance, signal_covariance
+from regulas.sim.factor_covariance import FactorCovariance, noise_factor
 from regulas.sim.motifs import draw_motif_matrix, synthetic_motif_matrix
 
 
@@ -146,17 +147,24 @@ def simulate(
     seeds: SimulationSeeds,
     motif_source: np.ndarray | None = None,
     custom: Mapping[str, np.ndarray] | None = None,
+    M: np.ndarray | None = None,
 ) -> Simulation:
     """Draw one data set of ``cell``.
 
     ``motif_source``: min-max scaled scores (rows x motifs) to draw M from; None = synthetic M.
+    ``M``: the motif scores (G x T) to use instead of drawing them (e.g. from a calibrated copula).
     ``custom``: user-given covariances by name (used in place of the named structures).
     """
     G, P, T, f = cell.genes, cell.conditions, cell.motifs, cell.fraction
-    rng_m = np.random.default_rng(seeds.motifs)
-    M = synthetic_motif_matrix(G, T, rng_m) if motif_source is None else draw_motif_matrix(motif_source, G, T, rng_m)
+    if M is None:
+        rng_m = np.random.default_rng(seeds.motifs)
+        M = synthetic_motif_matrix(G, T, rng_m) if motif_source is None else draw_motif_matrix(motif_source, G, T, rng_m)
     V = signal_covariance(cell.V, P, np.random.default_rng(seeds.V), custom)
-    Sigma = noise_covariance(cell.Sigma, V, cell.noise_fraction, np.random.default_rng(seeds.Sigma), custom)
+    if is_factor_only_noise(cell.Sigma) and cell.Sigma not in (custom or {}):  # defined in factor form only
+        unit = FactorCovariance(np.zeros((P, 0)), np.full(P, 1.0 / P))
+        Sigma = noise_factor(cell.Sigma, unit, 0.0, np.random.default_rng(seeds.Sigma)).dense()
+    else:
+        Sigma = noise_covariance(cell.Sigma, V, cell.noise_fraction, np.random.default_rng(seeds.Sigma), custom)
     B0 = np.random.default_rng(seeds.beta).standard_normal((T, P)) @ psd_sqrt(V)  # rows ~ N(0, V)
     delta = (1.0 - f) / float(np.linalg.eigvalsh(Sigma)[-1])
     E = np.sqrt(delta) * np.random.default_rng(seeds.noise).standard_normal((G, P)) @ psd_sqrt(Sigma)

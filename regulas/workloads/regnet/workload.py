@@ -26,6 +26,10 @@ cell's position ``i`` in its group (the ``index`` of the task block) and the rep
 ``C0.<g>``, ``C1.<g>`` (cells, R, P, P), ``M.<g>`` (R, G, T) and ``beta_hat.<g>``
 (cells, R, methods, T, P). With a motif file, ``motif_source`` holds its min-max scaled
 scores (rows x motifs).
+
+With ``block_conditions`` set (large P), the tasks and arrays are those of
+:mod:`regulas.workloads.regnet.blocked` instead: Y written by blocks of conditions, one
+streamed fit of every method per data set, structures in factor form, no P x P array.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -51,11 +56,15 @@ from regulas.sim.covariance import (
     check_signal_name,
     uses_noise_fraction,
 )
+from regulas.sim.factor_covariance import DENSE_LIMIT, FACTOR_NOISE_STRUCTURES, FACTOR_SIGNAL_STRUCTURES
+from regulas.sim.fit_cost import FIT_MEMORY_LIMIT, blocked_simulation_memory, dense_simulation_memory
 from regulas.sim.methods import MethodConfig, fit_method
 from regulas.sim.metrics import beta_metrics, covariance_metrics
-from regulas.sim.motifs import load_motif_scores
+from regulas.sim.motif_copula import DEFAULT_MOTIF_FACTORS, MotifCopula, copula_motif_matrix
+from regulas.sim.motifs import draw_motif_matrix, load_motif_scores, synthetic_motif_matrix
 from regulas.sim.simulate import Cell, SimulationSeeds, simulate
 from regulas.store.arrays import ArraySpec
+from regulas.workloads.regnet import blocked
 from regulas.workloads.regnet.reports import SIMULATION, RegnetFigures, RegnetSummary
 from regulas.workloads.regnet.tables import REGNET_TABLES, SimScoreRows
 
@@ -82,9 +91,22 @@ class RegnetConfig:
     fraction: list[float] = field(default_factory=lambda: [0.2])
     methods: list[dict[str, Any]] = field(default_factory=_default_methods)
     covariances: dict[str, Any] = field(default_factory=dict)  # name -> P x P matrix (list of rows)
+    # large P: simulate Y by blocks of this many conditions (factor-form structures) and fit streamed from
+    # Zarr; null = one task per data set with P x P structures (the small-P path)
+    block_conditions: int | None = None
+    # resample: M from the rows of motif_scores (subset / tiled) or Unif(0, 1); copula: synthetic rows from a
+    # Gaussian copula with a factor correlation fitted to motif_scores (regulas.sim.motif_copula)
+    motif_model: Literal["resample", "copula"] = "resample"
+    motif_factors: int = DEFAULT_MOTIF_FACTORS  # latent factors of the copula
+    replicates_by_conditions: dict[str, Any] = field(default_factory=dict)  # P -> replicates (overrides replicates)
+
+    def replicates_for(self, conditions: int) -> int:
+        by_p = {int(k): int(v) for k, v in self.replicates_by_conditions.items()}
+        return by_p.get(conditions, self.replicates)
 
     def check(self, prefix: str, source: str | None) -> None:
         positive(self.replicates, f"{prefix}.replicates", source)
+        self._check_scale(prefix, source)
         for key in ("genes", "conditions", "motifs", "V", "Sigma", "noise_fraction", "fraction", "methods"):
             values = getattr(self, key)
             if not values:
@@ -133,6 +155,45 @@ class RegnetConfig:
                     "motifs are drawn without replacement, so expected T <= the number of columns",
                     key=f"{prefix}.motifs", source=source,
                 )
+
+    def _check_scale(self, prefix: str, source: str | None) -> None:
+        """The large-P keys: block size, replicates per P, motif model, and which path each P can take."""
+        for k, v in self.replicates_by_conditions.items():
+            key = f"{prefix}.replicates_by_conditions"
+            if not str(k).isdigit() or int(k) not in self.conditions:
+                raise ConfigError(f"key {k!r} is not one of the grid's conditions {self.conditions}", key=key, source=source)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"replicates for P = {k} must be an integer >= 1 (given: {v!r})", key=key, source=source)
+        positive(self.motif_factors, f"{prefix}.motif_factors", source)
+        if self.motif_model == "copula" and self.motif_scores is None:
+            raise ConfigError("motif_model: copula is calibrated on a motif score table; set motif_scores",
+                              key=f"{prefix}.motif_model", source=source)
+        width = self.block_conditions
+        if width is None:
+            too_big = [P for P in self.conditions if P > DENSE_LIMIT]
+            if too_big:
+                P, G, T = too_big[0], max(self.genes), max(self.motifs)
+                raise ConfigError(
+                    f"P = {P} conditions with the one-task simulation, which forms P x P structures and all of Y "
+                    f"(~{dense_simulation_memory(G, P, T) / 2**30:.3g} GiB at G = {G}); expected P <= {DENSE_LIMIT}, "
+                    "or set regnet.block_conditions (e.g. 1000) to write Y by blocks of conditions with "
+                    "factor-form structures", key=f"{prefix}.conditions", source=source)
+            return
+        positive(width, f"{prefix}.block_conditions", source)
+        if self.covariances:
+            raise ConfigError("custom P x P covariances have no factor form; remove them or block_conditions",
+                              key=f"{prefix}.covariances", source=source)
+        for key, allowed in (("V", FACTOR_SIGNAL_STRUCTURES), ("Sigma", FACTOR_NOISE_STRUCTURES)):
+            bad = [n for n in getattr(self, key) if n == "freeform"]
+            if bad:
+                raise ConfigError(f"{bad[0]!r} has no factor form (it is a dense P x P matrix); with block_conditions "
+                                  f"expected one of {', '.join(allowed)}", key=f"{prefix}.{key}", source=source)
+        for G, P, T in itertools.product(self.genes, self.conditions, self.motifs):
+            need = blocked_simulation_memory(G, P, T, width)
+            if need > FIT_MEMORY_LIMIT:
+                raise ConfigError(f"a block of {min(width, P)} conditions at G = {G}, T = {T} needs ~{need / 2**30:.3g} GiB; "
+                                  f"expected <= {FIT_MEMORY_LIMIT / 2**30:g} GiB: use smaller blocks",
+                                  key=f"{prefix}.block_conditions", source=source)
 
     def custom_covariances(self, prefix: str = "regnet", source: str | None = None) -> dict[str, np.ndarray]:
         out = {}
@@ -193,11 +254,16 @@ class RegnetBlock(Block):
     seeds: dict[str, Any]
     method: str | None = None
     method_index: int | None = None
+    width: int | None = None  # blocked path: conditions per block
+    condition_block: int | None = None  # blocked path: the block a simulate_block task draws
+    block_seeds: list[list[int]] | None = None  # blocked path: (beta, noise) seeds of its block(s)
 
     def json(self) -> dict[str, Any]:
         out = super().json()
-        if self.method is None:  # a simulation's block has no method keys (they enter its key)
-            del out["method"], out["method_index"]
+        # keys left unset stay out of the block (and of the task key: keys of the small-P path are unchanged)
+        for key in ("method", "method_index", "width", "condition_block", "block_seeds"):
+            if out[key] is None:
+                del out[key]
         return out
 
 
@@ -219,6 +285,31 @@ def _motif_source(ctx: TaskContext) -> np.ndarray:
     return _SOURCE_CACHE[key]
 
 
+_MOTIFS: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
+_COPULAS: dict[tuple[Any, ...], MotifCopula] = {}
+
+
+def _motif_matrix(ctx: TaskContext, config: RegnetConfig, cell: Cell, seeds: SimulationSeeds) -> np.ndarray:
+    """M (G x T) of a replicate, a pure function of its seed; the last two kept per worker process."""
+    key = (ctx.arrays.store_path, ctx.arrays.study, cell.genes, cell.motifs, seeds.motifs, config.motif_model)
+    if key not in _MOTIFS:
+        rng = np.random.default_rng(seeds.motifs)
+        G, T = cell.genes, cell.motifs
+        if config.motif_model == "copula":
+            ckey = (ctx.arrays.store_path, ctx.arrays.study, config.motif_factors)
+            if ckey not in _COPULAS:
+                _COPULAS[ckey] = MotifCopula.fit(_motif_source(ctx), config.motif_factors)
+            M = copula_motif_matrix(_COPULAS[ckey], G, T, rng)
+        elif config.motif_scores is None:
+            M = synthetic_motif_matrix(G, T, rng)
+        else:
+            M = draw_motif_matrix(_motif_source(ctx), G, T, rng)
+        _MOTIFS[key] = M
+        while len(_MOTIFS) > 2:
+            _MOTIFS.popitem(last=False)
+    return _MOTIFS[key]
+
+
 class RegnetWorkload(Workload):
     name = "regnet"
     section = "regnet"
@@ -238,10 +329,14 @@ class RegnetWorkload(Workload):
             digest.update("\n".join(scores.rows + scores.motifs).encode())
         else:
             digest.update(b"synthetic")
-        R, n_methods = c.replicates, len(c.methods)
+        n_methods = len(c.methods)
         for g, cells in _groups(c.cells()).items():
             n = len(cells)
             G, P, T = cells[0].genes, cells[0].conditions, cells[0].motifs
+            R = c.replicates_for(P)
+            if c.block_conditions is not None:
+                blocked.create_arrays(ctx, g, cells, R, n_methods, c.block_conditions)
+                continue
             where = f"; cells of group {g} in grid order (task block 'index')"
             for name, tail, dims, what in (
                 ("Y", (G, P), ("gene", "condition"), "simulated expression"),
@@ -266,7 +361,13 @@ class RegnetWorkload(Workload):
         sims, fits = [], []
         for g, cells in _groups(c.cells()).items():
             G, P, T = cells[0].genes, cells[0].conditions, cells[0].motifs
-            for (i, cell), r in itertools.product(enumerate(cells), range(c.replicates)):
+            if c.block_conditions is not None:
+                group_sims, group_fits = blocked.plan_group(ctx, g, cells, c.replicates_for(P), c.methods, c.block_conditions,
+                                                            config, fingerprint, RegnetBlock)
+                sims += group_sims
+                fits += group_fits
+                continue
+            for (i, cell), r in itertools.product(enumerate(cells), range(c.replicates_for(P))):
                 seeds = SimulationSeeds.derive(ctx.root_seed, cell, r)
                 base = RegnetBlock(cell=dict(cell.__dict__), group=g, index=i, replicate=r, seeds=dict(seeds.__dict__))
                 owned = [Region.of(f"{name}.{g}", i, r, slice(0, a), slice(0, b))
@@ -287,12 +388,23 @@ class RegnetWorkload(Workload):
     def _simulate(self, ctx: TaskContext) -> tuple[Cell, Any]:
         block = RegnetBlock.of(ctx.task)
         cell = Cell(**block.cell)
+        seeds = SimulationSeeds(**block.seeds)
+        if self.config.motif_model == "copula":
+            M = _motif_matrix(ctx, self.config, cell, seeds)
+            return cell, simulate(cell, seeds, None, self.config.custom_covariances(), M=M)
         source = _motif_source(ctx) if self.config.motif_scores is not None else None
-        sim = simulate(cell, SimulationSeeds(**block.seeds), source, self.config.custom_covariances())
+        sim = simulate(cell, seeds, source, self.config.custom_covariances())
         return cell, sim
 
     def run_task(self, ctx: TaskContext) -> TaskResult:
         block = RegnetBlock.of(ctx.task)
+        if ctx.task.kind in (blocked.SIMULATE_BLOCK, blocked.FIT_STREAMED):
+            cell = Cell(**block.cell)
+            M = _motif_matrix(ctx, self.config, cell, SimulationSeeds(**block.seeds))
+            if ctx.task.kind == blocked.FIT_STREAMED:
+                return blocked.run_fit_streamed(ctx, block, M, self.config.method_configs(), _rows)
+            metrics = blocked.run_simulate_block(ctx, block, M)
+            return TaskResult.of(_rows(cell, block.replicate, SIMULATION, metrics)) if metrics else TaskResult()
         cell, sim = self._simulate(ctx)
         g, i, r = block.group, block.index, block.replicate
         if ctx.task.kind == "regnet.simulate":
@@ -317,7 +429,7 @@ class RegnetWorkload(Workload):
                          fit.coef[None, None, None])
         metrics = {
             **beta_metrics(fit.coef, sim.beta),
-            **covariance_metrics(sim.V, fit.V_hat, sim.Sigma, fit.Sigma_hat),
+            **covariance_metrics(sim.V, fit.V_hat, sim.Sigma, fit.Sigma_hat),  # type: ignore[arg-type]  # formed here
             "log_likelihood": fit.log_likelihood,
             "fit_time_s": fit.fit_time_s,
             "converged": float(fit.converged),
