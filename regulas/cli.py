@@ -2,9 +2,11 @@
 
 Exit codes: 0 all tasks done; 1 some task failed (recorded in the database), or verify
 found damaged chunks (their tasks are set back to pending for the next run);
-2 invalid config or store (nothing was started), or the study is run by another driver;
+2 invalid config or store (nothing was started), the study is run by another driver (or
+was taken over from this one), or the store's disk filled up (the study is interrupted);
 130 interrupted (Ctrl-C); 143 terminated by SIGTERM (SLURM walltime, scancel) and 129 by
-SIGHUP: 128 + the signal number, as a shell reports it.
+SIGHUP; 141 the reader of the output went away (regulas status | head): 128 + the
+signal number, as a shell reports it.
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def console_main() -> None:
         code = main()
         sys.stdout.flush()
     except BrokenPipeError:
-        # the reader went away (``regulas status | head``): say nothing, as cat or grep would;
+        # the reader went away (regulas status | head): say nothing, as cat or grep would;
         # stdout goes to /dev/null so that the interpreter's own flush at exit stays quiet too
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = EXIT_BROKEN_PIPE
