@@ -1,0 +1,134 @@
+"""What one KronSumLMM fit will cost, before any data exist: for config checks.
+
+Imports only numpy and the structure registry (no scipy.optimize, no scikit-learn), so that a
+config check can call :func:`estimate_fit_cost` or :func:`check_fit_cost` cheaply. The figures
+are order-of-magnitude estimates calibrated on one thread of this project's benchmark machine
+(``benchmarks/lmm_tcga_scale.py``); they are meant to refuse a fit that cannot run (a freeform
+noise at P = 10,000 needs terabytes), not to schedule one to the second.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from regulas.lmm.structures import STRUCTURED_PAIRS, structure_names
+from regulas.lmm.validation import LMMInputError, check_choice
+
+#: solver="auto" takes the structured path from this many conditions on: below it the general
+#: path's O(P^3) evaluation is cheap and its several starts and escape steps are the safer fit
+#: (its P^3 stages dominate an evaluation from P ~ 128-256, benchmarks/results/lmm_tcga_scale.stages.json)
+AUTO_STRUCTURED_FROM_P = 128
+#: KronSumLMM builds C0_ and C1_ as dense P x P arrays only up to this P: at 4,096 each is 128 MiB;
+#: at P = 10,000 each would be 800 MB, and nothing downstream needs them dense (use the factors)
+DENSE_MAX_P = 4096
+
+# one-thread throughput (flop/s) and evaluation counts, measured (benchmarks/lmm_tcga_scale.py)
+_GEMM_FLOPS = 2.0e10  # large matrix products (the setup's M^T Y)
+_EIG_FLOPS = 4.0e9  # P x P eigendecompositions and products of the general path
+_STRUCT_FLOPS = 3.0e9  # the structured evaluation's r x P passes (memory-bound)
+_GENERAL_EVALS_PER_START = 150
+_STRUCTURED_EVALS = 150
+
+
+class FitCost(NamedTuple):
+    """Estimated peak memory (bytes) and one-thread wall time (seconds) of one fit, and, when the
+    fit would take the general path, the structured pair to use instead (None otherwise)."""
+
+    bytes: int
+    seconds: float
+    structured_alternative: str | None
+
+
+def _path(signal: str, noise: str, P: int, rank: int) -> str:
+    structured = (signal, noise) in STRUCTURED_PAIRS and (signal != "lowrank_k" or rank < P)
+    return "structured" if structured and P >= AUTO_STRUCTURED_FROM_P else "general"
+
+
+def _alternative(signal: str, noise: str, rank: int, noise_rank: int) -> tuple[str, str, str]:
+    """(signal, noise, text) of the structured pair closest to a general one."""
+    sig = signal if signal in ("diagonal", "identity") and noise in ("diagonal", "identity") else "lowrank_k"
+    noi = noise if noise in ("diagonal", "identity") else "factor"
+    text = f"signal='{sig}'" + (f" (rank={rank})" if sig == "lowrank_k" else "") + f", noise='{noi}'"
+    return sig, noi, text + (f" (noise_rank={noise_rank})" if noi == "factor" else "")
+
+
+def estimate_fit_cost(
+    signal: str,
+    noise: str,
+    G: int,
+    T: int,
+    P: int,
+    rank: int | None = None,
+    noise_rank: int | None = None,
+    *,
+    n_restarts: int = 1,
+) -> FitCost:
+    """Peak memory and one-thread time of ``KronSumLMM(signal, noise, rank, noise_rank).fit(M, Y)``
+    with M: G x T and Y: G x P (solver="auto"), and the structured alternative when the fit would
+    take the general path.
+
+    Memory counts Y and its internal copy (2 x 8 G P bytes), U^T Y-sized arrays (r x P,
+    r = min(G, T)) and, on the general path, ~12 P x P arrays, plus, where it fits by Fisher
+    scoring (freeform noise with freeform or low-rank signal), its P x P^2 and (P k)^2
+    temporaries. Time is the setup (2 G T P flops for M^T Y) plus the evaluations:
+    ~150 per start of O(P^3) on the general path (3 + ``n_restarts`` starts), ~150 of
+    O(r P (k + q)) (+ O(G P q) with factor noise) on the structured one.
+
+    Parameters
+    ----------
+    signal, noise : structure names (:func:`regulas.lmm.structures.structure_names`).
+    G, T, P : genes, motifs, conditions.
+    rank : k of signal="lowrank_k" (default 4 when needed).
+    noise_rank : q of noise="factor" (default 1).
+    n_restarts : KronSumLMM's random starts.
+
+    Returns
+    -------
+    FitCost(bytes, seconds, structured_alternative): a tuple.
+    """
+    check_choice("signal structure", signal, structure_names("signal"))
+    check_choice("noise structure", noise, structure_names("noise"))
+    k = int(rank) if rank is not None else 4
+    q = int(noise_rank) if noise_rank is not None else 1
+    r = min(G, T)
+    data = 2 * 8 * G * P + 8 * G * T
+    setup = (2.0 * G * T * P + G * T * T) / _GEMM_FLOPS
+    if _path(signal, noise, P, k) == "structured":
+        m = (k if signal == "lowrank_k" else 0) + (q if noise == "factor" else 0)
+        flops = 12.0 * r * P * max(m, 1) + (8.0 * G * P * q if noise == "factor" else 0.0)
+        evals = _STRUCTURED_EVALS * (1 + 0.3 * n_restarts)
+        nbytes = data + 8 * 8 * r * P + 16 * 8 * P * max(m, 1)
+        return FitCost(int(nbytes), float(setup + evals * flops / _STRUCT_FLOPS), None)
+    # the general path: P x P eigendecompositions (~10 P^3) and r x P^2 products per evaluation
+    flops = 10.0 * P**3 + 8.0 * r * P**2
+    evals = _GENERAL_EVALS_PER_START * (3 + n_restarts)
+    nbytes = data + 8 * 4 * r * P + 12 * 8 * P * P
+    if noise == "freeform" and signal in ("freeform", "lowrank_k"):
+        kf = P if signal == "freeform" else k
+        nbytes += 8 * (P**3 + 2 * (P * kf) ** 2)
+    sig, noi, text = _alternative(signal, noise, k, q)
+    alt = estimate_fit_cost(sig, noi, G, T, max(P, AUTO_STRUCTURED_FROM_P), k, q, n_restarts=n_restarts)
+    return FitCost(int(nbytes), float(setup + evals * flops / _EIG_FLOPS), f"{text}: ~{_gb(alt.bytes)}, ~{alt.seconds:,.0f} s")
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:,.1f} GB" if n >= 1e8 else f"{n / 1e6:,.0f} MB"
+
+
+def check_fit_cost(
+    signal: str, noise: str, G: int, T: int, P: int, rank: int | None = None, noise_rank: int | None = None,
+    *, memory_limit: float, time_limit: float | None = None, where: str = "lmm",
+) -> FitCost:
+    """:func:`estimate_fit_cost`, raising LMMInputError when the fit would need more than
+    ``memory_limit`` bytes (or ``time_limit`` seconds), with the estimate and the structured
+    alternative; ``where`` names the config entry in the message."""
+    cost = estimate_fit_cost(signal, noise, G, T, P, rank, noise_rank)
+    over = cost.bytes > memory_limit or (time_limit is not None and cost.seconds > time_limit)
+    if over:
+        limits = f"memory limit {_gb(memory_limit)}" + (f", time limit {time_limit:,.0f} s" if time_limit is not None else "")
+        alt = f"; use {cost.structured_alternative}" if cost.structured_alternative else ""
+        raise LMMInputError(
+            f"{where}: signal={signal!r}, noise={noise!r} at G={G:,}, T={T:,}, P={P:,} cannot be fitted within the {limits}: "
+            f"estimated ~{_gb(cost.bytes)} and ~{cost.seconds:,.0f} s on one thread{alt}"
+        )
+    return cost
