@@ -124,8 +124,13 @@ class DecomposedData:
     P: int
     n_eff: int
 
-    def _decompose(self, M: np.ndarray, Y: np.ndarray, *, fit_intercept: bool, reml: bool, decomposition: str) -> np.ndarray:
-        """Set the shared attributes; returns Y in internal units (G x P, a new array)."""
+    def _decompose(
+        self, M: np.ndarray, Y: np.ndarray, *, fit_intercept: bool, reml: bool, decomposition: str, copy: bool = True
+    ) -> np.ndarray | None:
+        """Set the shared attributes; returns Y in internal units (G x P, a new array), or, with
+        ``copy=False``, None: then Y is read by blocks of genes for its column statistics
+        (``col_ss``, ``col_sum`` in internal units) and U^T Y is centred and scaled afterwards
+        (it is linear in Y), so that nothing Y-sized is allocated."""
         if reml and not fit_intercept:
             raise LMMInputError("reml=True needs fit_intercept=True (REML integrates out the intercept)")
         if decomposition not in ("auto", "gram", "svd"):
@@ -137,14 +142,31 @@ class DecomposedData:
         self.reml = bool(reml)
 
         self.y_mean = Y.mean(axis=0) if fit_intercept else np.zeros(P)
-        Ys = Y - self.y_mean
-        ss = float(np.einsum("ij,ij->", Ys, Ys))
+        Ys: np.ndarray | None = None
+        if copy:
+            Ys = Y - self.y_mean
+            col_ss = np.einsum("ij,ij->j", Ys, Ys)
+        else:
+            col_ss, col_sum = np.zeros(P), np.zeros(P)
+            step = max(1, 2**22 // P)  # blocks of ~32 MB
+            for lo in range(0, G, step):
+                block = Y[lo : lo + step] - self.y_mean
+                col_ss += np.einsum("ij,ij->j", block, block)
+                col_sum += block.sum(axis=0)
+        ss = float(col_ss.sum())
         if not ss > 0:
             raise LMMInputError("Y is constant in every condition (after removing the intercept); nothing to fit")
         self.y_scale = float(np.sqrt(ss / (G * P)))
-        Ys /= self.y_scale
-
-        s_raw, V, Uy, u = _spectrum(M, Ys, decomposition)
+        self.col_ss = col_ss / self.y_scale**2
+        if Ys is not None:
+            Ys /= self.y_scale
+            self.col_sum = Ys.sum(axis=0)
+            s_raw, V, Uy, u = _spectrum(M, Ys, decomposition)
+        else:
+            self.col_sum = col_sum / self.y_scale
+            s_raw, V, Uy, u = _spectrum(M, Y, decomposition)
+            Uy -= np.multiply.outer(u, self.y_mean)
+            Uy /= self.y_scale
         if s_raw.size == 0:
             raise LMMInputError("M is zero (K = M M^T / T has rank 0); the signal term is not identifiable")
         self.k_scale = float(s_raw.sum()) / G  # mean eigenvalue of K over all G directions
@@ -201,6 +223,7 @@ class KronSumProblem(DecomposedData):
         M, Y = check_design(M, Y)
         G, P = Y.shape
         Ys = self._decompose(M, Y, fit_intercept=fit_intercept, reml=reml, decomposition=decomposition)
+        assert Ys is not None  # the default copy=True returns it
         Uy = self.Uy
         ones = np.ones(G)
         # Gram matrices over the G - r null directions of K (exactly zero when r = G)

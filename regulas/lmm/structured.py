@@ -30,6 +30,7 @@ Internal units as in :class:`~regulas.lmm.likelihood.KronSumProblem` (the same c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,17 +56,21 @@ class Covariances:
 @dataclass
 class StructuredEvaluation:
     """Log-likelihood (internal units), GLS intercept, alpha = Sigma^-1 residuals in the
-    eigenbasis of K (r x P) and the gradients with respect to F, a, d and H (same shapes)."""
+    eigenbasis of K (r x P; formed for diagonal structures only, else alpha F) and the
+    gradients with respect to F, a, d and H (same shapes)."""
 
     loglik: float
     intercept: np.ndarray
-    alpha: np.ndarray
+    alpha: np.ndarray | None  # diagonal structures only
+    alpha_F: np.ndarray  # alpha F (r x k), low-rank signal
     gF: np.ndarray
     ga: np.ndarray
     gd: np.ndarray
     gH: np.ndarray
     #: per row i of U^T Y: F^T Sigma_i^-1 F (r x k x k), for the posterior variance
     FSF: np.ndarray
+    #: V -> (d loglik / d C0) V for V: P x c, O(r P c) (low-rank signal only; the escape step)
+    grad_C0_times: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 class StructuredProblem(DecomposedData):
@@ -77,8 +82,9 @@ class StructuredProblem(DecomposedData):
     M : (G, T) array, motif scores.
     Y : (G, P) array, responses.
     fit_intercept, reml, decomposition : as in :class:`~regulas.lmm.likelihood.KronSumProblem`.
-    keep_y : keep Y (G x P, internal units) for the factor-noise term; otherwise only
-        r x P and P-sized arrays outlive the constructor.
+    keep_y : keep Y (G x P, internal units: a copy) for the factor-noise term; otherwise no
+        Y-sized array is allocated (Y is read by blocks) and only r x P and P-sized arrays
+        outlive the constructor.
     """
 
     def __init__(
@@ -86,8 +92,8 @@ class StructuredProblem(DecomposedData):
     ) -> None:
         M, Y = check_design(M, Y)
         G = Y.shape[0]
-        Ys = self._decompose(M, Y, fit_intercept=fit_intercept, reml=reml, decomposition=decomposition)
-        col_ss = np.einsum("ij,ij->j", Ys, Ys)
+        Ys = self._decompose(M, Y, fit_intercept=fit_intercept, reml=reml, decomposition=decomposition, copy=keep_y)
+        col_ss = self.col_ss
         flat = np.flatnonzero(col_ss <= 1e-24 * G * self.P)
         if flat.size:
             raise LMMInputError(
@@ -95,12 +101,14 @@ class StructuredProblem(DecomposedData):
                 "their noise variance would start (and end) at 0, where the likelihood is unbounded; drop them"
             )
         Uy, u = self.Uy, self.u
+        self.Uy_ss = np.einsum("ij,ij->j", Uy, Uy)  # per-condition sums of squares of U^T Y
+        self.uUy = u @ Uy
         if self.r == G:  # K has no null directions
             self.N_diag, self.Ny1, self.n11 = np.zeros(self.P), np.zeros(self.P), 0.0
         else:
             # the per-condition sums of squares of U_perp^T Y (the diagonal of its Gram matrix)
-            self.N_diag = np.clip(col_ss - np.einsum("ij,ij->j", Uy, Uy), 0.0, None)
-            self.Ny1 = (Ys.sum(axis=0) - Uy.T @ u) if fit_intercept else np.zeros(self.P)
+            self.N_diag = np.clip(col_ss - self.Uy_ss, 0.0, None)
+            self.Ny1 = (self.col_sum - self.uUy) if fit_intercept else np.zeros(self.P)
             self.n11 = (G - float(u @ u)) if fit_intercept else 0.0
         self.Ys: np.ndarray | None = Ys if keep_y else None
 
@@ -132,8 +140,8 @@ class StructuredProblem(DecomposedData):
     # -- the likelihood -----------------------------------------------------------------
     def evaluate(self, cov: Covariances) -> StructuredEvaluation:
         """Exact (RE)ML log-likelihood and gradients at internal-unit covariances."""
-        if np.any(cov.d <= 0) or not np.all(np.isfinite(cov.d)):
-            raise FloatingPointError("noise variances must be positive")
+        if np.any(cov.d <= 0) or not all(np.all(np.isfinite(x)) for x in (cov.F, cov.a, cov.d, cov.H)):
+            raise FloatingPointError("noise variances must be positive and every parameter finite")
         if cov.F.shape[1]:
             if np.any(cov.a != 0):
                 raise ValueError("a low-rank signal has no diagonal part here")
@@ -178,7 +186,7 @@ class StructuredProblem(DecomposedData):
         gd = 0.5 * (row.sum(axis=0) + null)
         k = np.zeros((self.P, 0))
         # F^T Sigma_i^-1 F has no meaning here; the posterior variance reads W from a, d directly
-        return StructuredEvaluation(ll, b, alpha, k, ga, gd, k, np.zeros((self.r, 0, 0)))
+        return StructuredEvaluation(ll, b, alpha, np.zeros((self.r, 0)), k, ga, gd, k, np.zeros((self.r, 0, 0)))
 
     def _loglik(self, logdet: float, quad: float, logdet_A: float) -> float:
         ll = -0.5 * (self.n_eff * LOG2PI + logdet + quad)
@@ -225,21 +233,32 @@ class StructuredProblem(DecomposedData):
             Rm = np.einsum("i,iab->ab", u * u, Q) + self.n11 * Q0
             I_RT = np.eye(m) - Rm @ Gm / c
             Mb = np.linalg.solve(I_RT, Rm)  # A^-1 = diag(d) / c + B Mb B^T / c^2
-            yt1 = Uy.T @ u + self.Ny1  # Y^T 1 (zero when Y was centred, kept for clarity)
+            yt1 = self.uUy + self.Ny1  # Y^T 1 (zero when Y was centred, kept for clarity)
             EN1 = E.T @ self.Ny1
             cb = w * yt1 - E @ (np.einsum("i,iab,ib->a", u, Q, EY) + Q0 @ EN1)
             b = d * cb / c + B @ (Mb @ (B.T @ cb)) / c**2
             logdet_A = float(np.log(c * w).sum()) + float(np.linalg.slogdet(I_RT)[1])
             Eb = E.T @ b
-            R = Uy - np.multiply.outer(u, b)
-            ER = EY - np.multiply.outer(u, Eb)
+            ER = EY - np.multiply.outer(u, Eb)  # (U^T Y - u b^T) E
             N_diag = self.N_diag - 2.0 * self.Ny1 * b + self.n11 * b * b
         else:
-            b, R, ER, N_diag, logdet_A, Eb, EN1 = np.zeros(P), Uy, EY, self.N_diag, 0.0, np.zeros(m), np.zeros(m)
+            b, ER, N_diag, logdet_A, Eb, EN1 = np.zeros(P), EY, self.N_diag, 0.0, np.zeros(m), np.zeros(m)
         QER = np.einsum("iab,ib->ia", Q, ER)
-        alpha = R * w
-        alpha -= QER @ E.T  # r x P, Sigma_i^-1 (row i of the residual)
-        quad = float(np.einsum("ij,ij->", R * w, R)) - float((ER * QER).sum())
+        # alpha = R diag(w) - QER E^T (r x P, R the residual rows) is never formed: every use
+        # goes through alpha B = R E - QER Gm (r x m), column norms of R and products with U^T Y
+        R_ss = self.Uy_ss - 2.0 * b * self.uUy + b * b * float(u @ u)  # column sums of squares of R
+        quad = float(w @ R_ss) - float((ER * QER).sum())
+        aB = ER - QER @ Gm  # alpha B
+        aF, aH = aB[:, :k], aB[:, k:]
+        Z = np.hstack([s[:, None] * aF, aH, QER])  # r x (k + q + m)
+        RZ = (Z.T @ Uy).T - np.multiply.outer(b, u @ Z)  # R^T Z: the second product with the data (Z^T Uy: 2x faster than Uy^T Z)
+        QZ = QER.T @ Z
+
+        def alpha_t(cols: slice) -> np.ndarray:  # alpha^T Z[:, cols]
+            return np.asarray(w[:, None] * RZ[:, cols] - E @ QZ[:, cols])
+
+        # diag(alpha^T alpha) = w^2 |R|^2 - 2 w diag(R^T QER E^T) + diag(E QER^T QER E^T)
+        a_ss = w * w * R_ss - 2.0 * w * np.einsum("pa,pa->p", E, RZ[:, k + q :]) + _quadratic_diag(E, QZ[:, k + q :])
 
         # the null rows' residual Gram N enters through diag(N) and, with factor noise, N E_H
         EH = E[:, k:]
@@ -267,25 +286,32 @@ class StructuredProblem(DecomposedData):
             Ks1 = Ks1 + np.einsum("i,iab->ab", uu, Kr) + (self.n11 / c) * K0
             cw0 += float(s @ uu)
             cw1 += 1.0
-        aF = alpha @ F
-        gF = alpha.T @ (s[:, None] * aF) + cw0 * (w[:, None] * F) + E @ (Ks0 @ Gm[:, :k])
-        gd = 0.5 * (np.einsum("ij,ij->j", alpha, alpha) + cw1 * w + np.einsum("pa,ab,pb->p", E, Ks1, E))
+        gF = alpha_t(slice(0, k)) + cw0 * (w[:, None] * F) + E @ (Ks0 @ Gm[:, :k])
+        gd = 0.5 * (a_ss + cw1 * w + _quadratic_diag(E, Ks1))
         if q:
             Q0h = Q0[k:, k:]
             # C1^-1 N C1^-1 with C1^-1 = diag(w) - E_H Q0h E_H^T; C1^-1 H = E_H Q0h
             EQ = EH @ Q0h
             inner = Q0h @ (EH.T @ NE) @ Q0h
-            gd += 0.5 * (w * w * N_diag - 2.0 * w * np.einsum("pa,pa->p", NE, EQ) + np.einsum("pa,ab,pb->p", EH, inner, EH))
+            gd += 0.5 * (w * w * N_diag - 2.0 * w * np.einsum("pa,pa->p", NE, EQ) + _quadratic_diag(EH, inner))
             NEs = NE @ Q0h
             null_H = w[:, None] * NEs - EQ @ (EH.T @ NEs)
-            gH = alpha.T @ (alpha @ H) + null_H + cw1 * (w[:, None] * H) + E @ (Ks1 @ Gm[:, k:])
+            gH = alpha_t(slice(k, k + q)) + null_H + cw1 * (w[:, None] * H) + E @ (Ks1 @ Gm[:, k:])
         else:
             gd += 0.5 * w * w * N_diag
             gH = np.zeros((P, 0))
         # F^T Sigma_i^-1 F = F^T diag(w) F - (F^T E) Q_i (E^T F), for the posterior variance
         FE = Gm[:k, :]
-        FSF = Gm[:k, :k][None] - np.einsum("ab,ibc,cd->iad", FE, Q, FE.T)
-        return StructuredEvaluation(ll, b, alpha, gF, np.zeros(P), gd, gH, FSF)
+        FSF = Gm[:k, :k][None] - (FE @ Q) @ FE.T
+
+        def grad_C0_times(X: np.ndarray) -> np.ndarray:
+            wX, EX = w[:, None] * X, E.T @ X
+            aX = Uy @ wX - np.multiply.outer(u, b @ wX) - QER @ EX  # alpha X
+            sa = s[:, None] * aX
+            at = w[:, None] * ((sa.T @ Uy).T - np.multiply.outer(b, u @ sa)) - E @ (QER.T @ sa)  # alpha^T diag(s) alpha X
+            return np.asarray(0.5 * (at + cw0 * wX + E @ (Ks0 @ EX)))
+
+        return StructuredEvaluation(ll, b, None, aF, gF, np.zeros(P), gd, gH, FSF, grad_C0_times)
 
     # -- the posterior of beta ----------------------------------------------------------
     def posterior(self, cov: Covariances, ev: StructuredEvaluation) -> tuple[np.ndarray, np.ndarray]:
@@ -296,19 +322,26 @@ class StructuredProblem(DecomposedData):
         Var[beta_tq | Y] = (C0_qq - sum_i s_i V_ti^2 (C0 Sigma_i^-1 C0)_qq) / T (internal units).
         """
         unit = self.y_scale / (self.k_scale * self.T)
-        sa = self.sqrt_sT[:, None] * ev.alpha  # r x P
         if cov.F.shape[1]:
-            coef = (self.V @ (sa @ cov.F)) @ cov.F.T
+            coef = (self.V @ (self.sqrt_sT[:, None] * ev.alpha_F)) @ cov.F.T
             c0 = np.einsum("pa,pa->p", cov.F, cov.F)
             r, k = ev.FSF.shape[:2]
             FF = (cov.F[:, :, None] * cov.F[:, None, :]).reshape(self.P, k * k)
-            quad = ev.FSF.reshape(r, k * k) @ FF.T  # r x P: (C0 Sigma_i^-1 C0)_qq
+            # sum_i s_i V_ti^2 (C0 Sigma_i^-1 C0)_qq = [(V^2 diag(s) FSF) (F (x) F)^T]_tq: T r k^2 + T k^2 P
+            reduction = ((self.V**2) @ (self.s[:, None] * ev.FSF.reshape(r, k * k))) @ FF.T
         else:
-            coef = (self.V @ sa) * cov.a
+            assert ev.alpha is not None
+            coef = (self.V @ (self.sqrt_sT[:, None] * ev.alpha)) * cov.a
             c0 = cov.a
-            quad = (cov.a * cov.a) / (np.multiply.outer(self.s, cov.a) + cov.d)
-        var = np.clip(c0[None, :] - (self.V**2) @ (self.s[:, None] * quad), 0.0, None)
+            quad = (cov.a * cov.a) / (np.multiply.outer(self.s, cov.a) + cov.d)  # (C0 Sigma_i^-1 C0)_qq
+            reduction = (self.V**2) @ (self.s[:, None] * quad)
+        var = np.clip(c0[None, :] - reduction, 0.0, None)
         return np.asarray(coef * unit), np.asarray(var * self.y_scale * unit)
+
+
+def _quadratic_diag(E: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """diag(E K E^T) for E: P x m (a three-operand einsum is ~10x slower)."""
+    return np.asarray(((E @ K) * E).sum(axis=1))
 
 
 def _reml_blocks(Q: np.ndarray, Gm: np.ndarray, Mb: np.ndarray, c: float) -> np.ndarray:

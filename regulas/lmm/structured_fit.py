@@ -14,15 +14,19 @@ One evaluation costs O(r P (k + q)) (plus O(G P q) with factor noise); memory st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import minimize
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from regulas.lmm.structured import Covariances, StructuredEvaluation, StructuredProblem
 
 _SCREEN_ITER = 30  # L-BFGS iterations of a start's screening run when there are several starts
 _POWER_ITER = 4  # subspace iterations of the randomized start directions
+_ESCAPE_STEPS = (1e-3, 1e-2, 1e-1, 1.0)  # of the mean noise variance: sizes of the escape step
+_ESCAPE_ROUNDS = 3
 
 
 class Packing:
@@ -100,20 +104,21 @@ def moment_start(problem: StructuredProblem, signal: str, noise: str, rank: int,
         c0, c1 = (t1 * S1 - G * S2) / det, (t1 * S2 - t2 * S1) / det
     total = max(float(np.mean(np.clip(c0, 0.0, None) + c1)), 1e-3)
     d0 = np.maximum(c1, 0.05 * total)  # start values only: comfortably positive
-    a0 = np.maximum(c0, 0.1 * max(float(np.mean(np.clip(c0, 0.0, None))), 0.1 * total))
     pack = Packing(signal, noise, P, rank, noise_rank, d0)
     rng = np.random.default_rng(0)  # the start is deterministic
     root = np.sqrt(d0)
-    F = np.zeros((P, 0))
-    a = a0 if signal == "diagonal" else np.full(P, float(np.mean(a0)))
+    F, a = np.zeros((P, 0)), np.zeros(P)
+    if signal in ("diagonal", "identity"):
+        lam = _grid_variances(s, (Uy / root) ** 2, shared=signal == "identity")
+        a = d0 * np.maximum(lam, 1e-2 * float(lam.max()))  # log-parametrised: keep away from 0
     if pack.k:
         a = np.zeros(P)
         A = np.sqrt(np.clip(s - t1 / G, 0.0, None))[:, None] * (Uy / root)  # r x P
         Vk = _top_directions(lambda X: A.T @ (A @ X), P, pack.k, rng)
         # the moment estimate of C0 (whitened) along each direction, diagonal part of N only
-        UV = (Uy / root) @ Vk
-        lam = ((G * s - t1) @ (UV * UV) - t1 * ((problem.N_diag / d0) @ (Vk * Vk))) / (G * t2 - t1 * t1)
-        lam = np.maximum(lam, 0.1 * float(np.mean(np.clip(c0 / d0, 0.0, None))) + 1e-3)
+        lam = _grid_variances(s, ((Uy / root) @ Vk) ** 2)
+        # no start direction may sit near collapse (a zero column of F is stationary)
+        lam = np.maximum(lam, 0.1 * max(float(lam.max()), 1e-2))
         F = root[:, None] * (Vk * np.sqrt(lam))
     H = np.zeros((P, 0))
     d = d0
@@ -130,12 +135,25 @@ def moment_start(problem: StructuredProblem, signal: str, noise: str, rank: int,
     return pack, Covariances(F, a, d, H)
 
 
-def _top_directions(apply: object, P: int, k: int, rng: np.random.Generator) -> np.ndarray:
+def _grid_variances(s: np.ndarray, Z2: np.ndarray, *, shared: bool = False) -> np.ndarray:
+    """Per column c of Z2 (r x n, squared whitened projections of U^T Y), the lam on a log grid
+    maximising the 1-D likelihood of rows with variances s_i lam + 1 (``shared``: one lam for
+    all columns, repeated). The moment estimate is ruled by the largest s_i (usually the
+    intercept's direction, which centring empties) and came out far too small; this does not."""
+    grid = np.logspace(-4, 4, 97)
+    inv = 1.0 / (np.multiply.outer(grid, s) + 1.0)  # n_grid x r
+    ll = np.log(inv).sum(axis=1)[:, None] - inv @ Z2  # n_grid x n
+    if shared:
+        return np.full(Z2.shape[1], grid[np.argmax(ll.sum(axis=1))])
+    return np.asarray(grid[np.argmax(ll, axis=0)])
+
+
+def _top_directions(apply: Callable[[np.ndarray], np.ndarray], P: int, k: int, rng: np.random.Generator) -> np.ndarray:
     """P x k orthonormal top eigenvectors of a symmetric PSD operator (randomized subspace iteration)."""
     X = rng.standard_normal((P, min(P, k + 8)))
     for _ in range(_POWER_ITER):
-        X = np.linalg.qr(apply(X))[0]  # type: ignore[operator]
-    Z = apply(X)  # type: ignore[operator]
+        X = np.linalg.qr(apply(X))[0]
+    Z = apply(X)
     w, Qs = np.linalg.eigh(X.T @ Z)
     return np.asarray(X @ Qs[:, ::-1][:, :k])
 
@@ -196,6 +214,51 @@ def random_start(pack: Packing, cov: Covariances, rng: np.random.Generator) -> C
     return Covariances(redraw(cov.F), a, cov.d * np.exp(0.3 * rng.standard_normal(P)) if pack.noise != "identity" else cov.d, redraw(cov.H))
 
 
+def _operator(times: Callable[[np.ndarray], np.ndarray], P: int) -> LinearOperator:
+    return LinearOperator((P, P), matvec=lambda x: times(x.reshape(P, 1)).ravel(), dtype=float)  # type: ignore[misc]
+
+
+def escape(problem: StructuredProblem, pack: Packing, run: StructuredRun, *, tol: float, max_iter: int) -> StructuredRun:
+    """Leave a collapsed direction of C0 = F F^T: where the gradient with respect to C0 has a
+    positive eigenvalue (direction v), try the best rank-k approximation of F F^T + t v v^T for a
+    few t and re-optimise from the best; repeat while that gains (as the general path's escape)."""
+    for _ in range(_ESCAPE_ROUNDS):
+        ev = problem.evaluate(run.cov)
+        if ev.grad_C0_times is None:
+            return run
+        P = pack.P
+        try:
+            lam, vec = eigsh(_operator(ev.grad_C0_times, P), k=1, which="LA", tol=1e-6, maxiter=50 * P, v0=np.ones(P))
+        except ArpackNoConvergence:
+            return run
+        if lam[0] <= 0:
+            return run
+        v = vec[:, 0]
+        scale = float(np.mean(run.cov.d))
+        best, best_ll = None, run.loglik
+        for t in _ESCAPE_STEPS:
+            Fe = np.hstack([run.cov.F, np.sqrt(t * scale) * v[:, None]])
+            Uf, sf, _ = np.linalg.svd(Fe, full_matrices=False)  # best rank-k part of Fe Fe^T
+            cand = Covariances(Uf[:, : pack.k] * sf[: pack.k], run.cov.a, run.cov.d, run.cov.H)
+            try:
+                ll = problem.evaluate(cand).loglik
+            except (FloatingPointError, np.linalg.LinAlgError):
+                continue
+            if ll > best_ll:
+                best, best_ll = cand, ll
+        if best is None:
+            return run
+        new = optimise(problem, pack, best, "escape", tol=tol, max_iter=max_iter)
+        if new.loglik <= run.loglik + 1e-9 * problem.n_eff:
+            return run
+        new.n_iter += run.n_iter
+        new.n_eval += run.n_eval
+        new.history = run.history + ["escape"]
+        new.start = run.start
+        run = new
+    return run
+
+
 def fit_structured(
     problem: StructuredProblem,
     signal: str,
@@ -215,7 +278,7 @@ def fit_structured(
     if starts is None:
         starts = [("moment", moment)] + [(f"random{i}", random_start(pack, moment, rng)) for i in range(n_restarts)]
     if len(starts) == 1:
-        run = optimise(problem, pack, starts[0][1], starts[0][0], tol=tol, max_iter=max_iter)
+        run = escape(problem, pack, optimise(problem, pack, starts[0][1], starts[0][0], tol=tol, max_iter=max_iter), tol=tol, max_iter=max_iter)
         return run, [run]
     screened = sorted(
         (optimise(problem, pack, c, name, tol=tol, max_iter=max_iter, loose=True) for name, c in starts), key=lambda run: -run.loglik
@@ -224,4 +287,5 @@ def fit_structured(
     best.n_iter += screened[0].n_iter
     best.n_eval += sum(run.n_eval for run in screened)
     best.history = [screened[0].start, "polish"]
+    best = escape(problem, pack, best, tol=tol, max_iter=max_iter)
     return best, [best] + screened[1:]
