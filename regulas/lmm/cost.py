@@ -78,7 +78,7 @@ def estimate_fit_cost(
     ----------
     signal, noise : structure names (:func:`regulas.lmm.structures.structure_names`).
     G, T, P : genes, motifs, conditions.
-    rank : k of signal="lowrank_k" (default 4 when needed).
+    rank : k of signal="lowrank_k" (default 4, also the rank the alternative suggests).
     noise_rank : q of noise="factor" (default 1).
     n_restarts : KronSumLMM's random starts.
 
@@ -108,7 +108,11 @@ def estimate_fit_cost(
         nbytes += 8 * (P**3 + 2 * (P * kf) ** 2)
     sig, noi, text = _alternative(signal, noise, k, q)
     alt = estimate_fit_cost(sig, noi, G, T, max(P, AUTO_STRUCTURED_FROM_P), k, q, n_restarts=n_restarts)
-    return FitCost(int(nbytes), float(setup + evals * flops / _EIG_FLOPS), f"{text}: ~{_gb(alt.bytes)}, ~{alt.seconds:,.0f} s")
+    return FitCost(int(nbytes), float(setup + evals * flops / _EIG_FLOPS), f"{text}: ~{_gb(alt.bytes)}, ~{_s(alt.seconds)}")
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:,.0f} s"
 
 
 def _gb(n: float) -> str:
@@ -125,10 +129,10 @@ def check_fit_cost(
     cost = estimate_fit_cost(signal, noise, G, T, P, rank, noise_rank)
     over = cost.bytes > memory_limit or (time_limit is not None and cost.seconds > time_limit)
     if over:
-        limits = f"memory limit {_gb(memory_limit)}" + (f", time limit {time_limit:,.0f} s" if time_limit is not None else "")
+        limits = f"memory limit {_gb(memory_limit)}" + (f", time limit {_s(time_limit)}" if time_limit is not None else "")
         alt = f"; use {cost.structured_alternative}" if cost.structured_alternative else ""
         raise LMMInputError(
             f"{where}: signal={signal!r}, noise={noise!r} at G={G:,}, T={T:,}, P={P:,} cannot be fitted within the {limits}: "
-            f"estimated ~{_gb(cost.bytes)} and ~{cost.seconds:,.0f} s on one thread{alt}"
+            f"estimated ~{_gb(cost.bytes)} and ~{_s(cost.seconds)} on one thread{alt}"
         )
     return cost
