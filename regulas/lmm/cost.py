@@ -22,12 +22,13 @@ AUTO_STRUCTURED_FROM_P = 128
 #: at P = 10,000 each would be 800 MB, and nothing downstream needs them dense (use the factors)
 DENSE_MAX_P = 4096
 
-# one-thread throughput (flop/s) and evaluation counts, measured (benchmarks/lmm_tcga_scale.py)
-_GEMM_FLOPS = 2.0e10  # large matrix products (the setup's M^T Y)
-_EIG_FLOPS = 4.0e9  # P x P eigendecompositions and products of the general path
-_STRUCT_FLOPS = 3.0e9  # the structured evaluation's r x P passes (memory-bound)
+# one-thread throughput (flop/s) and evaluation counts, measured on this machine under load
+# (benchmarks/results/lmm_tcga_scale.json and lmm_tcga_scale.structured.json)
+_GEMM_FLOPS = 1.5e10  # large matrix products (the setup's M^T Y, factor noise's Y^T (Y E))
+_EIG_FLOPS = 6.0e9  # P x P eigendecompositions and products of the general path
+_STRUCT_FLOPS = 1.0e10  # the structured evaluation's products with U^T Y
 _GENERAL_EVALS_PER_START = 150
-_STRUCTURED_EVALS = 150
+_STRUCTURED_EVALS = {"diagonal": 60, "identity": 60, "factor": 200}  # factor noise converges slower
 
 
 class FitCost(NamedTuple):
@@ -67,12 +68,13 @@ def estimate_fit_cost(
     with M: G x T and Y: G x P (solver="auto"), and the structured alternative when the fit would
     take the general path.
 
-    Memory counts Y and its internal copy (2 x 8 G P bytes), U^T Y-sized arrays (r x P,
-    r = min(G, T)) and, on the general path, ~12 P x P arrays, plus, where it fits by Fisher
-    scoring (freeform noise with freeform or low-rank signal), its P x P^2 and (P k)^2
-    temporaries. Time is the setup (2 G T P flops for M^T Y) plus the evaluations:
-    ~150 per start of O(P^3) on the general path (3 + ``n_restarts`` starts), ~150 of
-    O(r P (k + q)) (+ O(G P q) with factor noise) on the structured one.
+    Memory counts Y (8 G P bytes) and its internal copy where the path makes one (general
+    path, factor noise), U^T Y-sized arrays (r x P, r = min(G, T)) and, on the general path,
+    ~12 P x P arrays, plus, where it fits by Fisher scoring (freeform noise with freeform or
+    low-rank signal), its P x P^2 and (P k)^2 temporaries. Time is the setup (2 G T P flops
+    for M^T Y) plus the evaluations: ~150 per start of O(P^3) on the general path
+    (3 + ``n_restarts`` starts); on the structured one ~60 of O(r P k) with diagonal noise,
+    ~200 of O(r P (k + q) + G P q) with factor noise.
 
     Parameters
     ----------
@@ -91,18 +93,19 @@ def estimate_fit_cost(
     k = int(rank) if rank is not None else 4
     q = int(noise_rank) if noise_rank is not None else 1
     r = min(G, T)
-    data = 2 * 8 * G * P + 8 * G * T
     setup = (2.0 * G * T * P + G * T * T) / _GEMM_FLOPS
     if _path(signal, noise, P, k) == "structured":
-        m = (k if signal == "lowrank_k" else 0) + (q if noise == "factor" else 0)
-        flops = 12.0 * r * P * max(m, 1) + (8.0 * G * P * q if noise == "factor" else 0.0)
-        evals = _STRUCTURED_EVALS * (1 + 0.3 * n_restarts)
-        nbytes = data + 8 * 8 * r * P + 16 * 8 * P * max(m, 1)
-        return FitCost(int(nbytes), float(setup + evals * flops / _STRUCT_FLOPS), None)
+        factor = noise == "factor"
+        m = (k if signal == "lowrank_k" else 0) + (q if factor else 0)
+        per_eval = 12.0 * r * P * max(m, 1) / _STRUCT_FLOPS + (4.0 * G * P * q / _GEMM_FLOPS if factor else 0.0)
+        evals = _STRUCTURED_EVALS[noise] * (1 + 0.3 * n_restarts)
+        # Y is not copied with diagonal noise (read by blocks); factor noise keeps a scaled copy
+        nbytes = 8 * G * P * (2 if factor else 1) + 8 * G * T + 10 * 8 * r * P + 16 * 8 * P * max(m, 1)
+        return FitCost(int(nbytes), float(setup + evals * per_eval), None)
     # the general path: P x P eigendecompositions (~10 P^3) and r x P^2 products per evaluation
     flops = 10.0 * P**3 + 8.0 * r * P**2
     evals = _GENERAL_EVALS_PER_START * (3 + n_restarts)
-    nbytes = data + 8 * 4 * r * P + 12 * 8 * P * P
+    nbytes = 2 * 8 * G * P + 8 * G * T + 8 * 4 * r * P + 12 * 8 * P * P
     if noise == "freeform" and signal in ("freeform", "lowrank_k"):
         kf = P if signal == "freeform" else k
         nbytes += 8 * (P**3 + 2 * (P * kf) ** 2)
