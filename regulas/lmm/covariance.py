@@ -17,9 +17,9 @@ def make_signal(name: str, dim: int, *, rank: int | None = None, blocks: Sequenc
     return make_structure("signal", name, dim, rank=rank, blocks=blocks)
 
 
-def make_noise(name: str, dim: int) -> Structure:
-    """The registered noise structure ``name`` (C1, P = ``dim``)."""
-    return make_structure("noise", name, dim)
+def make_noise(name: str, dim: int, *, noise_rank: int | None = None) -> Structure:
+    """The registered noise structure ``name`` (C1, P = ``dim``) with its options."""
+    return make_structure("noise", name, dim, noise_rank=noise_rank)
 
 
 def noise_factor(structure: Structure, theta: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ simulation drawing rows of beta from N(0, sigma^2 V) has C0 = T sigma^2 V here.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,13 +22,17 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import ThreadpoolController
 
+from regulas.lmm.cost import AUTO_STRUCTURED_FROM_P, DENSE_MAX_P
 from regulas.lmm.covariance import Preconditioned, make_noise, make_signal, noise_factor, preconditioner
 from regulas.lmm.likelihood import Evaluation, KronSumProblem
 from regulas.lmm.linear import LinearPredictMixin
 from regulas.lmm.scoring import ScoringResult, factor_of, factor_scoring, fisher_scoring, null_ascent, whitened_lbfgs
-from regulas.lmm.structures import Structure, structure_class
+from regulas.lmm.structured import Covariances, StructuredProblem
+from regulas.lmm.structured_fit import fit_structured
+from regulas.lmm.structures import STRUCTURED_PAIRS, FactorNoise, LowRankSignal, Structure, structure_class
 from regulas.lmm.validation import LMMInputError, check_design
 
 _ESCAPE_STEPS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # multiples of the mean variance, internal units
@@ -38,6 +43,7 @@ _WHITEN_EVERY = 15  # L-BFGS iterations between re-whitenings by the Fisher info
 # gain understates the remaining one (by ~10x measured): stop at a smaller predicted gain
 _FISHER_SLACK = 1e-2
 _FACE_ROUNDS = 4  # rank increases of C0 tried after a converged face
+SOLVERS = ("auto", "structured", "general")
 _controller: ThreadpoolController | None = None
 
 
@@ -74,9 +80,11 @@ class KronSumLMM(LinearPredictMixin, RegressorMixin, BaseEstimator):  # type: ig
     signal : structure of C0: "freeform" (any PSD), "lowrank_k" (rank <= ``rank``),
         "diagonal", "identity" (scalar * I) or "block" (block-constant over ``blocks`` plus a
         shared nugget: C0 = Z B Z^T + tau I).
-    noise : structure of C1: "freeform" (any PD), "diagonal" or "identity".
+    noise : structure of C1: "freeform" (any PD), "diagonal", "identity" or "factor"
+        (diagonal plus rank ``noise_rank``: C1 = diag(d) + H H^T, H: P x q).
         Both name structures registered in :mod:`regulas.lmm.structures`.
-    rank : k for signal="lowrank_k", 1 <= k <= P.
+    rank : k for signal="lowrank_k", 1 <= k <= P (k < P on the structured path).
+    noise_rank : q for noise="factor", 1 <= q < P (default 1); only valid with noise="factor".
     blocks : for signal="block": P group labels, or group sizes summing to P (a list whose
         length is P is read as labels).
     fit_intercept : estimate one mean per condition (profiled out by GLS).
@@ -90,13 +98,30 @@ class KronSumLMM(LinearPredictMixin, RegressorMixin, BaseEstimator):  # type: ig
         below it (on the face of C0's rank where the optimum is singular); other structures use
         L-BFGS-B, stopping when an iteration gains less than tol / 100.
     decomposition : "auto" | "gram" | "svd", see :class:`KronSumProblem`.
+    solver : "auto" | "structured" | "general". The structured path
+        (:mod:`regulas.lmm.structured`) covers signal "lowrank_k" (k < P), "diagonal" or
+        "identity" with noise "diagonal" or "identity", and signal "lowrank_k" with noise
+        "factor": it never forms a P x P matrix (O(r P (k + q)) per evaluation, plus O(G P q)
+        with factor noise) and fits by L-BFGS on the factors from a moment start (plus
+        ``n_restarts`` random ones). The general path works on P x P matrices (O(r P^2 + P^3)
+        per evaluation) with several starts and escape steps. "auto" takes the structured path
+        when the structures allow it and P >= AUTO_STRUCTURED_FROM_P (128).
 
     Attributes
     ----------
     coef_ : (T, P) posterior mean E[beta | Y] at the fitted C0, C1 and intercept.
     coef_var_ : (T, P) posterior variance of each entry of beta.
     intercept_ : (P,) GLS intercept b.
-    C0_, C1_ : (P, P) fitted signal and noise covariances.
+    C0_factor_, C0_diag_ : (P, k) and (P,) with C0 = C0_factor_ C0_factor_^T + diag(C0_diag_)
+        (k = 0 for a diagonal signal; for the general path's freeform or block C0 an
+        eigen-factor of C0 and zeros).
+    C1_diag_, C1_factor_ : (P,) and (P, q) with C1 = diag(C1_diag_) + C1_factor_ C1_factor_^T
+        (q = 0 for diagonal noise; for freeform C1 the Cholesky factor and zeros).
+    C0_, C1_ : (P, P) fitted signal and noise covariances as dense arrays, built on access from
+        the factors; refused (LMMInputError) above P = DENSE_MAX_P (4,096) conditions.
+    solver_ : the path that fitted: "structured" or "general".
+    n_evaluations_, fit_seconds_ : structured path only: likelihood evaluations, and wall
+        seconds of the setup (decomposition of M, U^T Y), the optimisation and the posterior.
     log_likelihood_ : maximised (restricted) log-likelihood, same quantity as Kron2Sum.lml().
     converged_ : whether the best run met the stopping rule (rather than max_iter or a stalled step).
     n_iter_ : solver iterations summed over all starts, stages and escape steps.
@@ -116,10 +141,14 @@ class KronSumLMM(LinearPredictMixin, RegressorMixin, BaseEstimator):  # type: ig
         max_iter: int = 2000,
         tol: float = 1e-6,
         decomposition: str = "auto",
+        noise_rank: int | None = None,
+        solver: str = "auto",
     ) -> None:
         self.signal = signal
         self.noise = noise
         self.rank = rank
+        self.noise_rank = noise_rank
+        self.solver = solver
         self.blocks = blocks
         self.fit_intercept = fit_intercept
         self.reml = reml
@@ -134,16 +163,25 @@ class KronSumLMM(LinearPredictMixin, RegressorMixin, BaseEstimator):  # type: ig
         """Maximise the likelihood of Y (G x P) given motif scores M (G x T)."""
         structure_class("signal", self.signal)  # unknown names fail before the data are checked
         structure_class("noise", self.noise)
+        if self.solver not in SOLVERS:
+            raise LMMInputError(f"unknown solver {self.solver!r}; expected one of {', '.join(map(repr, SOLVERS))}")
+        if self.noise_rank is not None and self.noise != "factor":
+            raise LMMInputError(f"noise_rank={self.noise_rank!r} applies to noise='factor' only; got noise={self.noise!r}")
         M, Y = check_design(M, Y)
         P = Y.shape[1]
         sig = make_signal(self.signal, P, rank=self.rank, blocks=self.blocks)
-        noi = make_noise(self.noise, P)
+        noi = make_noise(self.noise, P, noise_rank=self.noise_rank)
         if isinstance(self.n_restarts, bool) or not isinstance(self.n_restarts, (int, np.integer)) or self.n_restarts < 0:
             raise LMMInputError(f"n_restarts must be a non-negative integer; got {self.n_restarts!r}")
         if not (isinstance(self.max_iter, (int, np.integer)) and self.max_iter > 0):
             raise LMMInputError(f"max_iter must be a positive integer; got {self.max_iter!r}")
         if not (isinstance(self.tol, (int, float)) and self.tol > 0):
             raise LMMInputError(f"tol must be a positive number; got {self.tol!r}")
+        self._C0_dense: np.ndarray | None = None
+        self._C1_dense: np.ndarray | None = None
+        if self._use_structured(sig, noi, P):
+            return self._fit_structured(M, Y, sig, noi)
+        self.solver_ = "general"
         problem = KronSumProblem(M, Y, fit_intercept=self.fit_intercept, reml=self.reml, decomposition=self.decomposition)
         rng = np.random.default_rng(self.random_state)
         covs = self._starts(problem, rng)
@@ -164,7 +202,8 @@ class KronSumLMM(LinearPredictMixin, RegressorMixin, BaseEstimator):  # type: ig
             n0 = sig.n_params
             C0i, L1 = sig.cov(best.theta[:n0]), noise_factor(noi, best.theta[n0:])
         ev = problem.evaluate(C0i, L1, gradient=False)
-        self.C0_, self.C1_ = problem.to_user(C0i, L1 @ L1.T)
+        self._C0_dense, self._C1_dense = problem.to_user(C0i, L1 @ L1.T)
+        self._set_factors(sig, noi, best.theta if best.covs is None else None, problem.y_scale**2)
         self.intercept_ = problem.intercept_to_user(ev.intercept)
         self.log_likelihood_ = problem.user_loglik(ev.loglik)
         self.coef_, self.coef_var_ = _posterior(problem, C0i, ev)
@@ -173,6 +212,100 @@ class KronSumLMM(LinearPredictMixin, RegressorMixin, BaseEstimator):  # type: ig
         self.start_log_likelihoods_ = {r.start: problem.user_loglik(r.loglik) for r in runs}
         self.optimisation_path_ = best.history
         self.n_features_in_ = M.shape[1]
+        return self
+
+    # -- the fitted covariances ----------------------------------------------------------
+    @property
+    def C0_(self) -> np.ndarray:
+        """(P, P) fitted signal covariance, built on access (refused above DENSE_MAX_P conditions)."""
+        return self._dense("C0")
+
+    @property
+    def C1_(self) -> np.ndarray:
+        """(P, P) fitted noise covariance, built on access (refused above DENSE_MAX_P conditions)."""
+        return self._dense("C1")
+
+    def _dense(self, which: str) -> np.ndarray:
+        check_is_fitted(self, "coef_")
+        cached = self._C0_dense if which == "C0" else self._C1_dense
+        if cached is not None:
+            return cached
+        P = self.C1_diag_.size
+        if P > DENSE_MAX_P:
+            raise LMMInputError(
+                f"{which}_ would be a dense {P:,} x {P:,} array ({8 * P * P / 1e6:,.0f} MB); dense covariances are built only up "
+                f"to P = {DENSE_MAX_P:,} conditions. Use the factors: C0 = C0_factor_ @ C0_factor_.T + diag(C0_diag_), "
+                "C1 = diag(C1_diag_) + C1_factor_ @ C1_factor_.T"
+            )
+        cov = Covariances(self.C0_factor_, self.C0_diag_, self.C1_diag_, self.C1_factor_)
+        return cov.dense()[0 if which == "C0" else 1]
+
+    def _set_factors(self, sig: Structure, noi: Structure, theta: np.ndarray | None, unit: float) -> None:
+        """Factor attributes from the general path's dense C0_, C1_ (and, for factor noise, the
+        internal-unit theta; ``unit`` converts its variances to user units)."""
+        assert self._C0_dense is not None and self._C1_dense is not None
+        C0, C1 = self._C0_dense, self._C1_dense
+        P = C0.shape[0]
+        if self.signal in ("diagonal", "identity"):
+            self.C0_factor_, self.C0_diag_ = np.zeros((P, 0)), np.diag(C0).copy()
+        else:
+            self.C0_factor_, self.C0_diag_ = factor_of(C0, getattr(sig, "rank", None)), np.zeros(P)
+        if self.noise in ("diagonal", "identity"):
+            self.C1_diag_, self.C1_factor_ = np.diag(C1).copy(), np.zeros((P, 0))
+        elif isinstance(noi, FactorNoise) or (isinstance(noi, Preconditioned) and isinstance(noi.inner, FactorNoise)):
+            # d and H from the fitted parameters (the factor model is not identified from C1 alone)
+            inner = noi.inner if isinstance(noi, Preconditioned) else noi
+            assert theta is not None and isinstance(inner, FactorNoise)
+            A = noi.A if isinstance(noi, Preconditioned) else np.eye(P)
+            d, H = inner.split(theta[sig.n_params :])
+            self.C1_diag_, self.C1_factor_ = np.diag(A) ** 2 * d * unit, (A @ H) * np.sqrt(unit)
+        else:
+            self.C1_diag_, self.C1_factor_ = np.zeros(P), np.linalg.cholesky(C1)
+
+    # -- the structured path --------------------------------------------------------------
+    def _use_structured(self, sig: Structure, noi: Structure, P: int) -> bool:
+        pair = (self.signal, self.noise)
+        rank = sig.rank if isinstance(sig, LowRankSignal) else 0
+        ok = pair in STRUCTURED_PAIRS and rank < P
+        if self.solver == "structured" and not ok:
+            if pair in STRUCTURED_PAIRS:
+                raise LMMInputError(
+                    f"rank={rank} >= number of conditions P = {P}: a rank-P signal is signal='freeform', which the structured "
+                    "solver does not fit; lower the rank or use solver='general'"
+                )
+            pairs = ", ".join(f"({s!r}, {n!r})" for s, n in sorted(STRUCTURED_PAIRS))
+            raise LMMInputError(f"solver='structured' fits (signal, noise) in {pairs}; got ({self.signal!r}, {self.noise!r})")
+        return ok and (self.solver == "structured" or (self.solver == "auto" and P >= AUTO_STRUCTURED_FROM_P))
+
+    def _fit_structured(self, M: np.ndarray, Y: np.ndarray, sig: Structure, noi: Structure) -> KronSumLMM:
+        clock = [time.perf_counter()]
+        problem = StructuredProblem(
+            M, Y, fit_intercept=self.fit_intercept, reml=self.reml, decomposition=self.decomposition, keep_y=self.noise == "factor"
+        )
+        clock.append(time.perf_counter())
+        rank = sig.rank if isinstance(sig, LowRankSignal) else 0
+        q = noi.noise_rank if isinstance(noi, FactorNoise) else 0
+        rng = np.random.default_rng(self.random_state)
+        with _single_threaded() if problem.P < 64 else contextlib.nullcontext():
+            best, runs = fit_structured(
+                problem, self.signal, self.noise, rank, q, n_restarts=int(self.n_restarts), rng=rng, tol=float(self.tol), max_iter=int(self.max_iter)
+            )
+            clock.append(time.perf_counter())
+            ev = problem.evaluate(best.cov)
+            self.coef_, self.coef_var_ = problem.posterior(best.cov, ev)
+            clock.append(time.perf_counter())
+        self.fit_seconds_ = dict(zip(("setup", "optimise", "posterior"), np.round(np.diff(clock), 4).tolist()))
+        user = problem.covariances_to_user(best.cov)
+        self.C0_factor_, self.C0_diag_, self.C1_diag_, self.C1_factor_ = user.F, user.a, user.d, user.H
+        self.intercept_ = problem.intercept_to_user(ev.intercept)
+        self.log_likelihood_ = problem.user_loglik(ev.loglik)
+        self.converged_ = bool(best.converged)
+        self.n_iter_ = int(sum(run.n_iter for run in runs))
+        self.n_evaluations_ = int(sum(run.n_eval for run in runs))
+        self.start_log_likelihoods_ = {run.start: problem.user_loglik(run.loglik) for run in runs}
+        self.optimisation_path_ = best.history
+        self.n_features_in_ = M.shape[1]
+        self.solver_ = "structured"
         return self
 
     # -- optimisation -------------------------------------------------------------------

@@ -113,7 +113,90 @@ class Evaluation:
         return self._info
 
 
-class KronSumProblem:
+class DecomposedData:
+    """What every evaluation of the Kronecker-sum likelihood shares: Y in internal units (centred
+    when ``fit_intercept``, divided by one scalar), K's nonzero spectrum and U^T Y, and the
+    conversions between internal and user units. Subclasses add their own summaries of the
+    G - r null directions of K."""
+
+    G: int
+    T: int
+    P: int
+    n_eff: int
+
+    def _decompose(
+        self, M: np.ndarray, Y: np.ndarray, *, fit_intercept: bool, reml: bool, decomposition: str, copy: bool = True
+    ) -> np.ndarray | None:
+        """Set the shared attributes; returns Y in internal units (G x P, a new array), or, with
+        ``copy=False``, None: then Y is read by blocks of genes for its column statistics
+        (``col_ss``, ``col_sum`` in internal units) and U^T Y is centred and scaled afterwards
+        (it is linear in Y), so that nothing Y-sized is allocated."""
+        if reml and not fit_intercept:
+            raise LMMInputError("reml=True needs fit_intercept=True (REML integrates out the intercept)")
+        if decomposition not in ("auto", "gram", "svd"):
+            raise LMMInputError(f"unknown decomposition {decomposition!r}; expected 'auto', 'gram' or 'svd'")
+        G, T = M.shape
+        P = Y.shape[1]
+        self.G, self.T, self.P = G, T, P
+        self.fit_intercept = bool(fit_intercept)
+        self.reml = bool(reml)
+
+        self.y_mean = Y.mean(axis=0) if fit_intercept else np.zeros(P)
+        Ys: np.ndarray | None = None
+        if copy:
+            Ys = Y - self.y_mean
+            col_ss = np.einsum("ij,ij->j", Ys, Ys)
+        else:
+            col_ss, col_sum = np.zeros(P), np.zeros(P)
+            step = max(1, 2**22 // P)  # blocks of ~32 MB
+            for lo in range(0, G, step):
+                block = Y[lo : lo + step] - self.y_mean
+                col_ss += np.einsum("ij,ij->j", block, block)
+                col_sum += block.sum(axis=0)
+        ss = float(col_ss.sum())
+        if not ss > 0:
+            raise LMMInputError("Y is constant in every condition (after removing the intercept); nothing to fit")
+        self.y_scale = float(np.sqrt(ss / (G * P)))
+        self.col_ss = col_ss / self.y_scale**2
+        if Ys is not None:
+            Ys /= self.y_scale
+            self.col_sum = Ys.sum(axis=0)
+            s_raw, V, Uy, u = _spectrum(M, Ys, decomposition)
+        else:
+            self.col_sum = col_sum / self.y_scale
+            s_raw, V, Uy, u = _spectrum(M, Y, decomposition)
+            Uy -= np.multiply.outer(u, self.y_mean)
+            Uy /= self.y_scale
+        if s_raw.size == 0:
+            raise LMMInputError("M is zero (K = M M^T / T has rank 0); the signal term is not identifiable")
+        self.k_scale = float(s_raw.sum()) / G  # mean eigenvalue of K over all G directions
+        self.s = s_raw / self.k_scale
+        self.sqrt_sT = np.sqrt(s_raw * T)  # singular values of M
+        self.V = V  # T x r right singular vectors of M
+        self.r = self.s.size
+        self.s_max = float(self.s.max())
+        self.Uy = Uy  # r x P, U^T Y (internal units)
+        self.u = u if fit_intercept else np.zeros(self.r)  # U^T 1
+        self.n_eff = G * P - (P if reml else 0)  # dimension the density lives on
+        return Ys
+
+    # -- unit conversions -------------------------------------------------------------
+    def to_internal(self, C0: np.ndarray, C1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        v = self.y_scale**2
+        return np.asarray(C0) * self.k_scale / v, np.asarray(C1) / v
+
+    def to_user(self, C0i: np.ndarray, C1i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        v = self.y_scale**2
+        return C0i * v / self.k_scale, C1i * v
+
+    def intercept_to_user(self, bi: np.ndarray) -> np.ndarray:
+        return np.asarray(self.y_mean + self.y_scale * bi)
+
+    def user_loglik(self, internal: float) -> float:
+        return internal - self.n_eff * np.log(self.y_scale)
+
+
+class KronSumProblem(DecomposedData):
     """Data of one fit, decomposed once; evaluates the exact (RE)ML log-likelihood.
 
     Parameters
@@ -138,35 +221,10 @@ class KronSumProblem:
         decomposition: str = "auto",
     ) -> None:
         M, Y = check_design(M, Y)
-        if reml and not fit_intercept:
-            raise LMMInputError("reml=True needs fit_intercept=True (REML integrates out the intercept)")
-        if decomposition not in ("auto", "gram", "svd"):
-            raise LMMInputError(f"unknown decomposition {decomposition!r}; expected 'auto', 'gram' or 'svd'")
-        G, T = M.shape
-        P = Y.shape[1]
-        self.G, self.T, self.P = G, T, P
-        self.fit_intercept = bool(fit_intercept)
-        self.reml = bool(reml)
-
-        self.y_mean = Y.mean(axis=0) if fit_intercept else np.zeros(P)
-        Yc = Y - self.y_mean
-        ss = float(np.einsum("ij,ij->", Yc, Yc))
-        if not ss > 0:
-            raise LMMInputError("Y is constant in every condition (after removing the intercept); nothing to fit")
-        self.y_scale = float(np.sqrt(ss / (G * P)))
-        Ys = Yc / self.y_scale
-
-        s_raw, V, Uy, u = _spectrum(M, Ys, decomposition)
-        if s_raw.size == 0:
-            raise LMMInputError("M is zero (K = M M^T / T has rank 0); the signal term is not identifiable")
-        self.k_scale = float(s_raw.sum()) / G  # mean eigenvalue of K over all G directions
-        self.s = s_raw / self.k_scale
-        self.sqrt_sT = np.sqrt(s_raw * T)  # singular values of M
-        self.V = V  # T x r right singular vectors of M
-        self.r = self.s.size
-        self.s_max = float(self.s.max())
-        self.Uy = Uy  # r x P, U^T Y (internal units)
-        self.u = u if fit_intercept else np.zeros(self.r)  # U^T 1
+        G, P = Y.shape
+        Ys = self._decompose(M, Y, fit_intercept=fit_intercept, reml=reml, decomposition=decomposition)
+        assert Ys is not None  # the default copy=True returns it
+        Uy = self.Uy
         ones = np.ones(G)
         # Gram matrices over the G - r null directions of K (exactly zero when r = G)
         if self.r == G:
@@ -178,19 +236,6 @@ class KronSumProblem:
             self.Nyy = (self.Nyy + self.Nyy.T) / 2
             self.Ny1 = (Ys.T @ ones - Uy.T @ self.u) if fit_intercept else np.zeros(P)
             self.n11 = (G - float(self.u @ self.u)) if fit_intercept else 0.0
-        self.n_eff = G * P - (P if reml else 0)  # dimension the density lives on
-
-    # -- unit conversions -------------------------------------------------------------
-    def to_internal(self, C0: np.ndarray, C1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        v = self.y_scale**2
-        return np.asarray(C0) * self.k_scale / v, np.asarray(C1) / v
-
-    def to_user(self, C0i: np.ndarray, C1i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        v = self.y_scale**2
-        return C0i * v / self.k_scale, C1i * v
-
-    def intercept_to_user(self, bi: np.ndarray) -> np.ndarray:
-        return np.asarray(self.y_mean + self.y_scale * bi)
 
     def log_likelihood(self, C0: np.ndarray, C1: np.ndarray) -> tuple[float, np.ndarray]:
         """(log-likelihood, GLS intercept) at user-unit C0 (PSD) and C1 (PD), P x P each."""
@@ -201,9 +246,6 @@ class KronSumProblem:
             raise LMMInputError("C1 must be positive definite") from None
         ev = self.evaluate(C0i, L1, gradient=False)
         return self.user_loglik(ev.loglik), self.intercept_to_user(ev.intercept)
-
-    def user_loglik(self, internal: float) -> float:
-        return internal - self.n_eff * np.log(self.y_scale)
 
     # -- the core ---------------------------------------------------------------------
     def evaluate(self, C0: np.ndarray, L1: np.ndarray, *, gradient: bool = True) -> Evaluation:

@@ -30,6 +30,11 @@ ROLES: tuple[Role, ...] = ("signal", "noise")
 Congruence = Literal["any", "diagonal"] | None
 _S = TypeVar("_S", bound=type["Structure"])
 _REGISTRY: dict[Role, dict[str, type[Structure]]] = {role: {} for role in ROLES}
+#: the (signal, noise) pairs the structured path (:mod:`regulas.lmm.structured`) fits without
+#: any P x P matrix; every other pair needs the general path's O(P^3) evaluations
+STRUCTURED_PAIRS: frozenset[tuple[str, str]] = frozenset(
+    [(s, n) for s in ("lowrank_k", "diagonal", "identity") for n in ("diagonal", "identity")] + [("lowrank_k", "factor")]
+)
 
 
 def _lower_from_psd(C: np.ndarray) -> np.ndarray:
@@ -435,3 +440,62 @@ class BlockSignal(Structure):
             new[: self._m] = _lower_from_psd(LB @ LB.T + t * np.outer(v, v))[self._tril]
             out.append(new)
         return out
+
+
+@register
+class FactorNoise(Structure):
+    """C = diag(exp(theta_d)) + H H^T with H a free P x q matrix (q = ``noise_rank``): a factor
+    model of the conditions, positive definite. theta = [theta_d (P), vec(H) (P q, row-major)]."""
+
+    name = "factor"
+    roles = ("noise",)
+    params = ("noise_rank",)
+    congruence = "diagonal"
+
+    def __init__(self, dim: int, noise_rank: int) -> None:
+        super().__init__(dim)
+        self.noise_rank = int(noise_rank)
+
+    @classmethod
+    def build(cls, dim: int, **params: Any) -> Structure:
+        return cls(dim, check_noise_rank(params.get("noise_rank"), dim))
+
+    @property
+    def n_params(self) -> int:
+        return self.dim * (1 + self.noise_rank)
+
+    def split(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(d, H): the diagonal (P) and the factor (P x q)."""
+        return np.exp(theta[: self.dim]), theta[self.dim :].reshape(self.dim, self.noise_rank)
+
+    def cov(self, theta: np.ndarray) -> np.ndarray:
+        d, H = self.split(theta)
+        return np.diag(d) + H @ H.T
+
+    def factor(self, theta: np.ndarray) -> np.ndarray:
+        return np.asarray(np.linalg.cholesky(self.cov(theta)))
+
+    def grad(self, theta: np.ndarray, dC: np.ndarray) -> np.ndarray:
+        d, H = self.split(theta)
+        return np.concatenate([np.diag(dC) * d, (2.0 * dC @ H).ravel()])
+
+    def from_cov(self, C: np.ndarray) -> np.ndarray:
+        # principal-factor start: the top q eigen-directions above the mean of the others
+        w, Q = np.linalg.eigh((C + C.T) / 2)
+        q = self.noise_rank
+        rest = float(np.mean(w[:-q])) if w.size > q else 0.0
+        H = Q[:, -q:] * np.sqrt(np.clip(w[-q:] - rest, 0.0, None))
+        d = np.diag(C) - (H**2).sum(axis=1)
+        floor = 1e-3 * max(float(np.mean(np.abs(np.diag(C)))), np.finfo(float).tiny)  # start value only
+        return np.concatenate([np.log(np.maximum(d, floor)), H.ravel()])
+
+
+def check_noise_rank(noise_rank: Any, dim: int) -> int:
+    """``noise_rank`` as an int with 1 <= q < P (None: 1), or LMMInputError naming the value."""
+    if noise_rank is None:
+        return 1  # one common factor unless told otherwise
+    if isinstance(noise_rank, bool) or not isinstance(noise_rank, (int, np.integer)) or not 1 <= noise_rank < dim:
+        raise LMMInputError(
+            f"noise_rank must be an integer with 1 <= noise_rank < number of conditions P = {dim}; got {noise_rank!r}"
+        )
+    return int(noise_rank)
