@@ -23,6 +23,7 @@ the sbatch template runs a whole study; ``cluster-script`` prints without submit
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -617,3 +618,22 @@ def test_bad_slurm_settings_are_named_before_any_work(demo_config: Path, overrid
     with pytest.raises(ConfigError) as caught:
         load_study(demo_config, ["cluster=slurm", override])
     assert message in str(caught.value)
+
+
+def test_lease_of_an_ended_driver_job_is_taken_over(slurm: str, tmp_path: Path, demo_config: Path, job_name: str) -> None:
+    """A study resubmitted after its driver job ended: the new driver runs on another host,
+    where the old pid means nothing, and the old lease's heartbeat is still fresh. SLURM says
+    the job has ended, so the lease is taken over at once (no wait for the timeout)."""
+    ended = subprocess.run(["sbatch", "--wait", "--parsable", f"--job-name={job_name}-gone", "--output=/dev/null",
+                            "--wrap", "true"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert ended.returncode == 0, ended.stderr
+    job_id = ended.stdout.strip().split(";")[0]
+    root = tmp_path / "out"
+    lease = root / "leases" / "demo.lease"
+    lease.parent.mkdir(parents=True)
+    lease.write_text(json.dumps({"host": "node042", "pid": 4242, "slurm_job_id": job_id, "started_at": time.time() - 60,
+                                 "timeout_s": 60, "token": "abc"}))
+    taken = run_cli(["run", str(demo_config), f"store.root={root}", *TINY, "cluster.n_workers=1", *QUIET])
+    assert taken.returncode == 0, taken.stderr
+    assert f"held by pid 4242 on node042 (SLURM job {job_id})" in taken.stderr, taken.stderr
+    assert f"SLURM job {job_id} has ended" in taken.stderr

@@ -288,8 +288,12 @@ def acquire_lease(
                 "Wait for that run to end or stop it; a lease is taken over once its heartbeat is "
                 f"older than {holder.timeout_s:g} s (execution.lease_timeout_s) or its process is gone"
             )
-        why = f"pid {holder.pid} is gone on {holder.host}" if holder.age_s <= holder.timeout_s else (
-            f"last heartbeat {holder.age_s:.0f} s ago, more than {holder.timeout_s:g} s")
+        if holder.age_s > holder.timeout_s:
+            why = f"last heartbeat {holder.age_s:.0f} s ago, more than {holder.timeout_s:g} s"
+        elif holder.host == socket.gethostname():
+            why = f"pid {holder.pid} is gone on {holder.host}"
+        else:
+            why = f"SLURM job {holder.slurm_job_id} has ended"
         if _take_over(path, holder):
             log(f"taking over the stale lease of study {study!r} held by {holder.describe()}: {why}")
     holder = read_holder(path)
