@@ -48,6 +48,7 @@ predictions and scores, ``best = -1``, as the batched path of
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,8 +148,10 @@ class _Event:
     sign: np.ndarray  # (k,) -1 removed, +1 added
     y_mean: float
     m: np.ndarray  # (p,) mean of x̃ over T
-    inv_s: np.ndarray  # (p,) σ_B / σ_T (0 on columns constant on T)
+    keep: np.ndarray  # (p,) 1.0, or 0.0 on a column constant on T (its coefficient is 0)
+    s2: np.ndarray  # (p,) (σ_T / σ_B)², 1 on columns constant on T
     shared: bool  # T is the shared set itself
+    D: np.ndarray  # (k, p) x̃ at the rows in delta, gathered once for every iteration
     direct: bool = False  # needs the direct route
 
 
@@ -160,7 +163,7 @@ def _event_on_set(X: np.ndarray, Xt: np.ndarray, col_sum: np.ndarray, col_sq: np
     removed, added = np.flatnonzero(in_B & ~in_T), np.flatnonzero(in_T & ~in_B)
     p = Xt.shape[1]
     if len(removed) == 0 and len(added) == 0:
-        return _Event(T, removed, np.zeros(0), 0.0, np.zeros(p), np.ones(p), shared=True)
+        return _Event(T, removed, np.zeros(0), 0.0, np.zeros(p), np.ones(p), np.ones(p), shared=True, D=np.zeros((0, p)))
     delta = np.concatenate([removed, added])
     sign = np.concatenate([-np.ones(len(removed)), np.ones(len(added))])
     D = Xt[delta]
@@ -169,10 +172,8 @@ def _event_on_set(X: np.ndarray, Xt: np.ndarray, col_sum: np.ndarray, col_sq: np
     m = (col_sum + sign @ D) / n_T
     var = (col_sq + sign @ (D * D)) / n_T - m * m
     base_var = col_sq / len(s.rows)
-    inv_s = np.zeros(p)
     ok = var > _NEAR_CONSTANT * np.where(base_var > 0, base_var, 1.0)
-    inv_s[ok] = 1.0 / np.sqrt(var[ok])
-    ev = _Event(T, delta, sign, 0.0, m, inv_s, shared=False)
+    ev = _Event(T, delta, sign, 0.0, m, ok.astype(np.float64), np.where(ok, var, 1.0), shared=False, D=D)
     low = np.flatnonzero(~ok)
     if len(low):
         XT = X[np.ix_(T, low)]
@@ -187,53 +188,106 @@ def _precondition(s: SharedSet, R: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.asarray(s.evecs @ ((s.evecs.T @ R) / (s.evals[:, None] + alpha[None, :])))
 
 
-def _apply(s: SharedSet, Xt: np.ndarray, evs: list[_Event], col_ev: np.ndarray, alpha: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """(ZᵀZ + αI) W for each column (its event's Z), W ``(p, c)``."""
-    inv_s = np.stack([evs[e].inv_s for e in col_ev], axis=1)
-    U = inv_s * W
+def _apply(s: SharedSet, evs: list[_Event], col_ev: np.ndarray, alpha: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """(C_T + α diag(σ_T / σ_B)²) V for each column (its event's C_T, see the module docstring), V ``(p, c)``."""
+    keep = np.stack([evs[e].keep for e in col_ev], axis=1)
+    U = keep * W
     HU = s.gram @ U
     for e in np.unique(col_ev).tolist():
         cols = np.flatnonzero(col_ev == e)
         ev = evs[e]
         Ue = U[:, cols]
-        D = Xt[ev.delta]
-        HU[:, cols] += D.T @ (ev.sign[:, None] * (D @ Ue)) - len(ev.rows) * np.outer(ev.m, ev.m @ Ue)
-    return np.asarray(inv_s * HU + alpha[None, :] * W)
+        HU[:, cols] += ev.D.T @ (ev.sign[:, None] * (ev.D @ Ue)) - len(ev.rows) * np.outer(ev.m, ev.m @ Ue)
+    return np.asarray(keep * HU + alpha[None, :] * np.stack([evs[e].s2 for e in col_ev], axis=1) * W)
+
+
+Precond = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _shared_preconditioner(s: SharedSet, alpha: np.ndarray) -> Precond:
+    """(K_B + αI)⁻¹ for columns ``idx`` of R: the shared system alone."""
+    return lambda idx, R: _precondition(s, R, alpha[idx])
+
+
+def _woodbury_preconditioner(s: SharedSet, evs: list[_Event], col_ev: np.ndarray, alpha: np.ndarray) -> Precond:
+    """(K_B + Uᵀ Σ U + αI)⁻¹ per column: the shared system with the event's removed/added rows and
+    mean term (U ``(k + 1, p)``, signs Σ) put back exactly by Woodbury; only σ_B / σ_T ≈ 1 is left to CG.
+
+    With G = U Q (once per event) and Λ_α = diag(λ + α): P⁻¹ r = Q (a - Λ_α⁻¹ Gᵀ C⁻¹ G a), a = Λ_α⁻¹ Qᵀ r,
+    C = Σ + G Λ_α⁻¹ Gᵀ ``(k + 1, k + 1)`` factorised once per column.
+    """
+    lam = s.evals
+    G: dict[int, np.ndarray] = {}
+    sign: dict[int, np.ndarray] = {}
+    for e in np.unique(col_ev).tolist():
+        ev = evs[e]
+        G[e] = np.vstack([ev.D, np.sqrt(len(ev.rows)) * ev.m]) @ s.evecs
+        sign[e] = np.append(ev.sign, -1.0)
+    lus = [scipy.linalg.lu_factor(np.diag(sign[e]) + (G[e] / (lam + a)) @ G[e].T, check_finite=False)
+           for e, a in zip(col_ev.tolist(), alpha.tolist())]
+
+    def apply(idx: np.ndarray, R: np.ndarray) -> np.ndarray:
+        V = (s.evecs.T @ R) / (lam[:, None] + alpha[idx][None, :])
+        for e in np.unique(col_ev[idx]).tolist():
+            cols = np.flatnonzero(col_ev[idx] == e)
+            T = G[e] @ V[:, cols]
+            for i, c in enumerate(cols.tolist()):
+                T[:, i] = scipy.linalg.lu_solve(lus[idx[c]], T[:, i], check_finite=False)
+            V[:, cols] -= (G[e].T @ T) / (lam[:, None] + alpha[idx[cols]][None, :])
+        return np.asarray(s.evecs @ V)
+
+    return apply
 
 
 def _pcg(
-    s: SharedSet, Xt: np.ndarray, evs: list[_Event], col_ev: np.ndarray, alpha: np.ndarray, B: np.ndarray,
-    xnorm: np.ndarray, tol: float, max_iter: int,
+    s: SharedSet, evs: list[_Event], col_ev: np.ndarray, alpha: np.ndarray, B: np.ndarray,
+    rows: np.ndarray, tol: float, max_iter: int, precond: Precond,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Solve (Z_eᵀZ_e + αI) w = b per column by preconditioned CG; columns run in lockstep.
 
-    Returns (W ``(p, c)``, iterations ``(c,)``, converged ``(c,)``). ``xnorm`` ``(c,)`` bounds
-    ‖z̃_x‖ over the rows whose predictions the solution serves.
+    Returns (W ``(p, c)``, iterations ``(c,)``, converged ``(c,)``). A column has converged when
+    its preconditioned residual z (≈ its error) changes no prediction (x̃ - m)ᵀ v by more than
+    ``tol`` on ``rows`` ``(r, p)`` (x̃ of the rows whose predictions the solution serves): first
+    by the bound ‖z‖ (max ‖x̃‖ + ‖m‖), and where that is within 10⁴ of ``tol``, on the rows themselves.
     """
     c = B.shape[1]
-    W = _precondition(s, B, alpha)  # the shared solution: exact when the event matches B
+    M = np.stack([evs[e].m for e in col_ev], axis=1)
+    m_norm = np.linalg.norm(M, axis=0)
+    row_norm = float(np.sqrt(np.einsum("ij,ij->i", rows, rows).max())) if len(rows) else 0.0
+
+    def converged(cols: np.ndarray, Zr: np.ndarray) -> np.ndarray:
+        bound = np.linalg.norm(Zr, axis=0) * (row_norm + m_norm[cols])
+        ok = bound <= tol
+        near = np.flatnonzero(~ok & (bound <= 1e4 * tol))
+        if len(near):
+            change = rows @ Zr[:, near] - np.einsum("ij,ij->j", M[:, cols[near]], Zr[:, near])
+            ok[near] = np.abs(change).max(axis=0) <= tol
+        return ok
+
+    every = np.arange(c)
+    W = precond(every, B)  # the preconditioner's solution: exact when the event matches it
     iters = np.zeros(c, dtype=np.intp)
     done = np.zeros(c, dtype=bool)
     for _restart in range(3):  # recompute the true residual after the recurrence says done
         todo = np.flatnonzero(~done)
         if len(todo) == 0 or iters[todo].min() >= max_iter:
             break
-        R = B[:, todo] - _apply(s, Xt, evs, col_ev[todo], alpha[todo], W[:, todo])
-        Zr = _precondition(s, R, alpha[todo])
-        ok = np.linalg.norm(Zr, axis=0) * xnorm[todo] <= tol
+        R = B[:, todo] - _apply(s, evs, col_ev[todo], alpha[todo], W[:, todo])
+        Zr = precond(todo, R)
+        ok = converged(todo, Zr)
         done[todo[ok]] = True
         act = ~ok
         idx, R, Zr = todo[act], R[:, act], Zr[:, act]
         P = Zr.copy()
         rz = np.einsum("ij,ij->j", R, Zr)
         while len(idx) and iters[idx].min() < max_iter:
-            AP = _apply(s, Xt, evs, col_ev[idx], alpha[idx], P)
+            AP = _apply(s, evs, col_ev[idx], alpha[idx], P)
             step = rz / np.einsum("ij,ij->j", P, AP)
             W[:, idx] += step * P
             R -= step * AP
-            Zr = _precondition(s, R, alpha[idx])
+            Zr = precond(idx, R)
             iters[idx] += 1
-            conv = np.linalg.norm(Zr, axis=0) * xnorm[idx] <= tol
+            conv = converged(idx, Zr)
             keep = ~conv & (iters[idx] < max_iter)
             rz_new = np.einsum("ij,ij->j", R, Zr)
             P = Zr + (rz_new / rz) * P
@@ -280,6 +334,7 @@ def fit_missing_ridge(
     shared: SharedSets | None = None,
     tol: float = 1e-10,
     max_iter: int = 100,
+    preconditioner: str = "woodbury",
     chunk: int = 16,
     method: str = "pcg",
 ) -> MissingRidgeFit:
@@ -299,6 +354,8 @@ def fit_missing_ridge(
     alphas = np.asarray(alphas, dtype=np.float64).ravel()
     if method not in ("pcg", "direct"):
         raise ValueError(f"method must be 'pcg' or 'direct', got {method!r}")
+    if preconditioner not in ("woodbury", "shared"):
+        raise ValueError(f"preconditioner must be 'woodbury' or 'shared', got {preconditioner!r}")
     if np.any(alphas <= 0) or not np.all(np.isfinite(alphas)):
         raise ValueError("alphas must be positive and finite (α = 0 needs LinearRegression's route)")
     n, p = X.shape
@@ -330,7 +387,8 @@ def fit_missing_ridge(
     if method == "pcg" and shared_splits is not None and fitted:
         if shared is None:
             shared = factorize_shared(X, cv)
-        direct |= _fit_pcg(res, X, Y, X_test, alphas, scoring, shared, event_rows, event_splits, tol, max_iter, chunk)
+        woodbury = preconditioner == "woodbury"
+        direct |= _fit_pcg(res, X, Y, X_test, alphas, scoring, shared, event_rows, event_splits, tol, max_iter, chunk, woodbury)
     for j in sorted(direct):
         sc, best, coef, icpt, pred = _direct_event(X, Y[:, j], event_rows[j], event_splits[j], X_test, alphas, scoring)
         res.scores[:, :, j], res.best[j], res.coef[:, j], res.intercept[j], res.pred[:, j] = sc, best, coef, icpt, pred
@@ -340,19 +398,18 @@ def fit_missing_ridge(
     return res
 
 
-def _set_data(X: np.ndarray, s: SharedSet) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """x̃ = (X - μ_B) / σ_B ``(n, p)`` (columns constant on B zeroed), its sums and squares over B,
-    and the largest row norm of x̃."""
+def _set_data(X: np.ndarray, s: SharedSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x̃ = (X - μ_B) / σ_B ``(n, p)`` (columns constant on B zeroed), its sums and squares over B."""
     Xt = (X - s.mean) / s.scale
     Xt[:, s.constant] = 0.0
     XB = Xt[s.rows]
-    return Xt, XB.sum(axis=0), np.einsum("ij,ij->j", XB, XB), float(np.sqrt(np.einsum("ij,ij->i", Xt, Xt).max()))
+    return Xt, XB.sum(axis=0), np.einsum("ij,ij->j", XB, XB)
 
 
 def _fit_pcg(
     res: MissingRidgeFit, X: np.ndarray, Y: np.ndarray, X_test: np.ndarray, alphas: np.ndarray, scoring: str, shared: SharedSets,
     event_rows: dict[int, np.ndarray], event_splits: dict[int, list[tuple[np.ndarray, np.ndarray]]], tol: float, max_iter: int,
-    chunk: int,
+    chunk: int, woodbury: bool,
 ) -> set[int]:
     """Fill ``res`` for the fitted events by PCG; return the events that need the direct route."""
     fitted = sorted(event_rows)
@@ -360,7 +417,7 @@ def _fit_pcg(
     need_direct: set[int] = set()
     # inner folds: every (event, α) column
     for k, s in enumerate(shared.folds):
-        Xt, col_sum, col_sq, row_max = _set_data(X, s)
+        Xt, col_sum, col_sq = _set_data(X, s)
         for start in range(0, len(fitted), chunk):
             js = [j for j in fitted[start:start + chunk] if j not in need_direct]
             if not js:
@@ -373,11 +430,11 @@ def _fit_pcg(
                 evs.append(ev)
             col_ev = np.repeat(np.arange(len(js)), n_alpha)
             col_alpha = np.tile(alphas, len(js))
-            W = _solve(s, Xt, evs, js, Y, col_ev, col_alpha, row_max, tol, max_iter, res.iterations[1 + k], need_direct)
             # validation predictions: one product over the rows spanned by the chunk's folds
             vals = [event_rows[j][event_splits[j][k][1]] for j in js]
             lo, hi = min(int(v.min()) for v in vals), max(int(v.max()) for v in vals) + 1
-            Wx = np.stack([evs[e].inv_s for e in col_ev], axis=1) * W
+            W = _solve(s, Xt, evs, js, Y, col_ev, col_alpha, Xt[lo:hi], tol, max_iter, res.iterations[1 + k], need_direct, woodbury)
+            Wx = W
             P = Xt[lo:hi] @ Wx
             shift = np.array([evs[e].y_mean for e in col_ev]) - np.einsum("ij,ij->j", np.stack([evs[e].m for e in col_ev], axis=1), Wx)
             for e, j in enumerate(js):
@@ -391,9 +448,9 @@ def _fit_pcg(
             res.best[j] = int(best_candidate(res.scores[:, :, j][:, :, None])[0])
     # refit: one column per event at its chosen α
     s = shared.refit
-    Xt, col_sum, col_sq, row_max = _set_data(X, s)
+    Xt, col_sum, col_sq = _set_data(X, s)
     Xt_test = (X_test - s.mean) / s.scale
-    row_max = max(row_max, float(np.sqrt(np.einsum("ij,ij->i", Xt_test, Xt_test).max())) if len(X_test) else 0.0)
+    Xt_test[:, s.constant] = 0.0
     todo = [j for j in fitted if j not in need_direct]
     for start in range(0, len(todo), chunk):
         js = todo[start:start + chunk]
@@ -404,12 +461,12 @@ def _fit_pcg(
             evs.append(ev)
         col_ev = np.arange(len(js))
         col_alpha = alphas[res.best[js]]
-        W = _solve(s, Xt, evs, js, Y, col_ev, col_alpha, row_max, tol, max_iter, res.iterations[0], need_direct)
+        W = _solve(s, Xt, evs, js, Y, col_ev, col_alpha, Xt_test, tol, max_iter, res.iterations[0], need_direct, woodbury)
         for e, j in enumerate(js):
             if j in need_direct:
                 continue
             ev = evs[e]
-            w = ev.inv_s * W[:, e]  # coefficients on x̃ - m
+            w = W[:, e]  # coefficients on x̃ - m
             res.pred[:, j] = ev.y_mean + (Xt_test - ev.m) @ w
             coef = w / s.scale
             res.coef[:, j] = coef
@@ -420,7 +477,8 @@ def _fit_pcg(
 
 def _solve(
     s: SharedSet, Xt: np.ndarray, evs: list[_Event], js: list[int], Y: np.ndarray, col_ev: np.ndarray, col_alpha: np.ndarray,
-    row_max: float, tol: float, max_iter: int, iterations: np.ndarray, need_direct: set[int],
+    rows: np.ndarray, tol: float, max_iter: int, iterations: np.ndarray, need_direct: set[int],
+    woodbury: bool,
 ) -> np.ndarray:
     """Right-hand sides, then the shared solution for events equal to the shared set and PCG for the rest.
 
@@ -430,8 +488,8 @@ def _solve(
     Yc = np.zeros((n, len(js)))
     for e, (ev, j) in enumerate(zip(evs, js)):
         Yc[ev.rows, e] = Y[ev.rows, j] - ev.y_mean
-    inv_s = np.stack([evs[e].inv_s for e in col_ev], axis=1)
-    B = inv_s * (Xt.T @ Yc)[:, col_ev]  # Zᵀ (y - ȳ): the mean m drops out as Σ (y - ȳ) = 0
+    keep = np.stack([evs[e].keep for e in col_ev], axis=1)
+    B = keep * (Xt.T @ Yc)[:, col_ev]  # X̃_Tᵀ (y - ȳ): the mean m drops out as Σ (y - ȳ) = 0
     W = np.zeros_like(B)
     is_shared = np.array([evs[e].shared for e in col_ev])
     if is_shared.any():
@@ -441,11 +499,10 @@ def _solve(
         if evs[e].direct:
             need_direct.add(j)
     if len(iterative):
-        m_norm = np.array([np.linalg.norm(evs[e].m) for e in col_ev[iterative]])
-        s_max = np.array([evs[e].inv_s.max() for e in col_ev[iterative]])
-        xnorm = s_max * (row_max + m_norm)  # ‖(x̃ - m) ⊙ inv_s‖ ≤ max inv_s (‖x̃‖ + ‖m‖)
-        Wi, it, ok = _pcg(s, Xt, evs, col_ev[iterative], col_alpha[iterative], B[:, iterative], xnorm, tol, max_iter)
-        W[:, iterative] = Wi
+        ce, ca = col_ev[iterative], col_alpha[iterative]
+        precond = _woodbury_preconditioner(s, evs, ce, ca) if woodbury else _shared_preconditioner(s, ca)
+        Wi, it, ok = _pcg(s, evs, ce, ca, B[:, iterative], rows, tol, max_iter, precond)
+        W[:, iterative] = keep[:, iterative] * Wi  # exactly 0 on columns constant on T
         for e in np.unique(col_ev[iterative]).tolist():
             sel = col_ev[iterative] == e
             iterations[js[e]] = max(int(iterations[js[e]]), int(it[sel].max()))
