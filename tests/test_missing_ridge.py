@@ -125,16 +125,20 @@ def test_too_few_rows_left_unfitted_as_the_batched_path():
     np.testing.assert_allclose(batched.pred[0], fit.pred, rtol=0, atol=TOL)  # NaN in the same places
 
 
-def test_direct_method_and_shared_factorizations_reused():
+def test_direct_method_shared_preconditioner_and_shared_factorizations_reused():
     X, Y, X_test, rng = synthetic(m=4, seed=5)
     Y = punch(Y, 0.1, rng)
     shared = factorize_shared(X, KFold(5))
     a = fit_missing_ridge(X, Y, X_test, ALPHAS, KFold(5), shared=shared)
     b = fit_missing_ridge(X, Y, X_test, ALPHAS, KFold(5), method="direct")
-    assert set(b.route) == {"direct"}
-    np.testing.assert_array_equal(a.best, b.best)
-    np.testing.assert_allclose(a.pred, b.pred, rtol=0, atol=TOL)
-    np.testing.assert_allclose(a.scores, b.scores, rtol=0, atol=TOL)
+    c = fit_missing_ridge(X, Y, X_test, ALPHAS, KFold(5), shared=shared, preconditioner="shared")
+    assert set(b.route) == {"direct"} and set(c.route) == {"pcg"}
+    assert c.iterations.max() > a.iterations.max()  # the row change left to CG
+    for other in (b, c):
+        np.testing.assert_array_equal(a.best, other.best)
+        np.testing.assert_allclose(a.pred, other.pred, rtol=0, atol=TOL)
+        np.testing.assert_allclose(a.scores, other.scores, rtol=0, atol=TOL)
+        np.testing.assert_allclose(a.coef, other.coef, rtol=1e-7, atol=TOL)
 
 
 @pytest.mark.parametrize("n_rbps", [12, 60])

@@ -21,25 +21,39 @@ eigendecomposed once, K_B = Q diag(λ) Qᵀ, and that serves every event. In B's
 (x̃ = (x - μ_B) / σ_B) the event's Gram is a low-rank update of K_B::
 
     X̃_Tᵀ X̃_T = K_B - X̃_Rᵀ X̃_R + X̃_Aᵀ X̃_A             (R = B \\ T removed, A = T \\ B added)
-    ZᵀZ = S (X̃_Tᵀ X̃_T - n_T m mᵀ) S                   (m: mean of X̃ on T, S = diag(σ_B / σ_T))
+    C_T = X̃_Tᵀ X̃_T - n_T m mᵀ                          (m: mean of x̃ on T)
 
-and the exact system (ZᵀZ + αI) w = Zᵀ(y_T - ȳ_T) is solved by conjugate gradients, one
-column per (event, α), all columns of a chunk of events in lockstep so the products with
-K_B and with the preconditioner Q diag(1/(λ + α)) Qᵀ are matrix-matrix. The preconditioner
-is the shared system itself; it differs from the event's by the removed/added rows (a
-low-rank change) and by S ≈ I (a diagonal rescaling close to identity), so a few iterations
-suffice when the training sets have more rows than features.
+With S = diag(σ_B / σ_T), Z = (X̃_T - 1 mᵀ) S, and w = S⁻¹ v the event's system becomes::
 
-Stopping rule (checked, not assumed). With z = (K_B + αI)⁻¹ r the preconditioned residual
-(≈ the error of w), a prediction's error is |z̃_xᵀ e| ≤ ‖z̃_x‖ ‖e‖; iteration stops when
-``‖z‖ · max_x ‖z̃_x‖ ≤ tol``, with ``max_x ‖z̃_x‖`` bounded over every row of X by the
-triangle inequality, and the residual is then recomputed from scratch and the test repeated
-(the recurrence residual can drift). Columns that do not converge within ``max_iter``, and
-events with a column of near-zero but non-zero variance on their rows (where the Gram route
-loses precision), are fitted directly: one StandardScaler and one SVD per training set
-(:class:`regulas.lmm.ridge.SVDRidge`), which is the per-event factorisation this module
-avoids. A training set identical to the shared one (fully observed events) is solved from
-the eigendecomposition directly, with no iteration.
+    (C_T + α S⁻²) v = X̃_Tᵀ (y_T - ȳ_T)                ŷ(x) = ȳ_T + (x̃ - m)ᵀ v
+
+so the event's own scaling only reweights the penalty (S⁻² ≈ I): put on ZᵀZ instead, it
+would perturb the ill-conditioned Gram itself and cost many more iterations. Columns
+constant on T get v = 0 (StandardScaler's scale 1, Ridge's coefficient 0). The system is
+solved by preconditioned conjugate gradients, one column per (event, α), the columns of a
+chunk of events in lockstep so the products with K_B and Q are matrix-matrix; the removed
+and added rows enter as ``(k, p)`` products per event. Preconditioners:
+
+* ``"woodbury"`` (default): (C_T + αI)⁻¹ exactly, the shared Q diag(1/(λ + α)) Qᵀ with the
+  event's k rows and mean term put back by Woodbury (G = [X̃_Δ; √n_T m] Q once per event,
+  a (k + 1)² capacitance per column). The preconditioned matrix is I + O(‖S⁻² - I‖), so
+  3–6 iterations whatever the conditioning (also when n_T ≈ p).
+* ``"shared"``: Q diag(1/(λ + α)) Qᵀ alone: no set-up per event but more iterations (the
+  row change is left to CG), and many more when n_T is close to p.
+
+Stopping rule (checked, not assumed). The preconditioned residual z = P⁻¹ r estimates the
+error of v, so a column stops when max_x |(x̃ - m)ᵀ z| ≤ ``tol`` over the rows whose
+predictions it serves (the validation rows of the chunk, or the test rows) — first through
+the bound ‖z‖ (max ‖x̃‖ + ‖m‖), then, within 100 × ``tol``, on the rows themselves; the
+residual is then recomputed from scratch and the test repeated (the recurrence residual
+drifts). Measured (``benchmarks/splicing_missing.py``): the error of predictions and inner
+scores against the direct solve stays below ``tol`` (about 0.3–0.6 × tol), so the default
+1e-10 leaves two orders of magnitude to the 1e-8 target. Columns not converged within
+``max_iter``, and events with a column of near-zero but non-zero variance on their rows
+(where the Gram route loses precision), are fitted directly: one StandardScaler and one SVD
+per training set (:class:`regulas.lmm.ridge.SVDRidge`), the per-event factorisation this
+module avoids. A training set identical to the shared one (fully observed events) is solved
+from the eigendecomposition directly, with no iteration.
 
 Events with too few rows to split (``inner_splits`` returns None) are left unfitted: NaN
 predictions and scores, ``best = -1``, as the batched path of
@@ -248,7 +262,7 @@ def _pcg(
     Returns (W ``(p, c)``, iterations ``(c,)``, converged ``(c,)``). A column has converged when
     its preconditioned residual z (≈ its error) changes no prediction (x̃ - m)ᵀ v by more than
     ``tol`` on ``rows`` ``(r, p)`` (x̃ of the rows whose predictions the solution serves): first
-    by the bound ‖z‖ (max ‖x̃‖ + ‖m‖), and where that is within 10⁴ of ``tol``, on the rows themselves.
+    by the bound ‖z‖ (max ‖x̃‖ + ‖m‖), and where that is within 100 × ``tol``, on the rows themselves.
     """
     c = B.shape[1]
     M = np.stack([evs[e].m for e in col_ev], axis=1)
@@ -258,7 +272,7 @@ def _pcg(
     def converged(cols: np.ndarray, Zr: np.ndarray) -> np.ndarray:
         bound = np.linalg.norm(Zr, axis=0) * (row_norm + m_norm[cols])
         ok = bound <= tol
-        near = np.flatnonzero(~ok & (bound <= 1e4 * tol))
+        near = np.flatnonzero(~ok & (bound <= 1e2 * tol))
         if len(near):
             change = rows @ Zr[:, near] - np.einsum("ij,ij->j", M[:, cols[near]], Zr[:, near])
             ok[near] = np.abs(change).max(axis=0) <= tol
