@@ -805,3 +805,26 @@ def test_missing_units_maps_regions_to_chunk_files(tmp_path: Path) -> None:
     (arrays.group_path / "b" / "c" / "0" / "0").unlink()
     assert arrays.missing_units(owned) == {"t1": {"a"}, "t0": {"b"}}
     assert arrays.remove() and not arrays.group_path.exists()
+
+
+_OPEN_NEW_STORE = """
+import sys
+from pathlib import Path
+from regulas.store.database import open_write
+open_write(Path(sys.argv[1])).dispose()
+"""
+
+
+def test_drivers_creating_one_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """Three processes open the same new database at the same moment (drivers of different
+    studies started together on a new store.root). The store is created in one transaction:
+    without it, pysqlite committed each CREATE TABLE alone and another process saw
+    regulas_meta without its version row ("schema version 0") or hit "table already exists"."""
+    for i in range(5):
+        db = tmp_path / f"r{i}" / "regulas.db"
+        db.parent.mkdir()
+        procs = [subprocess.Popen([sys.executable, "-c", _OPEN_NEW_STORE, str(db)], stderr=subprocess.PIPE, text=True)
+                 for _ in range(3)]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0], errors
+        assert sql(db, "SELECT value FROM regulas_meta WHERE key='schema_version'") == [(str(SCHEMA_VERSION),)]

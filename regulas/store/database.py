@@ -157,6 +157,10 @@ def open_write(db_path: Path, tables: WorkloadTables | None = None) -> Engine:
     _check_rows(tables)
     try:
         with engine.begin() as conn:
+            # one write transaction from the first read on: pysqlite would otherwise commit each
+            # CREATE TABLE on its own, and a second driver opening a new store at the same moment
+            # could see regulas_meta without its version row ("schema version 0")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
             found = _stored_version(conn, db_path)
             if found is not None and found < SCHEMA_VERSION:
                 if found not in UPGRADES:
