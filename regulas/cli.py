@@ -1,7 +1,9 @@
 """Command line of regulas: run, report, status, show-config, cluster-script.
 
 Exit codes: 0 all tasks done; 1 some task failed (recorded in the database);
-2 invalid config or store (nothing was started), or the study is run by another driver;
+2 invalid config or store (nothing was started), or the study is run by another driver, or the
+cluster cannot run tasks (e.g. no worker connected or answering for cluster.startup_timeout_s:
+the study is interrupted and resumes on a rerun);
 130 interrupted (Ctrl-C); 143 terminated by SIGTERM (SLURM walltime, scancel) and 129 by
 SIGHUP: 128 + the signal number, as a shell reports it.
 """

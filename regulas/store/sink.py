@@ -39,6 +39,7 @@ class TaskOutcome:
     error_type: str | None = None
     error_message: str | None = None
     traceback: str | None = None
+    attempts: int = 1  # tries it stands for: 1 + its runs cancelled over their time limit before it
 
     @property
     def n_rows(self) -> int:
@@ -177,11 +178,12 @@ class Sink:
                     cur.executemany(prepared.sql, prepared.params)
                     n_rows += len(prepared.params)
             cur.executemany(
-                "UPDATE task SET status=?, attempts=attempts+1, started_at=?, finished_at=?, duration_s=?, "
+                "UPDATE task SET status=?, attempts=attempts+?, started_at=?, finished_at=?, duration_s=?, "
                 "worker=?, error_type=?, error_message=?, traceback=? WHERE id=?",
                 [
                     (
                         o.status,
+                        o.attempts,
                         o.started_at,
                         o.finished_at,
                         o.finished_at - o.started_at,

@@ -41,7 +41,7 @@ class LocalClusterConfig(ClusterConfigBase):
     blas_threads: int = 1
 
     def check(self, prefix: str, source: str | None) -> None:
-        for key in ("n_workers", "threads_per_worker", "blas_threads", "startup_timeout_s"):
+        for key in ("n_workers", "threads_per_worker", "blas_threads", "startup_timeout_s", "worker_ttl_s"):
             positive(getattr(self, key), f"{prefix}.{key}", source)
 
 
