@@ -197,7 +197,9 @@ class StallWatch:
                 self.message(f"worker {v.label} is unresponsive: no heartbeat for {v.silent_s:.0f} s{tasks}")
             elif v.address in self._silent and v.address not in silent:
                 self.message(f"worker {v.label} answers again")
-        self._silent = silent | (self._silent - {v.address for v in views})
+        for address in sorted(self._silent - {v.address for v in views}):
+            self.message(f"unresponsive worker {address} is gone (restarted or removed by Dask); its tasks run on other workers")
+        self._silent = silent
         return views
 
     def over_limit(self, kinds: Mapping[str, str]) -> list[OverLimit]:
