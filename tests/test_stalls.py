@@ -217,3 +217,65 @@ def test_task_timeout_must_not_be_negative() -> None:
     ExecutionSection(task_timeout_s=None).check("execution", None)
     with pytest.raises(ConfigError, match=r"key 'execution.task_timeout_s': out of range \(given: -1\); expected a value >= 0"):
         ExecutionSection(task_timeout_s=-1).check("execution", None)
+
+
+class _FakeClient:
+    """What StallWatch asks of a distributed.Client, with workers set by the test."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def run_on_scheduler(self, _fn: object, prefix: str) -> list[dict]:
+        return [dict(r, executing={k: v for k, v in r["executing"].items() if k.startswith(prefix)}) for r in self.rows]
+
+    def nthreads(self) -> dict[str, int]:
+        return {r["address"]: r["nthreads"] for r in self.rows}
+
+
+def _worker(address: str, silent_s: float, **executing: float) -> dict:
+    return {"address": address, "host": "node1", "pid": 7, "name": address, "nthreads": 1, "nanny": True,
+            "silent_s": silent_s, "executing": executing}
+
+
+def test_stall_watch_lines_time_limits_and_no_live_worker() -> None:
+    from regulas.core.errors import ClusterError
+    from regulas.execution.stalls import StallWatch
+
+    client, lines = _FakeClient(), []
+    watch = StallWatch(client, TaskLimits(5.0), stall_timeout_s=10, message=lines.append, owns_workers=False)  # type: ignore[arg-type]
+    client.rows = [_worker("tcp://a:1", 0.2, **{"regulas-k1": 6.0, "other": 60.0}), _worker("tcp://b:1", 0.3, **{"regulas-k2": 1.0})]
+    watch.poll()
+    over = watch.over_limit({"regulas-k1": "x", "regulas-k2": "x"})
+    assert [(o.future_key, o.worker.address, o.ran_s, o.limit_s) for o in over] == [("regulas-k1", "tcp://a:1", 6.0, 5.0)]
+    watch.check_alive(2, 3, now=0.0)
+    assert lines == []
+
+    client.rows[0]["silent_s"] = 12.0
+    watch.poll()
+    assert lines == ["worker tcp://a:1 (host node1, pid 7) is unresponsive: no heartbeat for 12 s; its 1 running task(s) "
+                     "are rescheduled once Dask's worker TTL drops it"]
+    assert watch.over_limit({"regulas-k1": "x"}) == []  # a silent worker's tasks are Dask's to move
+    client.rows[0]["silent_s"] = 0.1
+    watch.poll()
+    assert lines[-1] == "worker tcp://a:1 (host node1, pid 7) answers again"
+    client.rows[0]["silent_s"] = 15.0
+    watch.poll()
+    client.rows = client.rows[1:]
+    watch.poll()
+    assert lines[-1] == "unresponsive worker tcp://a:1 is gone (restarted or removed by Dask); its tasks run on other workers"
+
+    client.rows[0]["silent_s"] = 11.0  # the last worker goes silent: the clock of startup_timeout_s starts
+    watch.poll()
+    watch.check_alive(1, 3, now=100.0)
+    assert lines[-1] == "no Dask worker answers; waiting up to 10 s for one"
+    watch.check_alive(1, 3, now=109.0)
+    client.rows[0]["silent_s"] = 21.0
+    watch.poll()
+    with pytest.raises(ClusterError) as err:
+        watch.check_alive(1, 3, now=110.5, state=lambda: "job 42 RUNNING")
+    assert str(err.value) == (
+        "no Dask worker has answered for 10 s (cluster.startup_timeout_s) while 3 task(s) wait: worker(s) "
+        "tcp://b:1 (host node1, pid 7), no heartbeat for 21 s; check that its process is not stopped (SIGSTOP, "
+        "Ctrl-Z, a debugger), swapping or out of memory, and that its host is up and reachable; job 42 RUNNING; "
+        "the done tasks are stored: rerun the same command to resume"
+    )
