@@ -20,7 +20,7 @@ import pytest
 from conftest import QUIET, REPO, query, regulas_cmd, run_cli
 from regulas.core.config.sections import ExecutionSection
 from regulas.core.errors import ConfigError
-from regulas.execution.stalls import AUTO_FACTOR, AUTO_MIN_FINISHED, TaskLimits
+from regulas.execution.stalls import AUTO_FACTOR, AUTO_FLOOR_S, AUTO_MIN_FINISHED, TaskLimits
 
 #: 15 tasks of about half a second each
 STUDY = ("demo.n_targets=100", "demo.block_size=20", "demo.n_splits=3", "demo.sleep_s=0.5", "execution.commit_every_s=0.1")
@@ -189,16 +189,17 @@ def test_task_over_its_time_limit_is_retried_elsewhere_then_recorded_failed(tmp_
 
 def test_automatic_time_limit_is_ten_times_the_median_of_finished_tasks_of_the_kind() -> None:
     limits = TaskLimits(None)
-    for seconds in [1.0, 2.0, 3.0, 100.0][: AUTO_MIN_FINISHED - 1]:
+    for seconds in [10.0, 20.0, 30.0, 1000.0][: AUTO_MIN_FINISHED - 1]:
         limits.finished("a", seconds)
     assert limits.limit("a") is None  # fewer than 5 finished: no limit yet
-    limits.finished("a", 4.0)
-    assert limits.limit("a") == AUTO_FACTOR * 3.0 == 30.0  # the median, robust to the 100 s one
-    assert "10 x the median 3 s of the 5 finished a tasks" in limits.describe("a")
+    limits.finished("a", 40.0)
+    assert limits.limit("a") == AUTO_FACTOR * 30.0 == 300.0  # the median, robust to the 1000 s one
+    assert "300 s, 10 x the median 30 s of the 5 finished a tasks" in limits.describe("a")
     assert limits.limit("b") is None  # each kind has its own
     for _ in range(5):
-        limits.finished("b", 0.5)
-    assert limits.limit("b") == 5.0 and limits.limit("a") == 30.0
+        limits.finished("b", 0.05)
+    assert limits.limit("b") == AUTO_FLOOR_S == 60.0  # 10 x 0.05 s is within a loaded machine's jitter
+    assert limits.limit("a") == 300.0
 
     explicit = TaskLimits(7.0)
     assert explicit.limit("a") == 7.0  # before any task finished, and whatever finishes

@@ -50,6 +50,9 @@ UNRESPONSIVE_AFTER_S = 10.0
 #: finished tasks, once AUTO_MIN_FINISHED of them finished (no limit before)
 AUTO_FACTOR = 10.0
 AUTO_MIN_FINISHED = 5
+#: ... and never less than this: 10 x a median of milliseconds is within the jitter of a loaded
+#: machine (a first call's imports, a busy core), and each cancellation costs a worker restart
+AUTO_FLOOR_S = 60.0
 #: a worker restarted by regulas (its nanny kills it and starts a new one) is killed after 0.8 x this
 #: (a worker whose thread hangs never closes by itself)
 RESTART_TIMEOUT_S = 2.0
@@ -71,7 +74,7 @@ class TaskLimits:
     ``explicit``: ``execution.task_timeout_s``. A positive number is the limit of every task;
     0 means no limit; None (the default) means automatic: :data:`AUTO_FACTOR` times the median
     duration of the tasks of the same kind that finished (done) in this run, once
-    :data:`AUTO_MIN_FINISHED` have, and no limit before.
+    :data:`AUTO_MIN_FINISHED` have, but at least :data:`AUTO_FLOOR_S`; no limit before.
     """
 
     def __init__(self, explicit: float | None) -> None:
@@ -87,7 +90,7 @@ class TaskLimits:
         durations = self._durations.get(kind, [])
         if len(durations) < AUTO_MIN_FINISHED:
             return None
-        return AUTO_FACTOR * statistics.median(durations)
+        return max(AUTO_FLOOR_S, AUTO_FACTOR * statistics.median(durations))
 
     def describe(self, kind: str) -> str:
         """Where the limit of ``kind`` comes from, for messages."""
@@ -97,7 +100,7 @@ class TaskLimits:
         durations = self._durations.get(kind, [])
         return (
             f"{limit:.3g} s, {AUTO_FACTOR:g} x the median {statistics.median(durations):.3g} s of the "
-            f"{len(durations)} finished {kind} tasks (execution.task_timeout_s: null)"
+            f"{len(durations)} finished {kind} tasks, at least {AUTO_FLOOR_S:g} s (execution.task_timeout_s: null)"
         )
 
 

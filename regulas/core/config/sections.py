@@ -79,7 +79,7 @@ class ExecutionSection:
     progress_every_s: float = 10.0
     lease_timeout_s: float = 60.0
     # a task running longer is cancelled and run again elsewhere (an attempt); None: automatic,
-    # 10 x the median duration of its kind's finished tasks once 5 finished; 0: no limit
+    # 10 x the median duration of its kind's finished tasks once 5 finished (>= 60 s); 0: no limit
     task_timeout_s: float | None = None
     allow_targets: list[str] = field(default_factory=list)  # module prefixes _target_ may name, beyond the defaults
 
