@@ -3,7 +3,9 @@
 Exit codes: 0 all tasks done; 1 some task failed (recorded in the database), or verify
 found damaged chunks (their tasks are set back to pending for the next run);
 2 invalid config or store (nothing was started), the study is run by another driver (or
-was taken over from this one), or the store's disk filled up (the study is interrupted);
+was taken over from this one), the store's disk filled up, or the cluster cannot run tasks
+(e.g. no worker connected or answering for cluster.startup_timeout_s); in the last two the
+study is interrupted and resumes on a rerun;
 130 interrupted (Ctrl-C); 143 terminated by SIGTERM (SLURM walltime, scancel) and 129 by
 SIGHUP; 141 the reader of the output went away (regulas status | head): 128 + the
 signal number, as a shell reports it.

@@ -7,9 +7,10 @@ tasks submitted -> the single writer commits each outcome (rows + done mark in o
 transaction) -> summary. While it waits for results the driver, at least every second,
 asks the cluster backend whether it can still run tasks (e.g. SLURM jobs that die at
 start), checks the store probe of the workers that joined since (each worker runs it
-before its first task, see :mod:`regulas.execution.probe`), and gives up when no worker
-has been connected for ``cluster.startup_timeout_s`` (e.g. every SLURM job lost and the
-replacements pending).
+before its first task, see :mod:`regulas.execution.probe`), checks worker heartbeats and
+task time limits (:mod:`regulas.execution.stalls`), and gives up when no worker has been
+connected, or none has answered, for ``cluster.startup_timeout_s`` (e.g. every SLURM job
+lost and the replacements pending, or the only worker frozen).
 """
 
 from __future__ import annotations
@@ -18,16 +19,17 @@ import math
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+import dask
 from distributed import Client, Future, as_completed
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from regulas.core.errors import ClusterError, LeaseLost, StoreError
+from regulas.core.errors import LeaseLost, StoreError
 from regulas.core.spec import StudySpec
 from regulas.core.task import Task
 from regulas.core.workload import StudyContext
@@ -35,6 +37,7 @@ from regulas.execution.cluster import ClusterBackend, make_backend
 from regulas.execution.logs import port_of, third_party_logs_to_file
 from regulas.execution.probe import StoreGate
 from regulas.execution.progress import RunProgress
+from regulas.execution.stalls import OverLimit, StallWatch, TaskLimits, scheduler_config
 from regulas.execution.worker import DISK_FULL, execute_task
 from regulas.store import schema
 from regulas.store.arrays import StudyArrays
@@ -282,7 +285,8 @@ def _run_study(
         )
         try:
             if todo:
-                _execute(spec, todo, sink, progress, client, total=len(tasks), already_done=skipped)
+                _execute(spec, todo, sink, progress, client, total=len(tasks), already_done=skipped,
+                         attempts={t.key: status[t.key].attempts for t in todo})
         except LeaseLost:
             sink.discard()  # the study is the other driver's now: nothing more is written, not even its status
             state["status"] = "taken over"
@@ -359,13 +363,15 @@ def _execute(
     *,
     total: int,
     already_done: int,
+    attempts: Mapping[str, int],
 ) -> None:
     backend = None
     if client is None:
         backend = make_backend(spec.cluster)
         progress.message(f"starting {backend.describe()}")
         started = time.monotonic()
-        client = backend.start()
+        with dask.config.set(scheduler_config(spec.cluster.worker_ttl_s)):  # read when the scheduler starts
+            client = backend.start()
         progress.message(f"cluster ready after {time.monotonic() - started:.1f} s ({len(client.nthreads())} worker(s) connected)")
     try:
         link = backend.dashboard_link() if backend is not None else None
@@ -376,7 +382,8 @@ def _execute(
         gate = StoreGate(client, spec.store.root_path, timeout_s=spec.cluster.startup_timeout_s)
         try:
             progress.message(f"store {spec.store.root_path} is shared with the {len(gate.passed)} connected worker(s)")
-            _run_tasks(spec, todo, sink, progress, client, backend, gate, total=total, already_done=already_done)
+            _run_tasks(spec, todo, sink, progress, client, backend, gate, total=total, already_done=already_done,
+                       attempts=attempts)
         finally:
             gate.close()
     finally:
@@ -395,22 +402,33 @@ def _run_tasks(
     *,
     total: int,
     already_done: int,
+    attempts: Mapping[str, int],
 ) -> None:
-    """Keep up to ``max_in_flight`` tasks submitted; hand each outcome to the sink."""
+    """Keep up to ``max_in_flight`` tasks submitted; hand each outcome to the sink.
+
+    ``attempts``: each task's attempts before this run. A task over its time limit
+    (:mod:`regulas.execution.stalls`) is cancelled, its worker restarted, and it is submitted
+    again until it has used ``execution.max_attempts``; then it is recorded failed.
+    """
     # an adaptive cluster grows while it runs: size the queue for what it may become
     threads = (backend.planned_threads() if backend is not None else None) or sum(client.nthreads().values()) or 1
     limit = spec.execution.max_in_flight or 4 * threads
+    max_attempts = spec.execution.max_attempts
     blas = spec.cluster.blas_threads
     store_path = str(spec.store.arrays_path)
     pending = iter(todo)
     in_flight: dict[object, Task] = {}
+    futures: dict[object, Future] = {}
     result_wait: dict[object, float] = {}  # futures whose result could not be fetched in time
+    over_limit: dict[str, int] = {}  # task key -> its runs in this run cancelled over their time limit
+    cancelled: set[object] = set()  # futures cancelled here: as_completed still yields them
     completed = as_completed()
+    limits = TaskLimits(spec.execution.task_timeout_s)
+    watch = StallWatch(client, limits, stall_timeout_s=spec.cluster.startup_timeout_s, message=progress.message,
+                       owns_workers=backend is not None and backend.owns_workers)
 
-    def submit_next() -> None:
-        task = next(pending, None)
-        if task is None:
-            return
+    def submit(task: Task) -> None:
+        tries = over_limit.get(task.key, 0)  # a new key for each run: the cancelled one may linger
         future = client.submit(
             execute_task,
             spec.workload,
@@ -418,18 +436,64 @@ def _run_tasks(
             store_path,
             spec.study.name,
             blas,
-            key=f"regulas-{task.key}",
+            key=f"regulas-{task.key}" + (f"-{tries + 1}" if tries else ""),
             pure=False,
         )
         in_flight[future.key] = task
+        futures[future.key] = future
         sink.submitted(task.key)
         completed.add(future)
+
+    def submit_next() -> None:
+        task = next(pending, None)
+        if task is not None:
+            submit(task)
+
+    def record(task: Task, outcome: TaskOutcome) -> None:
+        outcome.attempts += over_limit.pop(task.key, 0)  # its earlier runs in this run, cancelled
+        if outcome.status == "done":
+            limits.finished(task.kind, outcome.finished_at - outcome.started_at)
+        sink.add(outcome)
+        progress.update(outcome.status == "done")
+        submit_next()
+
+    def cancel(over: OverLimit) -> None:
+        task = in_flight.pop(over.future_key, None)
+        if task is None:  # finished meanwhile
+            return
+        future = futures.pop(over.future_key)
+        result_wait.pop(over.future_key, None)
+        cancelled.add(over.future_key)
+        future.cancel()
+        restarted = watch.restart(over.worker)
+        tries = over_limit.get(task.key, 0) + 1
+        used = attempts.get(task.key, 0) + tries
+        what = (f"task {task.key[:12]} ({task.kind}) has run {over.ran_s:.0f} s on worker {over.worker.label}, "
+                f"over its time limit of {limits.describe(task.kind)}")
+        freed = "; its worker is restarted" if restarted else ""
+        if used < max_attempts:
+            # not pinned to other workers: Dask leaves a task whose allowed workers are all gone
+            # (restarted) waiting for ever, even with loose restrictions
+            progress.message(f"{what}: cancelled{freed}; attempt {used + 1} of {max_attempts} is submitted again")
+            over_limit[task.key] = tries
+            submit(task)
+            return
+        progress.message(f"{what}: cancelled{freed}; it used its {max_attempts} attempts and is recorded failed")
+        record(task, _timed_out(task, over, limits.describe(task.kind), time.time()))
+
+    def check() -> None:
+        watch.poll()
+        for over in watch.over_limit({k: t.kind for k, t in in_flight.items() if isinstance(k, str)}):
+            cancel(over)
 
     progress.start(total=total, already_done=already_done)
     try:
         for _ in range(limit):
             submit_next()
-        for future in _finished(completed, backend, gate, progress, stall_timeout_s=spec.cluster.startup_timeout_s):
+        for future in _finished(completed, backend, gate, progress, watch, check):
+            if future.key in cancelled:
+                cancelled.discard(future.key)
+                continue
             task = in_flight[future.key]
             wait_s = result_wait.get(future.key, RESULT_WAIT_S)
             try:
@@ -448,13 +512,29 @@ def _run_tasks(
             if outcome.error_type == DISK_FULL:  # not the task's fault: not an attempt either
                 raise store_full(spec.store.root_path, f"task {task.key[:12]} on {outcome.worker}: {outcome.error_message}")
             del in_flight[future.key]
+            del futures[future.key]
             result_wait.pop(future.key, None)
             future.release()
-            sink.add(outcome)
-            progress.update(outcome.status == "done")
-            submit_next()
+            record(task, outcome)
+        watch.settle()
     finally:
         progress.close()
+
+
+def _timed_out(task: Task, over: OverLimit, limit: str, now: float) -> TaskOutcome:
+    """The failure record of a task cancelled over its time limit for the last time."""
+    return TaskOutcome(
+        key=task.key,
+        status="failed",
+        started_at=now - over.ran_s,
+        finished_at=now,
+        worker=over.worker.address,
+        error_type="regulas.TaskTimeout",
+        error_message=(
+            f"ran over its time limit of {limit}: cancelled after {over.ran_s:.0f} s on worker {over.worker.label}"
+        ),
+        traceback=None,
+    )
 
 
 def _finished(
@@ -462,34 +542,28 @@ def _finished(
     backend: ClusterBackend | None,
     gate: StoreGate,
     progress: RunProgress,
+    watch: StallWatch,
+    on_check: Callable[[], None],
     *,
-    stall_timeout_s: float,
     check_every_s: float = 1.0,
 ) -> Iterator[Future]:
     """The futures of ``completed`` as they finish. While waiting, at least every
     ``check_every_s``: ``backend.check()`` raises if the cluster can no longer run them,
-    the gate checks the probe reports of workers that joined since, and a
-    :class:`ClusterError` ends the wait once no worker has been connected for ``stall_timeout_s``."""
+    the gate checks the probe reports of workers that joined since, ``on_check`` looks at
+    the workers' heartbeats and the tasks' time limits (``watch.poll()``), and a
+    :class:`ClusterError` ends the wait once no worker has answered (none connected, or
+    all silent) for ``cluster.startup_timeout_s``."""
     next_check = time.monotonic() + check_every_s
-    no_worker_since: float | None = None
     while not completed.is_empty():
         now = time.monotonic()
         if now >= next_check:
             lines = backend.check() if backend is not None else []
             for line in lines + gate.admit_new():
                 progress.message(line)
-            if gate.connected():
-                no_worker_since = None
-            elif no_worker_since is None:
-                no_worker_since = now
-                progress.message(f"no Dask worker is connected; waiting up to {stall_timeout_s:g} s for one")
-            elif now - no_worker_since > stall_timeout_s:
-                state = backend.describe_state() if backend is not None else ""
-                raise ClusterError(
-                    f"no Dask worker connected for {stall_timeout_s:g} s (cluster.startup_timeout_s) while "
-                    f"{completed.count()} task(s) wait" + (f"; {state}" if state else "")
-                    + "; the done tasks are stored: rerun the same command to resume"
-                )
+            on_check()
+            if not completed.is_empty():
+                watch.check_alive(gate.connected(), completed.count(), time.monotonic(),
+                                  backend.describe_state if backend is not None else None)
             next_check = time.monotonic() + check_every_s
         with completed.thread_condition:  # as_completed notifies it after queueing a future
             if not completed.has_ready():

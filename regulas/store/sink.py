@@ -41,6 +41,7 @@ class TaskOutcome:
     error_type: str | None = None
     error_message: str | None = None
     traceback: str | None = None
+    attempts: int = 1  # tries it stands for: 1 + its runs cancelled over their time limit before it
 
     @property
     def n_rows(self) -> int:
@@ -197,11 +198,12 @@ class Sink:
                 (self.study_id, self.task_ids[o.key], *chunk) for o in batch if o.status == "done" for chunk in o.chunks
             ])
             cur.executemany(
-                "UPDATE task SET status=?, attempts=attempts+1, started_at=?, finished_at=?, duration_s=?, "
+                "UPDATE task SET status=?, attempts=attempts+?, started_at=?, finished_at=?, duration_s=?, "
                 "worker=?, error_type=?, error_message=?, traceback=? WHERE id=?",
                 [
                     (
                         o.status,
+                        o.attempts,
                         o.started_at,
                         o.finished_at,
                         o.finished_at - o.started_at,

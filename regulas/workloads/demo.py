@@ -49,6 +49,7 @@ class DemoConfig:
     sleep_s: float = 0.0  # extra seconds per task
     fail_blocks: list[int] = field(default_factory=list)  # blocks whose tasks raise
     crash_blocks: list[int] = field(default_factory=list)  # blocks whose tasks kill their worker process
+    hang_blocks: list[int] = field(default_factory=list)  # blocks whose tasks hang (sleep for an hour)
     trace_dir: str | None = None  # one empty file per task execution (key.job.unique), to count them
 
     def check(self, prefix: str, source: str | None) -> None:
@@ -162,6 +163,8 @@ class DemoWorkload(Workload):
             Path(c.trace_dir, f"{ctx.task.key}.{job}.{uuid.uuid4().hex}").touch()
         if block.block in c.crash_blocks:
             os._exit(70)  # what a segfault or the OOM killer does to a worker
+        if block.block in c.hang_blocks:
+            time.sleep(3600)  # what a deadlock or a stuck file system does to a task
         if block.block in c.fail_blocks:
             raise RuntimeError(f"demo.fail_blocks asks block {block.block} to fail")
         if c.sleep_s:

@@ -108,6 +108,9 @@ class ExecutionSection:
     progress: Literal["auto", "bar", "log", "none"] = "auto"
     progress_every_s: float = 10.0
     lease_timeout_s: float = 60.0
+    # a task running longer is cancelled and run again elsewhere (an attempt); None: automatic,
+    # 10 x the median duration of its kind's finished tasks once 5 finished (>= 60 s); 0: no limit
+    task_timeout_s: float | None = None
     allow_targets: list[str] = field(default_factory=list)  # module prefixes _target_ may name, beyond the defaults
 
     def check(self, prefix: str, source: str | None) -> None:
@@ -121,6 +124,7 @@ class ExecutionSection:
                     source=source,
                 )
         positive(self.commit_every_s, f"{prefix}.commit_every_s", source, allow_zero=True)
+        positive(self.task_timeout_s, f"{prefix}.task_timeout_s", source, allow_zero=True)
 
 
 @dataclass(frozen=True)
@@ -130,3 +134,6 @@ class ClusterConfigBase:
     backend: str
     startup_timeout_s: float = 60.0
     blas_threads: int = 1  # BLAS/OpenMP threads a task may use on its worker (threadpoolctl)
+    # Dask's distributed.scheduler.worker-ttl for the schedulers regulas starts: a worker silent
+    # this long is restarted or removed and its tasks run elsewhere (regulas.execution.stalls)
+    worker_ttl_s: float = 30.0

@@ -26,6 +26,7 @@ class AddressClusterConfig(ClusterConfigBase):
 
 class AddressBackend(ClusterBackend):
     name = "address"
+    owns_workers = False
     config_class = AddressClusterConfig
 
     def start(self) -> Client:

@@ -62,6 +62,8 @@ class ClusterBackend(ABC):
 
     name: ClassVar[str]
     config_class: ClassVar[type[ClusterConfigBase]]
+    #: whether the workers are this run's own (started, and stopped at the end, by it)
+    owns_workers: ClassVar[bool] = True
 
     def __init__(self, config: Any) -> None:
         self.config = config

@@ -48,7 +48,7 @@ class LocalClusterConfig(ClusterConfigBase):
     blas_threads: int = 1
 
     def check(self, prefix: str, source: str | None) -> None:
-        for key in ("n_workers", "threads_per_worker", "blas_threads", "startup_timeout_s"):
+        for key in ("n_workers", "threads_per_worker", "blas_threads", "startup_timeout_s", "worker_ttl_s"):
             positive(getattr(self, key), f"{prefix}.{key}", source)
         if self.memory_limit not in (None, "auto"):  # per worker process
             memory_bytes(self.memory_limit, f"{prefix}.memory_limit", source)

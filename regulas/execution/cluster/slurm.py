@@ -63,7 +63,8 @@ class SlurmClusterConfig(ClusterConfigBase):
     startup_timeout_s: float = 600.0
 
     def check(self, prefix: str, source: str | None) -> None:
-        for key in ("cores", "processes", "min_jobs", "max_jobs", "blas_threads", "poll_interval_s", "startup_timeout_s"):
+        for key in ("cores", "processes", "min_jobs", "max_jobs", "blas_threads", "poll_interval_s", "startup_timeout_s",
+                    "worker_ttl_s"):
             positive(getattr(self, key), f"{prefix}.{key}", source)
         if self.cores % self.processes:
             raise ConfigError(
