@@ -23,6 +23,7 @@ import numpy as np
 
 from regulas.core.errors import ConfigError
 from regulas.lmm.cost import DENSE_MAX_P
+from regulas.lmm.likelihood import PrecomputedSetup
 from regulas.lmm.structures import structure_class, structure_names
 from regulas.sim.fit_cost import FIT_MEMORY_LIMIT, FIT_TIME_LIMIT_S, method_cost
 
@@ -186,13 +187,16 @@ def make_estimator(method: MethodConfig, random_state: int) -> Any:
 
 
 def fit_method(method: MethodConfig, M: np.ndarray, Y: np.ndarray, random_state: int, covariances: bool = True,
-               block_width: int | None = None) -> MethodFit:
+               block_width: int | None = None, setup: PrecomputedSetup | None = None) -> MethodFit:
     """Fit ``method`` to M (G x T), Y (G x P); the time covers the whole fit (setup included).
 
     ``covariances=False``: leave V_hat and Sigma_hat as None (P x P each: not formed at large P; above
     :data:`regulas.lmm.cost.DENSE_MAX_P` they are None anyway, and the LMM's ``V_factors`` /
     ``Sigma_factors`` are what is left).
     ``block_width``: ridge on blocks of that many conditions (:mod:`regulas.sim.blocked_ridge`, same result).
+    ``setup``: U^T Y, column sums and sums of squares of Y and the SVD of M already computed (e.g. the
+    streamed :class:`regulas.sim.streamed_setup.ConditionSetup`): an LMM on the structured path fits
+    from it without its own pass over Y (the same fit up to rounding); other fits ignore it.
     """
     start = time.perf_counter()
     if method.kind == "ridge" and block_width is not None:
@@ -208,7 +212,11 @@ def fit_method(method: MethodConfig, M: np.ndarray, Y: np.ndarray, random_state:
         elapsed = time.perf_counter() - start
         V_hat, S_hat = _empirical(M, Y, coef, intercept) if covariances else (None, None)
         return MethodFit(coef, V_hat, S_hat, float("nan"), True, elapsed)
-    est = make_estimator(method, random_state).fit(M, Y)
+    est = make_estimator(method, random_state)
+    if method.kind == "lmm" and setup is not None and est.structured_fit_possible(Y.shape[1]):
+        est.fit(M, Y if method.noise_structure == "factor" else None, setup=setup)
+    else:
+        est.fit(M, Y)
     elapsed = time.perf_counter() - start
     coef = np.asarray(est.coef_, dtype=float)
     if method.kind == "ridge":

@@ -213,7 +213,7 @@ def run_fit_streamed(ctx: TaskContext, block: Any, M: np.ndarray, methods: list[
     out = [rows(cell, r, SIMULATION, {"achieved_fraction": setup.fraction(beta), "blocks_from_zarr": float(from_zarr),
                                             "read_setup_s": time.perf_counter() - t0})]
     for m_index, method in enumerate(methods):
-        fit = fit_method(method, M, Y, random_state=random_state, covariances=False, block_width=block.width)
+        fit = fit_method(method, M, Y, random_state=random_state, covariances=False, block_width=block.width, setup=setup)
         ctx.arrays.write(Region.of(f"beta_hat.{g}", i, r, m_index, slice(0, T), slice(0, P)), fit.coef[None, None, None])
         metrics = {**beta_metrics(fit.coef, beta), "log_likelihood": fit.log_likelihood, "fit_time_s": fit.fit_time_s,
                    "converged": float(fit.converged), **fit.extra}
