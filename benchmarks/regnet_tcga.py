@@ -152,7 +152,7 @@ def markdown(d: dict[str, Any]) -> str:
     ]
     for r in d["beta_recovery"]:
         lines.append(f"| {r['conditions']:,} | {r['noise']} | {r['lmm_method']} | {r['n']} | {r['ridge']:.3f} | {r['lmm']:.3f} | "
-                     f"{r['diff']:+.4f} ± {_se(r['se'])} | {r['d_condition']:+.4f} ± {_se(r['se_condition'])}, {r['wins_condition']:.0%} |")
+                     f"{r['diff']:+.4f} ± {_se(r['se'])} | {r['d_condition']:+.4f} ± {_se(r['se_condition'])}, {r['wins_condition']:.1%} |")
     lines += ["", "## Per signal fraction", "", "| P | noise Σ | f | LMM | data sets | Pearson ridge | Pearson LMM | d ± SE |",
               "|---|---|---|---|---|---|---|---|"]
     for c in d["cells"]:
@@ -215,12 +215,14 @@ def main() -> None:
                                         "wins_y": "wins_condition"})
         merged.insert(2, "lmm_method", lmm)
         rows += records(merged)
+    rows.sort(key=lambda r: (r["conditions"], r["noise"], r["lmm_method"]))
     cells = []
     for lmm in LMMS:
         if lmm in set(df.method):
             c = paired_comparison(df, lmm, RIDGE, "pearson", by=("conditions", "noise", "fraction")).rename(columns={lmm: "lmm"})
             c.insert(3, "lmm_method", lmm)
             cells += records(c)
+    cells.sort(key=lambda r: (r["conditions"], r["noise"], r["fraction"], r["lmm_method"]))
     out: dict[str, Any] = {
         "benchmark": "regnet_tcga", "config": "configs/regnet_tcga.yaml", "cpus": os.cpu_count(),
         "beta_recovery": rows, "cells": cells, "runs": runs, "time_v": time_v(args.time),

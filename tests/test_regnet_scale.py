@@ -13,7 +13,7 @@ import pytest
 import yaml
 from sklearn.linear_model import RidgeCV
 
-from conftest import CONFIGS, DATASETS, QUIET, query, run_cli
+from conftest import CONFIGS, DATASETS, QUIET, REPO, query, run_cli
 from regulas.core.errors import ConfigError
 from regulas.core.workload import StudyContext
 from regulas.execution.worker import execute_task
@@ -179,3 +179,16 @@ def test_factor_noise_lmm_fit_streamed(tmp_path: Path) -> None:
     M, Y = group[f"M.{g}"][0], group[f"Y.{g}"][0, 0]
     ref = KronSumLMM(signal="lowrank_k", rank=2, noise="factor", noise_rank=1, random_state=fit.seed % 2**32).fit(M, Y)
     np.testing.assert_allclose(group[f"beta_hat.{g}"][0, 0, 0], ref.coef_, rtol=1e-6, atol=1e-9 * np.abs(ref.coef_).max())
+
+
+def test_regnet_page_tables_equal_the_results_json() -> None:
+    """docs/regnet.md shows the TCGA table of docs/benchmarks.md, generated the same way."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_tables", REPO / "benchmarks" / "docs_tables.py")
+    assert spec is not None and spec.loader is not None
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    page = (REPO / "docs" / "regnet.md").read_text()
+    assert "<!-- results:regnet_tcga -->" in page
+    assert tables.render(page, require_all=False) == page, "run: python benchmarks/docs_tables.py"
