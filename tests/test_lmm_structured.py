@@ -237,3 +237,54 @@ def test_fit_cost_module_is_light():
     code = "import sys, regulas.lmm.cost; bad = [m for m in ('scipy.optimize', 'sklearn') if m in sys.modules]; print(bad)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+@pytest.mark.parametrize("signal, noise", [("lowrank_k", "diagonal"), ("lowrank_k", "identity"), ("lowrank_k", "factor"),
+                                           ("diagonal", "diagonal")])
+@pytest.mark.parametrize("reml", [False, True])
+def test_fit_from_a_precomputed_setup_equals_the_fit_from_y(signal, noise, reml):
+    from regulas.sim.streamed_setup import ConditionSetup
+
+    rng, M, Y = _data(11, G=60, T=8, P=9, factor=noise == "factor")
+    setup = ConditionSetup.start(M, Y.shape[1])
+    for lo in range(0, 9, 4):  # accumulated over blocks of conditions, as from Zarr
+        setup.add(slice(lo, min(lo + 4, 9)), Y[:, lo : lo + 4])
+    factor = noise == "factor"
+    opts = {"rank": 2} if signal == "lowrank_k" else {}
+    opts |= {"noise_rank": 1} if factor else {}
+    # the likelihood at the same parameters
+    cov = _covariances(rng, signal, noise, 9, q=1)
+    ref = StructuredProblem(M, Y, reml=reml, decomposition="svd", keep_y=factor)
+    new = StructuredProblem(M, Y if factor else None, reml=reml, keep_y=factor, setup=setup)
+    ll_ref, b_ref = ref.log_likelihood(cov)
+    ll_new, b_new = new.log_likelihood(cov)
+    assert ll_new == pytest.approx(ll_ref, rel=1e-10)
+    np.testing.assert_allclose(b_new, b_ref, rtol=1e-10, atol=1e-10)
+    ev_ref, ev_new = ref.evaluate(ref.covariances_to_internal(cov)), new.evaluate(new.covariances_to_internal(cov))
+    for g_ref, g_new in ((ev_ref.gF, ev_new.gF), (ev_ref.ga, ev_new.ga), (ev_ref.gd, ev_new.gd), (ev_ref.gH, ev_new.gH)):
+        np.testing.assert_allclose(g_new, g_ref, rtol=1e-10, atol=1e-10 * max(1.0, np.abs(g_ref).max(initial=0.0)))
+    post_ref = ref.posterior(ref.covariances_to_internal(cov), ev_ref)[0]
+    np.testing.assert_allclose(new.posterior(new.covariances_to_internal(cov), ev_new)[0], post_ref, rtol=1e-10,
+                               atol=1e-10 * np.abs(post_ref).max())
+    # the fit: the same optimum (L-BFGS amplifies rounding along flat directions, so beta_hat agrees to the fit's tol);
+    # a tight tol because the default one leaves a diagonal signal's fit short of its optimum (by 0.05 here with REML:
+    # L-BFGS stops on its relative-decrease test; even at tol=1e-10 two fits differing by rounding end 1e-8 apart)
+    opts["tol"] = 1e-10
+    a = KronSumLMM(signal=signal, noise=noise, reml=reml, solver="structured", decomposition="svd", **opts).fit(M, Y)
+    b = KronSumLMM(signal=signal, noise=noise, reml=reml, solver="structured", **opts).fit(M, Y if factor else None, setup=setup)
+    assert b.log_likelihood_ == pytest.approx(a.log_likelihood_, rel=1e-10 if signal == "lowrank_k" else 1e-7)
+    np.testing.assert_allclose(b.coef_, a.coef_, rtol=0, atol=1e-3 * np.abs(a.coef_).max() + 1e-8)
+
+
+def test_precomputed_setup_bad_inputs():
+    from regulas.sim.streamed_setup import ConditionSetup
+
+    _, M, Y = _data(12, G=60, T=8, P=9)
+    setup = ConditionSetup.start(M, 9)
+    setup.add(slice(0, 9), Y)
+    with pytest.raises(LMMInputError, match="factor noise needs Y"):
+        KronSumLMM(signal="lowrank_k", rank=2, noise="factor", noise_rank=1).fit(M, None, setup=setup)
+    with pytest.raises(LMMInputError, match="structured path only"):
+        KronSumLMM(signal="freeform", noise="freeform").fit(M, Y, setup=setup)
+    with pytest.raises(LMMInputError, match="shapes do not fit M"):
+        KronSumLMM(signal="lowrank_k", rank=2, noise="diagonal").fit(M[:, :5], None, setup=setup)

@@ -13,13 +13,13 @@ import pytest
 import yaml
 from sklearn.linear_model import RidgeCV
 
-from conftest import CONFIGS, DATASETS, QUIET, query, run_cli
+from conftest import CONFIGS, DATASETS, QUIET, REPO, query, run_cli
 from regulas.core.errors import ConfigError
 from regulas.core.workload import StudyContext
 from regulas.execution.worker import execute_task
 from regulas.lmm import KronSumLMM
 from regulas.sim.blocked import BlockedDesign, BlockSeeds, block_slices
-from regulas.sim.methods import DEFAULT_ALPHAS, MethodConfig, MissingStructure, make_estimator, structured_path_available
+from regulas.sim.methods import DEFAULT_ALPHAS, MethodConfig, make_estimator
 from regulas.sim.simulate import Cell, SimulationSeeds, realised_fraction
 from regulas.store.arrays import StudyArrays
 from regulas.study import load_study
@@ -52,7 +52,7 @@ BAD: list[tuple[str, dict[str, Any], list[str]]] = [
     ("freeform-V-in-blocks", {"V": ["freeform"]}, ["regnet.V", "'freeform'", "no factor form", "lowrank_<k>"]),
     ("freeform-lmm-at-10000", {"conditions": [10000], "genes": [20000], "motifs": [600], "block_conditions": 1000,
                                "methods": [{"name": "lmm", "kind": "lmm", "signal": "freeform", "noise": "freeform"}]},
-     ["regnet.methods[0].signal", "P = 10000", "GiB", "general path", "signal: lowrank_k", "noise: diagonal or factor"]),
+     ["regnet.methods[0].signal", "P = 10000", "GiB", "general path", "signal='lowrank_k'", "noise='factor'"]),
     ("factor-without-noise-rank", {"methods": [{"name": "l", "kind": "lmm", "signal": "diagonal", "noise": "factor"}]},
      ["regnet.methods[0].noise_rank", "required with noise 'factor'"]),
     ("noise-rank-too-big", {"methods": [{"name": "l", "kind": "lmm", "signal": "diagonal", "noise": "factor", "noise_rank": 10}]},
@@ -81,16 +81,11 @@ def test_tcga_config_validates() -> None:
     assert {"diagonal", "factor"} <= noises
 
 
-def test_pending_factor_noise_is_refused_at_fit_time_only() -> None:
-    method = MethodConfig(name="l", kind="lmm", signal="lowrank_k", rank=2, noise="factor", noise_rank=1)
+def test_factor_noise_method_passes_noise_rank() -> None:
+    method = MethodConfig(name="l", kind="lmm", signal="lowrank_k", rank=2, noise="factor", noise_rank=3)
     method.check("m", None)
-    if structured_path_available():
-        make_estimator(method, 0, 10)
-    else:
-        with pytest.raises(MissingStructure, match="issue 12 item 1"):
-            make_estimator(method, 0, 10)
-        with pytest.raises(MissingStructure, match="no structured path"):
-            make_estimator(MethodConfig(name="l", kind="lmm", signal="lowrank_k", rank=2, noise="diagonal"), 0, 10000)
+    est = make_estimator(method, 0)
+    assert (est.noise, est.noise_rank, est.rank) == ("factor", 3, 2)
 
 
 def _tasks(tmp_path: Path) -> tuple[Any, list[Any], str]:
@@ -166,8 +161,6 @@ def test_regnet_blocked_end_to_end(tmp_path: Path) -> None:
         assert value[(cell.label, "lmm", "log_likelihood")] == pytest.approx(lmm.log_likelihood_, rel=1e-9)
 
 
-@pytest.mark.skipif(not structured_path_available(),
-                    reason="KronSumLMM has no noise='factor' yet (issue 12 item 1, the structured path in regulas/lmm)")
 def test_factor_noise_lmm_fit_streamed(tmp_path: Path) -> None:
     regnet = {**SMALL, "Sigma": ["factor_2"],
               "methods": [{"name": "lmm_factor", "kind": "lmm", "signal": "lowrank_k", "rank": 2, "noise": "factor", "noise_rank": 1}]}
@@ -186,3 +179,16 @@ def test_factor_noise_lmm_fit_streamed(tmp_path: Path) -> None:
     M, Y = group[f"M.{g}"][0], group[f"Y.{g}"][0, 0]
     ref = KronSumLMM(signal="lowrank_k", rank=2, noise="factor", noise_rank=1, random_state=fit.seed % 2**32).fit(M, Y)
     np.testing.assert_allclose(group[f"beta_hat.{g}"][0, 0, 0], ref.coef_, rtol=1e-6, atol=1e-9 * np.abs(ref.coef_).max())
+
+
+def test_regnet_page_tables_equal_the_results_json() -> None:
+    """docs/regnet.md shows the TCGA table of docs/benchmarks.md, generated the same way."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_tables", REPO / "benchmarks" / "docs_tables.py")
+    assert spec is not None and spec.loader is not None
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    page = (REPO / "docs" / "regnet.md").read_text()
+    assert "<!-- results:regnet_tcga -->" in page
+    assert tables.render(page, require_all=False) == page, "run: python benchmarks/docs_tables.py"

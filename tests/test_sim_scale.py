@@ -156,19 +156,41 @@ def test_copula_motifs_match_the_real_table() -> None:
 
 
 def test_ridge_by_condition_blocks_equals_ridgegcv() -> None:
+    from sklearn.linear_model import RidgeCV
+
     from regulas.lmm import RidgeGCV
-    from regulas.sim.blocked_ridge import ridge_by_condition_blocks
+    from regulas.lmm.ridge import SVDRidge
+    from regulas.sim.blocked_ridge import loo_totals, ridge_by_condition_blocks
     from regulas.sim.methods import DEFAULT_ALPHAS
 
     rng = np.random.default_rng(4)
     M = rng.random((80, 12))
-    Y = M @ rng.standard_normal((12, 11)) + rng.standard_normal((80, 11)) * 2 + 3
-    for fit_intercept in (True, False):
-        ref = RidgeGCV(alphas=DEFAULT_ALPHAS, fit_intercept=fit_intercept).fit(M, Y)
-        coef, intercept, alpha = ridge_by_condition_blocks(M, Y, np.asarray(DEFAULT_ALPHAS), fit_intercept, 4)
-        assert alpha == ref.alpha_
-        np.testing.assert_allclose(coef, ref.coef_, rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(intercept, ref.intercept_, rtol=1e-10, atol=1e-12)
+    alphas = np.asarray(DEFAULT_ALPHAS)
+    for P in (11, 30):  # P < T (S = C C^T singular: the general product) and P > T (its Cholesky factor)
+        Y = M @ rng.standard_normal((12, P)) + rng.standard_normal((80, P)) * 2 + 3
+        for fit_intercept in (True, False):
+            ref = RidgeGCV(alphas=DEFAULT_ALPHAS, fit_intercept=fit_intercept).fit(M, Y)
+            engine = SVDRidge(M, fit_intercept=fit_intercept, rcond=max(M.shape) * np.finfo(float).eps, lapack="numpy")
+            np.testing.assert_allclose(loo_totals(engine, Y, alphas, 4)[0], ref.cv_values_.sum(axis=1) * 80, rtol=1e-10)
+            coef, intercept, alpha = ridge_by_condition_blocks(M, Y, alphas, fit_intercept, 4)
+            assert alpha == ref.alpha_
+            np.testing.assert_allclose(coef, ref.coef_, rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(intercept, ref.intercept_, rtol=1e-10, atol=1e-12)
+            sk = RidgeCV(alphas=alphas, fit_intercept=fit_intercept).fit(M, Y)
+            assert alpha == sk.alpha_
+            np.testing.assert_allclose(coef, sk.coef_.T, rtol=1e-8, atol=1e-10)
+
+
+def test_kl_from_factors_equals_dense() -> None:
+    from regulas.sim.metrics import factor_structure, kl_gaussian, kl_gaussian_factor, structure
+
+    rng = np.random.default_rng(5)
+    P = 25
+    F, d = rng.standard_normal((P, 3)), rng.uniform(0.1, 1.0, P)
+    for F_hat, d_hat in ((rng.standard_normal((P, 2)), rng.uniform(0.2, 2.0, P)), (np.zeros((P, 0)), rng.uniform(0.2, 2.0, P))):
+        dense = kl_gaussian(F @ F.T + np.diag(d), structure(F_hat @ F_hat.T + np.diag(d_hat)))
+        assert kl_gaussian_factor(F, d, *factor_structure(F_hat, d_hat)) == pytest.approx(dense, rel=1e-10)
+    assert kl_gaussian_factor(F, d, F[:, :2], np.zeros(P)) == np.inf  # singular estimate (a low-rank C0), as the dense one
 
 
 @pytest.mark.parametrize("Sigma", ["diagonal", "factor_2"])

@@ -27,7 +27,7 @@ from threadpoolctl import ThreadpoolController
 
 from regulas.lmm.cost import AUTO_STRUCTURED_FROM_P, DENSE_MAX_P
 from regulas.lmm.covariance import Preconditioned, make_noise, make_signal, noise_factor, preconditioner
-from regulas.lmm.likelihood import Evaluation, KronSumProblem
+from regulas.lmm.likelihood import Evaluation, KronSumProblem, PrecomputedSetup
 from regulas.lmm.linear import LinearPredictMixin
 from regulas.lmm.scoring import ScoringResult, factor_of, factor_scoring, fisher_scoring, null_ascent, whitened_lbfgs
 from regulas.lmm.structured import Covariances, StructuredProblem
@@ -159,8 +159,17 @@ class KronSumLMM(LinearPredictMixin, RegressorMixin, BaseEstimator):  # type: ig
         self.decomposition = decomposition
 
     # -- public API ---------------------------------------------------------------------
-    def fit(self, M: Any, Y: Any) -> KronSumLMM:
-        """Maximise the likelihood of Y (G x P) given motif scores M (G x T)."""
+    def fit(self, M: Any, Y: Any, *, setup: PrecomputedSetup | None = None) -> KronSumLMM:
+        """Maximise the likelihood of Y (G x P) given motif scores M (G x T).
+
+        ``setup``: U^T Y, the column sums and sums of squares of Y and the SVD of M computed
+        elsewhere (:class:`~regulas.lmm.likelihood.PrecomputedSetup`, e.g. accumulated over blocks
+        of conditions read from Zarr). Structured path only; the fit then skips its own
+        decomposition and pass over Y, and Y may be None unless ``noise="factor"`` (whose
+        null-space term reads Y). The same fit as from Y with ``decomposition="svd"``, up to rounding.
+        """
+        if setup is not None:
+            return self._fit_from_setup(M, Y, setup)
         structure_class("signal", self.signal)  # unknown names fail before the data are checked
         structure_class("noise", self.noise)
         if self.solver not in SOLVERS:
@@ -277,10 +286,33 @@ class KronSumLMM(LinearPredictMixin, RegressorMixin, BaseEstimator):  # type: ig
             raise LMMInputError(f"solver='structured' fits (signal, noise) in {pairs}; got ({self.signal!r}, {self.noise!r})")
         return ok and (self.solver == "structured" or (self.solver == "auto" and P >= AUTO_STRUCTURED_FROM_P))
 
-    def _fit_structured(self, M: np.ndarray, Y: np.ndarray, sig: Structure, noi: Structure) -> KronSumLMM:
+    def structured_fit_possible(self, P: int) -> bool:
+        """Whether ``fit`` with P conditions takes the structured path (so that it can use a ``setup``)."""
+        sig = make_signal(self.signal, P, rank=self.rank, blocks=self.blocks)
+        noi = make_noise(self.noise, P, noise_rank=self.noise_rank)
+        return self.solver != "general" and self._use_structured(sig, noi, P)
+
+    def _fit_from_setup(self, M: Any, Y: Any, setup: PrecomputedSetup) -> KronSumLMM:
+        structure_class("signal", self.signal)
+        structure_class("noise", self.noise)
+        if self.noise_rank is not None and self.noise != "factor":
+            raise LMMInputError(f"noise_rank={self.noise_rank!r} applies to noise='factor' only; got noise={self.noise!r}")
+        P = int(np.shape(setup.UtY)[1])
+        sig = make_signal(self.signal, P, rank=self.rank, blocks=self.blocks)
+        noi = make_noise(self.noise, P, noise_rank=self.noise_rank)
+        if self.solver == "general" or not self._use_structured(sig, noi, max(P, AUTO_STRUCTURED_FROM_P) if self.solver == "auto" else P):
+            raise LMMInputError(f"a precomputed setup is used by the structured path only: (signal, noise) = ({self.signal!r}, "
+                                f"{self.noise!r}) with solver={self.solver!r} at P = {P}; fit from Y instead")
+        self._C0_dense = None
+        self._C1_dense = None
+        return self._fit_structured(np.asarray(M, dtype=float), None if Y is None else np.asarray(Y, dtype=float), sig, noi, setup)
+
+    def _fit_structured(self, M: np.ndarray, Y: np.ndarray | None, sig: Structure, noi: Structure,
+                        setup: PrecomputedSetup | None = None) -> KronSumLMM:
         clock = [time.perf_counter()]
         problem = StructuredProblem(
-            M, Y, fit_intercept=self.fit_intercept, reml=self.reml, decomposition=self.decomposition, keep_y=self.noise == "factor"
+            M, Y, fit_intercept=self.fit_intercept, reml=self.reml, decomposition=self.decomposition, keep_y=self.noise == "factor",
+            setup=setup,
         )
         clock.append(time.perf_counter())
         rank = sig.rank if isinstance(sig, LowRankSignal) else 0

@@ -19,6 +19,8 @@ eigenvalue) for conditioning; :meth:`KronSumProblem.log_likelihood` converts exa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.linalg import eigh
 from scipy.linalg.blas import dsyrk
@@ -113,6 +115,22 @@ class Evaluation:
         return self._info
 
 
+@dataclass
+class PrecomputedSetup:
+    """What a fit needs from Y, computed elsewhere, e.g. accumulated over blocks of conditions read
+    from Zarr (:class:`regulas.sim.streamed_setup.ConditionSetup` extends it): with the thin SVD of the
+    (uncentred) motif scores M = U diag(s) Wt (U: G x r, s: r, Wt: r x T), ``UtY`` = U^T Y (r x P),
+    ``col_sum`` = 1^T Y and ``col_sumsq`` the column sums of squares of Y (P each). Singular values
+    at or below s[0] max(G, T) eps are dropped, as the fit's own SVD does."""
+
+    U: np.ndarray
+    s: np.ndarray
+    Wt: np.ndarray
+    UtY: np.ndarray
+    col_sum: np.ndarray
+    col_sumsq: np.ndarray
+
+
 class DecomposedData:
     """What every evaluation of the Kronecker-sum likelihood shares: Y in internal units (centred
     when ``fit_intercept``, divided by one scalar), K's nonzero spectrum and U^T Y, and the
@@ -167,6 +185,42 @@ class DecomposedData:
             s_raw, V, Uy, u = _spectrum(M, Y, decomposition)
             Uy -= np.multiply.outer(u, self.y_mean)
             Uy /= self.y_scale
+        self._set_spectrum(s_raw, V, Uy, u)
+        return Ys
+
+    def _decompose_setup(self, setup: PrecomputedSetup, T: int, *, fit_intercept: bool, reml: bool) -> None:
+        """Set the shared attributes from a precomputed setup instead of Y (see :class:`PrecomputedSetup`):
+        the same numbers as ``_decompose(..., decomposition="svd", copy=False)`` up to rounding, with
+        no pass over Y and no decomposition of M."""
+        if reml and not fit_intercept:
+            raise LMMInputError("reml=True needs fit_intercept=True (REML integrates out the intercept)")
+        U, sig, Wt, UtY = (np.asarray(getattr(setup, k), dtype=float) for k in ("U", "s", "Wt", "UtY"))
+        col_sum, col_sumsq = np.asarray(setup.col_sum, dtype=float), np.asarray(setup.col_sumsq, dtype=float)
+        G, P = U.shape[0], UtY.shape[1]
+        if Wt.shape[1] != T or UtY.shape[0] != sig.size or U.shape[1] != sig.size or col_sum.shape != (P,) or col_sumsq.shape != (P,):
+            raise LMMInputError(f"the setup's shapes do not fit M (G = {G}, T = {T}): U {U.shape}, s {sig.shape}, Wt {Wt.shape}, "
+                                f"UtY {UtY.shape}, col_sum {col_sum.shape}, col_sumsq {col_sumsq.shape}")
+        if not all(np.all(np.isfinite(x)) for x in (UtY, col_sum, col_sumsq)):
+            raise LMMInputError("the setup has non-finite values (Y has NaN or inf)")
+        self.G, self.T, self.P = G, T, P
+        self.fit_intercept = bool(fit_intercept)
+        self.reml = bool(reml)
+        self.y_mean = col_sum / G if fit_intercept else np.zeros(P)
+        col_ss = np.clip(col_sumsq - col_sum * self.y_mean, 0.0, None)  # sum (y - mean)^2 = sum y^2 - (sum y)^2 / G
+        ss = float(col_ss.sum())
+        if not ss > 0:
+            raise LMMInputError("Y is constant in every condition (after removing the intercept); nothing to fit")
+        self.y_scale = float(np.sqrt(ss / (G * P)))
+        self.col_ss = col_ss / self.y_scale**2
+        self.col_sum = (col_sum - G * self.y_mean) / self.y_scale
+        keep = sig > sig[0] * max(G, T) * np.finfo(float).eps if sig.size else np.zeros(0, dtype=bool)
+        u = U[:, keep].sum(axis=0)
+        Uy = UtY[keep] - np.multiply.outer(u, self.y_mean)
+        Uy /= self.y_scale
+        self._set_spectrum(sig[keep] ** 2 / T, Wt[keep].T, Uy, u)
+
+    def _set_spectrum(self, s_raw: np.ndarray, V: np.ndarray, Uy: np.ndarray, u: np.ndarray) -> None:
+        G, T = self.G, self.T
         if s_raw.size == 0:
             raise LMMInputError("M is zero (K = M M^T / T has rank 0); the signal term is not identifiable")
         self.k_scale = float(s_raw.sum()) / G  # mean eigenvalue of K over all G directions
@@ -176,9 +230,8 @@ class DecomposedData:
         self.r = self.s.size
         self.s_max = float(self.s.max())
         self.Uy = Uy  # r x P, U^T Y (internal units)
-        self.u = u if fit_intercept else np.zeros(self.r)  # U^T 1
-        self.n_eff = G * P - (P if reml else 0)  # dimension the density lives on
-        return Ys
+        self.u = u if self.fit_intercept else np.zeros(self.r)  # U^T 1
+        self.n_eff = G * self.P - (self.P if self.reml else 0)  # dimension the density lives on
 
     # -- unit conversions -------------------------------------------------------------
     def to_internal(self, C0: np.ndarray, C1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from regulas.lmm.likelihood import LOG2PI, DecomposedData
+from regulas.lmm.likelihood import LOG2PI, DecomposedData, PrecomputedSetup
 from regulas.lmm.validation import LMMInputError, check_design
 
 
@@ -85,14 +85,34 @@ class StructuredProblem(DecomposedData):
     keep_y : keep Y (G x P, internal units: a copy) for the factor-noise term; otherwise no
         Y-sized array is allocated (Y is read by blocks) and only r x P and P-sized arrays
         outlive the constructor.
+    setup : U^T Y, the column sums and sums of squares of Y and the SVD of M, computed elsewhere
+        (:class:`~regulas.lmm.likelihood.PrecomputedSetup`): then Y is not read at all (it may be
+        None) unless ``keep_y``, and M is not decomposed again.
     """
 
     def __init__(
-        self, M: np.ndarray, Y: np.ndarray, *, fit_intercept: bool = True, reml: bool = False, decomposition: str = "auto", keep_y: bool = False
+        self, M: np.ndarray, Y: np.ndarray | None, *, fit_intercept: bool = True, reml: bool = False, decomposition: str = "auto",
+        keep_y: bool = False, setup: PrecomputedSetup | None = None,
     ) -> None:
-        M, Y = check_design(M, Y)
-        G = Y.shape[0]
-        Ys = self._decompose(M, Y, fit_intercept=fit_intercept, reml=reml, decomposition=decomposition, copy=keep_y)
+        Ys: np.ndarray | None = None
+        if setup is None:
+            if Y is None:
+                raise LMMInputError("Y is needed unless a precomputed setup is given")
+            M, Y = check_design(M, Y)
+            Ys = self._decompose(M, Y, fit_intercept=fit_intercept, reml=reml, decomposition=decomposition, copy=keep_y)
+        else:
+            M = np.asarray(M, dtype=float)
+            if M.ndim != 2:
+                raise LMMInputError(f"M must be 2-D (G x T); got shape {M.shape}")
+            self._decompose_setup(setup, M.shape[1], fit_intercept=fit_intercept, reml=reml)
+            if keep_y:
+                if Y is None:
+                    raise LMMInputError("factor noise needs Y (its null-space term reads it) besides the precomputed setup")
+                M, Y = check_design(M, Y)
+                if Y.shape != (self.G, self.P):
+                    raise LMMInputError(f"Y is {Y.shape}; the setup is for G = {self.G}, P = {self.P}")
+                Ys = (Y - self.y_mean) / self.y_scale
+        G = self.G
         col_ss = self.col_ss
         flat = np.flatnonzero(col_ss <= 1e-24 * G * self.P)
         if flat.size:

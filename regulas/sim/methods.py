@@ -6,9 +6,11 @@
 
 Every fit takes M (G x T) and Y (G x P) and yields beta_hat (T x P) and estimates of the
 covariance between conditions of the signal (V_hat) and of the noise (Sigma_hat), P x P. For
-the LMM these are C0_ and C1_; ridge and OLS have no covariance model, so, as regNet did,
-their V_hat and Sigma_hat are the empirical covariances of the rows of beta_hat and of the
-residuals.
+the LMM these are built from its factor attributes (``C0_factor_``, ``C0_diag_``, ``C1_diag_``,
+``C1_factor_``), which :class:`MethodFit` also keeps (``V_factors``, ``Sigma_factors``) so that
+covariance metrics at large P need no P x P matrix; ridge and OLS have no covariance model, so,
+as regNet did, their V_hat and Sigma_hat are the empirical covariances of the rows of beta_hat
+and of the residuals (P x P: small P only).
 """
 
 from __future__ import annotations
@@ -20,25 +22,13 @@ from typing import Any, Literal
 import numpy as np
 
 from regulas.core.errors import ConfigError
+from regulas.lmm.cost import DENSE_MAX_P
+from regulas.lmm.likelihood import PrecomputedSetup
 from regulas.lmm.structures import structure_class, structure_names
-from regulas.sim.fit_cost import (
-    FIT_MEMORY_LIMIT,
-    FIT_TIME_LIMIT_S,
-    STRUCTURED_NOISES,
-    STRUCTURED_SIGNALS,
-    general_cost,
-    is_structured,
-    lmm_cost,
-    ridge_cost,
-)
+from regulas.sim.fit_cost import FIT_MEMORY_LIMIT, FIT_TIME_LIMIT_S, method_cost
 
 METHOD_KINDS = ("ridge", "lmm", "ols")
 DEFAULT_ALPHAS = [float(a) for a in np.logspace(-3, 5, 33)]
-#: LMM noise structures of issue 12 item 1 that the config accepts before ``regulas.lmm`` registers them
-#: (with the option each takes); a fit with one raises :class:`MissingStructure` until then
-PENDING_LMM_NOISE = {"factor": "noise_rank"}
-#: above this P a structured pair needs KronSumLMM's structured path (the general one takes days)
-GENERAL_PATH_MAX_P = 2000
 _KIND_KEYS = {
     "ridge": ("alphas",),
     "lmm": ("signal", "noise", "rank", "noise_rank", "blocks", "reml", "n_restarts"),
@@ -80,10 +70,9 @@ class MethodConfig:
         if self.signal_structure not in signals:
             raise ConfigError(f"unknown LMM signal structure (given: {self.signal!r}); expected one of "
                               f"{', '.join(signals)}", key=f"{prefix}.signal", source=source)
-        known_noises = (*noises, *(n for n in PENDING_LMM_NOISE if n not in noises))
-        if self.noise_structure not in known_noises:
+        if self.noise_structure not in noises:
             raise ConfigError(f"unknown LMM noise structure (given: {self.noise!r}); expected one of "
-                              f"{', '.join(known_noises)}", key=f"{prefix}.noise", source=source)
+                              f"{', '.join(noises)}", key=f"{prefix}.noise", source=source)
         if (self.noise_rank is not None) != (self.noise_structure == "factor"):
             raise ConfigError(f"noise_rank is required with noise 'factor' and only then (given: noise_rank={self.noise_rank!r}, "
                               f"noise={self.noise_structure!r})", key=f"{prefix}.noise_rank", source=source)
@@ -139,38 +128,23 @@ class MethodConfig:
             )
 
     def _check_cost(self, G: int, P: int, T: int, prefix: str, source: str | None) -> None:
-        """Refuse a fit estimated (:mod:`regulas.sim.fit_cost`) beyond one worker's memory or a day."""
-        if self.kind == "ridge":
-            cost = ridge_cost(G, P, T, len(self.alphas or DEFAULT_ALPHAS))
-            alternative = "fewer conditions per data set"
-        elif self.kind == "lmm":
-            cost = lmm_cost(self.signal_structure, self.noise_structure, G, P, T, self.rank, self.noise_rank)
-            alt = lmm_cost("lowrank_k", "diagonal", G, P, T, self.rank or 4)
-            alternative = (f"signal: lowrank_k (rank: {self.rank or 4}) with noise: diagonal or factor (noise_rank: ...), "
-                           f"{alt.describe()}" if not is_structured(self.signal_structure, self.noise_structure)
-                           else "fewer conditions")
-        else:
+        """Refuse a fit estimated (:func:`regulas.sim.fit_cost.method_cost`) beyond one worker's memory or a day."""
+        cost = method_cost(self.kind, G, P, T, signal=self.signal_structure, noise=self.noise_structure, rank=self.rank,
+                           noise_rank=self.noise_rank, n_alphas=len(self.alphas or DEFAULT_ALPHAS))
+        if cost is None or cost.fits:
             return
-        if not cost.fits:
-            raise ConfigError(
-                f"cannot fit at G = {G}, P = {P}, T = {T}: estimated {cost.describe()}, beyond one worker's limits "
-                f"({FIT_MEMORY_LIMIT / 2**30:g} GiB, {FIT_TIME_LIMIT_S / 3600:g} h); use {alternative}",
-                key=f"{prefix}.{'signal' if self.kind == 'lmm' else 'kind'}", source=source,
-            )
-
-
-class MissingStructure(RuntimeError):
-    """A configured LMM needs a piece ``regulas.lmm`` does not have yet (issue 12 item 1)."""
-
-
-def structured_path_available() -> bool:
-    """Whether KronSumLMM has issue 12's structured path (it comes with the ``factor`` noise structure)."""
-    return "factor" in structure_names("noise")
+        alternative = cost.alternative or "fewer conditions per data set"
+        raise ConfigError(
+            f"cannot fit at G = {G}, P = {P}, T = {T}: estimated {cost.describe()}, beyond one worker's limits "
+            f"({FIT_MEMORY_LIMIT / 2**30:g} GiB, {FIT_TIME_LIMIT_S / 3600:g} h); use {alternative}",
+            key=f"{prefix}.{'signal' if self.kind == 'lmm' else 'kind'}", source=source,
+        )
 
 
 @dataclass
 class MethodFit:
-    """beta_hat (T x P), V_hat and Sigma_hat (P x P, unnormalised) and fit diagnostics."""
+    """beta_hat (T x P), V_hat and Sigma_hat (P x P, unnormalised) and fit diagnostics; for the LMM
+    also its covariances as factors (F, d) with C = F F^T + diag(d), at any P."""
 
     coef: np.ndarray
     V_hat: np.ndarray | None  # None: not formed (large P)
@@ -179,6 +153,8 @@ class MethodFit:
     converged: bool
     fit_time_s: float
     extra: dict[str, float] = field(default_factory=dict)
+    V_factors: tuple[np.ndarray, np.ndarray] | None = None  # LMM: (C0_factor_, C0_diag_)
+    Sigma_factors: tuple[np.ndarray, np.ndarray] | None = None  # LMM: (C1_factor_, C1_diag_)
 
 
 def _empirical(M: np.ndarray, Y: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -194,23 +170,8 @@ def _ols(M: np.ndarray, Y: np.ndarray, fit_intercept: bool) -> tuple[np.ndarray,
     return np.linalg.lstsq(M, Y, rcond=None)[0], np.zeros(Y.shape[1])
 
 
-def make_estimator(method: MethodConfig, random_state: int, conditions: int | None = None) -> Any:
-    """The configured scikit-learn estimator (ridge or lmm; imported here so the package loads without them).
-
-    Raises :class:`MissingStructure` for an LMM that ``regulas.lmm`` cannot fit here: a pending
-    structure (``noise: factor``), or a structured pair at P > GENERAL_PATH_MAX_P without the
-    structured path (the general path would take days; ``conditions`` = P).
-    """
-    if method.kind == "lmm":
-        noise = method.noise_structure
-        if noise in PENDING_LMM_NOISE and noise not in structure_names("noise"):
-            raise MissingStructure(f"KronSumLMM here has no noise structure {noise!r} (issue 12 item 1, the structured "
-                                   "Kronecker-sum path); this fit cannot run until it does")
-        if conditions is not None and conditions > GENERAL_PATH_MAX_P and not structured_path_available():
-            slow = general_cost(method.signal_structure, noise, 20000, conditions, 600, method.rank)
-            raise MissingStructure(f"KronSumLMM here has no structured path (issue 12 item 1): at P = {conditions} its "
-                                   f"general path needs {slow.describe()} (at G = 20,000, T = 600); the structured "
-                                   f"pairs are signal {'/'.join(STRUCTURED_SIGNALS)} with noise {'/'.join(STRUCTURED_NOISES)}")
+def make_estimator(method: MethodConfig, random_state: int) -> Any:
+    """The configured scikit-learn estimator (ridge or lmm; imported here so the package loads without them)."""
     if method.kind == "ridge":
         from regulas.lmm import RidgeGCV
 
@@ -226,11 +187,16 @@ def make_estimator(method: MethodConfig, random_state: int, conditions: int | No
 
 
 def fit_method(method: MethodConfig, M: np.ndarray, Y: np.ndarray, random_state: int, covariances: bool = True,
-               block_width: int | None = None) -> MethodFit:
+               block_width: int | None = None, setup: PrecomputedSetup | None = None) -> MethodFit:
     """Fit ``method`` to M (G x T), Y (G x P); the time covers the whole fit (setup included).
 
-    ``covariances=False``: leave V_hat and Sigma_hat as None (P x P each: not formed at large P).
+    ``covariances=False``: leave V_hat and Sigma_hat as None (P x P each: not formed at large P; above
+    :data:`regulas.lmm.cost.DENSE_MAX_P` they are None anyway, and the LMM's ``V_factors`` /
+    ``Sigma_factors`` are what is left).
     ``block_width``: ridge on blocks of that many conditions (:mod:`regulas.sim.blocked_ridge`, same result).
+    ``setup``: U^T Y, column sums and sums of squares of Y and the SVD of M already computed (e.g. the
+    streamed :class:`regulas.sim.streamed_setup.ConditionSetup`): an LMM on the structured path fits
+    from it without its own pass over Y (the same fit up to rounding); other fits ignore it.
     """
     start = time.perf_counter()
     if method.kind == "ridge" and block_width is not None:
@@ -246,18 +212,27 @@ def fit_method(method: MethodConfig, M: np.ndarray, Y: np.ndarray, random_state:
         elapsed = time.perf_counter() - start
         V_hat, S_hat = _empirical(M, Y, coef, intercept) if covariances else (None, None)
         return MethodFit(coef, V_hat, S_hat, float("nan"), True, elapsed)
-    est = make_estimator(method, random_state, Y.shape[1]).fit(M, Y)
+    est = make_estimator(method, random_state)
+    if method.kind == "lmm" and setup is not None and est.structured_fit_possible(Y.shape[1]):
+        est.fit(M, Y if method.noise_structure == "factor" else None, setup=setup)
+    else:
+        est.fit(M, Y)
     elapsed = time.perf_counter() - start
     coef = np.asarray(est.coef_, dtype=float)
     if method.kind == "ridge":
         V_hat, S_hat = _empirical(M, Y, coef, np.asarray(est.intercept_)) if covariances else (None, None)
         return MethodFit(coef, V_hat, S_hat, float("nan"), True, elapsed, {"alpha": float(np.mean(est.alpha_))})
+    V_factors = (np.asarray(est.C0_factor_, dtype=float), np.asarray(est.C0_diag_, dtype=float))
+    Sigma_factors = (np.asarray(est.C1_factor_, dtype=float), np.asarray(est.C1_diag_, dtype=float))
+    dense = covariances and Y.shape[1] <= DENSE_MAX_P  # C0_ and C1_ are refused above it
     return MethodFit(
         coef,
-        np.asarray(est.C0_, dtype=float) if covariances else None,
-        np.asarray(est.C1_, dtype=float) if covariances else None,
+        np.asarray(est.C0_, dtype=float) if dense else None,
+        np.asarray(est.C1_, dtype=float) if dense else None,
         float(est.log_likelihood_),
         bool(est.converged_),
         elapsed,
         {"n_iter": float(est.n_iter_)},
+        V_factors,
+        Sigma_factors,
     )

@@ -60,3 +60,35 @@ def beta_metrics(beta_hat: np.ndarray, beta: np.ndarray) -> dict[str, float]:
 def covariance_metrics(V: np.ndarray, V_hat: np.ndarray, Sigma: np.ndarray, Sigma_hat: np.ndarray) -> dict[str, float]:
     """KL of N(0, V_hat) from N(0, V) and of Sigma_hat from Sigma, after scaling each estimate to trace 1."""
     return {"kl_V": kl_gaussian(V, structure(V_hat)), "kl_Sigma": kl_gaussian(Sigma, structure(Sigma_hat))}
+
+
+def kl_gaussian_factor(F: np.ndarray, d: np.ndarray, F_hat: np.ndarray, d_hat: np.ndarray) -> float:
+    """:func:`kl_gaussian` for S_true = F F^T + diag(d) and S_est = F_hat F_hat^T + diag(d_hat) given as
+    factors (P x k, P), exactly and without any P x P matrix: O(P (k + k_hat)^2) by Woodbury and the
+    matrix determinant lemma. ``inf`` when some d_hat <= 0 (S_est singular: e.g. a low-rank C0 fit,
+    as the dense function says); ``nan`` when some d <= 0."""
+    F, d, F_hat, d_hat = (np.asarray(x, dtype=float) for x in (F, d, F_hat, d_hat))
+    if np.any(d_hat <= 0):
+        return float("inf")
+    if np.any(d <= 0):
+        return float("nan")
+    w = 1.0 / d_hat
+    E = F_hat * w[:, None]  # diag(1/d_hat) F_hat
+    A = np.eye(F_hat.shape[1]) + F_hat.T @ E  # S_est^-1 = diag(w) - E A^-1 E^T
+    LA = np.linalg.cholesky(A)
+    # tr(S_est^-1 S_true) = tr(S_est^-1 diag(d)) + tr(F^T S_est^-1 F)
+    EA = np.linalg.solve(LA, E.T)  # LA^-1 E^T: tr(E A^-1 E^T X) = tr(EA X EA^T)
+    EF = EA @ F
+    trace = float(w @ d) - float(np.sum(EA * EA * d)) + float(np.sum(F * F * w[:, None])) - float(np.sum(EF * EF))
+    logdet_est = float(np.sum(np.log(d_hat))) + 2.0 * float(np.sum(np.log(np.diag(LA))))
+    B = np.eye(F.shape[1]) + F.T @ (F / d[:, None])
+    logdet_true = float(np.sum(np.log(d))) + float(np.linalg.slogdet(B)[1])
+    return 0.5 * (trace - d.size + logdet_est - logdet_true)
+
+
+def factor_structure(F: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`structure` (C / tr(C)) of C = F F^T + diag(d), as factors."""
+    t = float(np.sum(F * F) + np.sum(d))
+    if t <= 0:
+        return np.full_like(F, np.nan), np.full_like(d, np.nan)
+    return F / np.sqrt(t), d / t

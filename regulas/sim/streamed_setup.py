@@ -6,11 +6,14 @@ needs the same); both are sums over genes, so they can be accumulated over colum
 of Y read one at a time from Zarr, and one :class:`ConditionSetup` serves every method
 fitted to the same data set.
 
-The seam with the fits (:func:`regulas.sim.methods.fit_method` today): until
-:class:`regulas.lmm.KronSumLMM` accepts a precomputed setup, the fit task also assembles Y
-(G x P) once from the same blocks and passes it; the setup then gives the quantities no
-estimator returns (the realised signal fraction, without E). Replacing ``fit_method(M, Y)``
-by a fit from ``(U, s, W, UtY, col_sumsq, col_sum)`` is the only change needed there.
+The seam with the fits is :func:`regulas.sim.methods.fit_method`'s ``setup``: a
+:class:`ConditionSetup` is a :class:`regulas.lmm.likelihood.PrecomputedSetup`, so a
+:class:`regulas.lmm.KronSumLMM` on its structured path fits from it (``fit(M, Y, setup=...)``)
+without decomposing M again or passing over Y (with ``noise="diagonal"``/``"identity"`` Y is not
+read at all; ``noise="factor"`` still reads Y for its null-space term). Ridge does not use it: its
+SVD is of the column-centred M (:mod:`regulas.sim.blocked_ridge`), and the fit task still
+assembles Y (G x P) once for ridge and factor noise. The setup also gives the quantities no
+estimator returns (the realised signal fraction, without E).
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from regulas.lmm.likelihood import PrecomputedSetup
+
 
 @dataclass
-class ConditionSetup:
-    """Sums over genes of Y (G x P) for M = U diag(s) W^T (G x T).
+class ConditionSetup(PrecomputedSetup):
+    """Sums over genes of Y (G x P) for M = U diag(s) W^T (G x T), filled block of conditions by block.
 
     Attributes
     ----------
@@ -31,12 +36,6 @@ class ConditionSetup:
     filled : (P,) which conditions have been added.
     """
 
-    U: np.ndarray
-    s: np.ndarray
-    Wt: np.ndarray
-    UtY: np.ndarray
-    col_sum: np.ndarray
-    col_sumsq: np.ndarray
     filled: np.ndarray = field(repr=False)
 
     @classmethod
