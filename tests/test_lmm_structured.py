@@ -273,7 +273,10 @@ def test_fit_from_a_precomputed_setup_equals_the_fit_from_y(signal, noise, reml)
     a = KronSumLMM(signal=signal, noise=noise, reml=reml, solver="structured", decomposition="svd", **opts).fit(M, Y)
     b = KronSumLMM(signal=signal, noise=noise, reml=reml, solver="structured", **opts).fit(M, Y if factor else None, setup=setup)
     assert b.log_likelihood_ == pytest.approx(a.log_likelihood_, rel=1e-10 if signal == "lowrank_k" else 1e-7)
-    np.testing.assert_allclose(b.coef_, a.coef_, rtol=0, atol=1e-3 * np.abs(a.coef_).max() + 1e-8)
+    # beta_hat scales with the fitted signal variances: where a diagonal signal's optimum has them at ~0 (here
+    # |beta_hat| ~ 1e-11), the two fits stop at different tiny values. Compared on the data's scale instead.
+    scale = max(np.abs(a.coef_).max(), 1e-4 * np.abs(Y).max() / np.abs(M).max())
+    np.testing.assert_allclose(b.coef_, a.coef_, rtol=0, atol=1e-3 * scale + 1e-8)
 
 
 def test_precomputed_setup_bad_inputs():
