@@ -66,4 +66,4 @@ def test_relative_links_point_to_existing_files(page: Path) -> None:
 
 def test_docs_do_not_mention_the_obsolete_shared_data_folder() -> None:
     stale = [p.name for p in PAGES if "shared/data" in p.read_text()]
-    assert not stale, f"pages still naming ../shared/data (the data sets ship in regulas/datasets): {stale}"
+    assert not stale, f"pages still naming the old data folder outside the repo (the data sets ship in regulas/datasets): {stale}"

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from regulas.core.errors import StoreError
+from regulas.store.root import write_json_atomically
 
 LEASE_DIR = "leases"
 #: seconds between two heartbeats of a running driver
@@ -58,12 +59,6 @@ def snapshot_path(root: Path, study: str) -> Path:
 def heartbeat_for(timeout_s: float) -> float:
     """Heartbeat interval of a lease with this timeout: several beats fit in one timeout."""
     return min(HEARTBEAT_S, timeout_s / 4)
-
-
-def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, sort_keys=True) + "\n")
-    tmp.replace(path)  # a reader never sees half a file
 
 
 def read_snapshot(path: Path) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from regulas.core.errors import StoreError
 
@@ -71,9 +72,15 @@ def write_marker(layout: StoreLayout) -> None:
             )
         return
     layout.root.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")  # two drivers starting together each write their own
-    tmp.write_text(json.dumps({"format": FORMAT, "db": layout.db, "arrays": layout.arrays}, indent=1) + "\n")
-    tmp.replace(path)  # atomic: a reader never sees half a marker
+    # two drivers starting together each write their own temporary file
+    write_json_atomically(path, {"format": FORMAT, "db": layout.db, "arrays": layout.arrays})
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """``data`` as JSON at ``path``, replaced atomically: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
 
 
 def read_marker(root: Path) -> StoreLayout:
