@@ -220,10 +220,9 @@ def _report(target: str, overrides: Sequence[str], study: str | None, out: Path 
 
 
 def _write_reports_of(spec: StudySpec, out: Path | None = None) -> int:
-    from regulas.study import layout_of, report_dir
+    from regulas.study import write_reports_of
 
-    layout = layout_of(spec)
-    return _write_reports(spec.workload, layout, spec.study.name, out or report_dir(layout.root, spec.study.name))
+    return _report_files(*write_reports_of(spec, out))
 
 
 def _write_reports(workload: Workload, layout: StoreLayout, study: str, folder: Path) -> int:

@@ -156,23 +156,33 @@ def report_dir(root: Path, study: str) -> Path:
     return root / "reports" / study
 
 
-def write_reports(workload: Workload, layout: StoreLayout, study: str, out_dir: Path | None = None) -> ReportRun:
+def write_reports(
+    workload: Workload, layout: StoreLayout, study: str, out_dir: Path | None = None, *, group: Sequence[str] = ()
+) -> ReportRun:
     """Run the workload's reports on finished study ``study`` of the store at ``layout``,
     writing them to ``out_dir`` (default :func:`report_dir`); refused when one of its arrays
-    fails its chunk digests (:func:`check_study_arrays`)."""
-    check_study_arrays(layout, study)
-    study_id = require_finished_study(layout.db_path, study)
+    fails its chunk digests (:func:`check_study_arrays`).
+
+    ``group``: report on these finished studies together, under the name ``study`` (the
+    studies of one regulAS experiment name, :func:`study_group`); empty: ``study`` alone.
+    """
+    members = list(group) or [study]
+    ids = {}
+    for name in members:
+        check_study_arrays(layout, name)
+        ids[name] = require_finished_study(layout.db_path, name)
     out_dir = out_dir if out_dir is not None else report_dir(layout.root, study)
     check_writable(out_dir, "the report folder", "write the reports elsewhere with regulas report STORE_ROOT --out DIR")
     engine = open_read(layout.db_path)
     try:
         ctx = ReportContext(
             study=study,
-            study_id=study_id,
+            study_id=ids[members[0]],
             db=engine,
             db_path=layout.db_path,
-            arrays=StudyArrays(layout.arrays_path, study),
+            arrays=StudyArrays(layout.arrays_path, members[0]),
             out_dir=out_dir,
+            group=ids if group else {},
         )
         try:
             return run_reports(workload.reports(), ctx)
@@ -185,6 +195,52 @@ def write_reports(workload: Workload, layout: StoreLayout, study: str, out_dir: 
             ) from exc
     finally:
         engine.dispose()
+
+
+def study_group(spec: StudySpec) -> list[str]:
+    """The stored studies a report-only config with ``study.name_from_data`` reports on: those
+    of its workload whose stored config has the same ``name`` in the workload's section (a
+    regulAS experiment name), or which are named so, oldest first."""
+    layout = layout_of(spec)
+    section = spec.workload.section
+    engine = open_read(layout.db_path)
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT name, workload, config_yaml FROM study ORDER BY id").all()
+    finally:
+        engine.dispose()
+    found = []
+    for name, workload, config_yaml in rows:
+        try:
+            tree = yaml.safe_load(config_yaml)
+        except yaml.YAMLError:
+            tree = None
+        node = tree.get(section) if isinstance(tree, dict) else None
+        grouped = isinstance(node, dict) and node.get("name") == spec.study.name
+        if workload == spec.study.workload and (grouped or name == spec.study.name):
+            found.append(str(name))
+    if not found:
+        names = ", ".join(repr(r[0]) for r in rows) or "none"
+        raise StoreError(
+            f"no {spec.study.workload} study of experiment {spec.study.name!r} in {layout.db_path} (studies there: "
+            f"{names}); expected the store.root its experiment ran into"
+        )
+    return found
+
+
+def write_reports_of(spec: StudySpec, out_dir: Path | None = None) -> tuple[str, ReportRun, Path]:
+    """Report on the study a config names (its name, reports and report folder): a report-only
+    regulAS file (``study.name_from_data``) on every stored study of its experiment name,
+    any other config on its own study (named after its data when the config says so)."""
+    layout = layout_of(spec)
+    group: list[str] = []
+    if spec.workload.reports_only and spec.study.name_from_data:
+        group = study_group(spec)
+    else:
+        spec = spec.named_by_data()
+    name = spec.study.name
+    folder = out_dir or report_dir(layout.root, name)
+    return name, write_reports(spec.workload, layout, name, folder, group=group), folder
 
 
 @dataclass
@@ -201,7 +257,7 @@ def run(spec: StudySpec, *, progress: RunProgress | None = None, restart: bool =
     ``restart``: discard the study's stored results first and run it from the start.
     """
     summary = run_study(spec, progress=progress, restart=restart)
-    reports = write_reports(spec.workload, layout_of(spec), spec.study.name) if summary.ok else None
+    reports = write_reports(spec.workload, layout_of(spec), summary.study) if summary.ok else None
     return StudyRun(summary, reports)
 
 
@@ -236,4 +292,7 @@ def load_stored_study(root: Path, study: str | None = None) -> tuple[Workload, S
     return cls(config), layout, str(name)
 
 
-__all__ = ["StudyRun", "StudySpec", "layout_of", "load_stored_study", "load_study", "report_dir", "run", "write_reports"]
+__all__ = [
+    "StudyRun", "StudySpec", "layout_of", "load_stored_study", "load_study", "report_dir", "run", "study_group",
+    "write_reports", "write_reports_of",
+]

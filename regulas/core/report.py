@@ -27,6 +27,11 @@ class ReportContext:
 
     ``cache`` is shared by the reports of one run, for what several of them load (e.g. a
     workload's results table).
+
+    ``group``: when the reports cover several studies together (regulAS reports on every
+    experiment of one name), their names and ids in run order; ``study`` is then the name
+    that groups them and ``study_id`` the first of them (whose run the HTML page describes).
+    Empty: the reports cover ``study`` alone.
     """
 
     study: str
@@ -36,6 +41,7 @@ class ReportContext:
     arrays: StudyArraysLike
     out_dir: Path
     cache: dict[str, Any] = field(default_factory=dict)
+    group: dict[str, int] = field(default_factory=dict)
 
 
 #: ``DataFrame.attrs`` key of a caveat a report's table carries (e.g. optimistic selection);

@@ -6,6 +6,7 @@ runs it without knowing which workload or backend it holds.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import yaml
 
 from regulas.core.config.loader import to_yaml
 from regulas.core.config.sections import ClusterConfigBase, ExecutionSection, StoreSection, StudySection
+from regulas.core.errors import ConfigError
 from regulas.core.hashing import stable_hash
 from regulas.core.workload import Workload
 
@@ -70,6 +72,35 @@ class StudySpec:
     workload: Workload
     #: the config to store: :attr:`tree` with ``${oc.env:...}`` values as written (None: ``tree``)
     stored_tree: dict[str, Any] | None = None
+
+    def named_by_data(self) -> StudySpec:
+        """This spec with its study named after its data when ``study.name_from_data`` is set
+        (else itself): ``<name>-<first hex digits of the workload's data fingerprint>``.
+
+        Reads the data (:meth:`~regulas.core.workload.Workload.check_inputs`), so bad data
+        stops here, before the store is touched. The name also goes into the config stored
+        with the study; the section's own ``name`` (e.g. regulAS's ``experiment.name``) stays.
+        """
+        if not self.study.name_from_data:
+            return self
+        self.workload.check_inputs(self.seed)
+        fingerprint = self.workload.data_fingerprint(self.seed)
+        if fingerprint is None:
+            raise ConfigError(
+                f"workload {self.study.workload!r} gives no data fingerprint before it runs, so the study cannot be "
+                "named after its data; expected study.name_from_data=false (the study is then named study.name)",
+                key="study.name_from_data",
+                source=self.source,
+            )
+        study = self.study.with_data(fingerprint)
+        if study is self.study:
+            return self
+
+        def renamed(tree: dict[str, Any]) -> dict[str, Any]:
+            return {**tree, "study": {**(tree.get("study") or {}), "name": study.name}}
+
+        stored = renamed(self.stored_tree) if self.stored_tree is not None else None
+        return dataclasses.replace(self, study=study, tree=renamed(self.tree), stored_tree=stored)
 
     @property
     def yaml(self) -> str:

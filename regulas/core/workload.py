@@ -190,6 +190,11 @@ class Workload(ABC):
         that reads files does it here and keeps what it read for :meth:`prepare`.
         """
 
+    def run_notes(self) -> Sequence[str]:
+        """Lines a run prints once before its tasks start (optional), e.g. a caveat of the
+        method the config chose."""
+        return ()
+
     def data_fingerprint(self, root_seed: int) -> str | None:
         """The fingerprint :meth:`prepare` will return, computed without writing anything
         (driver, after :meth:`check_inputs`; optional).

@@ -186,6 +186,9 @@ def run_study(
     t0 = time.monotonic()
     progress = progress or RunProgress(spec.execution.progress, spec.execution.progress_every_s)
     spec.workload.check_inputs(spec.seed)  # bad data stops the run before the store exists
+    spec = spec.named_by_data()  # a regulAS file: one study per data set of its experiment name
+    for note in spec.workload.run_notes():
+        progress.message(note)
     check_writable(
         spec.store.root_path,
         "store.root",

@@ -8,9 +8,19 @@ beside ``random_state``, ``database`` and ``num_processes``.
 
 Both become a regulas study of workload ``splicing``: the experiment keys move under
 ``experiment`` (the workload's section), ``random_state`` stays at the top (so the
-interpolations resolve) and, when set, is the study's root seed; the study is named
-after the experiment. Overrides keep regulAS's spelling: ``dataset.path_to_file=...``
-means ``experiment.dataset.path_to_file=...``.
+interpolations resolve) and, when set, is the study's root seed. Overrides keep
+regulAS's spelling: ``dataset.path_to_file=...`` means ``experiment.dataset.path_to_file=...``
+(and ``selection=nested`` means ``experiment.selection=nested``).
+
+regulAS's semantics hold unless the file or an override says otherwise:
+
+- ``selection: outer``: every grid point is scored on the outer splits (regulAS's
+  selection; ``selection: nested`` gives unbiased estimates);
+- the study is named after the experiment *and its data*: ``study.name_from_data`` makes
+  the run name it ``<name>-<first 10 hex digits of the data fingerprint>`` once the data
+  is loaded, as regulAS's experiment md5 covers its data. Another pickle is then another
+  study of the same experiment name in the same store (reports group them), never a
+  changed input of the first.
 """
 
 from __future__ import annotations
@@ -21,6 +31,10 @@ from typing import Any
 EXPERIMENT_KEYS = ("name", "dataset", "split", "pipelines", "reports")
 #: top-level keys of regulAS's packaged config, kept at the top
 TOP_KEYS = ("random_state", "database", "num_processes")
+#: keys regulas adds to the experiment section, accepted bare in a regulAS file and its overrides
+ADDED_KEYS = ("selection", "block_size", "inner_cv", "scoring", "top_k", "permutation")
+#: regulAS's selection: every grid point scored on the outer splits, best by test mean
+REGULAS_SELECTION = "outer"
 
 
 def is_regulas_experiment(body: dict[str, Any]) -> bool:
@@ -37,11 +51,13 @@ def wrap_experiment(body: dict[str, Any]) -> dict[str, Any]:
         experiment = dict(body["experiment"])
         rest = {k: v for k, v in body.items() if k != "experiment"}
     else:
-        experiment = {k: v for k, v in body.items() if k in EXPERIMENT_KEYS}
-        rest = {k: v for k, v in body.items() if k not in EXPERIMENT_KEYS}
+        moved = (*EXPERIMENT_KEYS, *ADDED_KEYS)
+        experiment = {k: v for k, v in body.items() if k in moved}
+        rest = {k: v for k, v in body.items() if k not in moved}
+    experiment.setdefault("selection", REGULAS_SELECTION)
     out: dict[str, Any] = {
         "random_state": rest.pop("random_state", None),
-        "study": {"name": "${experiment.name}", "workload": "splicing"},
+        "study": {"name": "${experiment.name}", "workload": "splicing", "name_from_data": True},
         "experiment": experiment,
     }
     out.update(rest)  # anything else is validated (and reported) as usual
@@ -49,9 +65,10 @@ def wrap_experiment(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def experiment_override_key(key: str) -> str:
-    """``dataset.path_to_file`` -> ``experiment.dataset.path_to_file`` (regulAS spelling)."""
+    """``dataset.path_to_file`` -> ``experiment.dataset.path_to_file`` (regulAS spelling);
+    ``selection`` -> ``experiment.selection`` (and the other keys regulas adds)."""
     head = key.split(".", 1)[0].split("[", 1)[0]
-    return f"experiment.{key}" if head in EXPERIMENT_KEYS else key
+    return f"experiment.{key}" if head in (*EXPERIMENT_KEYS, *ADDED_KEYS) else key
 
 
 def apply_top_keys(tree: dict[str, Any], source: str | None) -> None:

@@ -7,6 +7,7 @@ The ``cluster`` section is typed by its backend's subclass of :class:`ClusterCon
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ from regulas.core.config.typed import positive
 from regulas.core.errors import ConfigError
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # whole name: re.fullmatch (`$` lets "x\n" through)
+#: hex digits of the data fingerprint a name derived from the data ends with (``name-0123456789``)
+DATA_NAME_DIGITS = 10
 
 
 @dataclass(frozen=True)
@@ -24,15 +27,26 @@ class StudySection:
     name: str
     workload: str
     description: str = ""
+    # the run names the study ``<name>-<data fingerprint's first hex digits>`` once the data is
+    # loaded (regulAS files: one experiment name, one study per data set); reports group by ``name``
+    name_from_data: bool = False
 
     def check(self, prefix: str, source: str | None) -> None:
-        if not _NAME.fullmatch(self.name):
+        longest = 128 - (DATA_NAME_DIGITS + 1 if self.name_from_data else 0)
+        if not _NAME.fullmatch(self.name) or len(self.name) > longest:
             raise ConfigError(
-                f"invalid study name (given: {self.name!r}); expected letters, digits, '_', '.', '-' "
-                "(it names a Zarr group and appears in file names)",
+                f"invalid study name (given: {self.name!r}); expected letters, digits, '_', '.', '-', at most "
+                f"{longest} characters (it names a Zarr group and appears in file names)",
                 key=f"{prefix}.name",
                 source=source,
             )
+
+    def with_data(self, fingerprint: str) -> StudySection:
+        """This section named after its data (``name_from_data``); itself when already so named."""
+        suffix = "-" + fingerprint[:DATA_NAME_DIGITS]
+        if not self.name_from_data or self.name.endswith(suffix):
+            return self
+        return dataclasses.replace(self, name=self.name + suffix)
 
 
 #: what regulas itself keeps in store.root beside the database and the arrays

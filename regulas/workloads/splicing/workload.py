@@ -53,6 +53,9 @@ if TYPE_CHECKING:
     from regulas.data import SplicingData
 
 SECTION = "experiment"
+#: printed once by a run with ``selection: outer`` (a regulAS file's default)
+OUTER_NOTICE = ("regulAS semantics: every grid point is scored on the outer splits and the best picked by test "
+                "mean (optimistic); set selection=nested for unbiased estimates")
 #: the importance kinds stored (top-k in SQLite for each)
 IMPORTANCE_KINDS = ("coef", "feature_importances", "permutation")
 #: Zarr array of each kind's full vectors: the model's own (coef_, or feature_importances_
@@ -294,6 +297,9 @@ class SplicingWorkload(Workload):
     def check_inputs(self, root_seed: int) -> None:
         self.outer_splits(root_seed)  # loads and checks the data, then the splits
 
+    def run_notes(self) -> list[str]:
+        return [OUTER_NOTICE] if self.config.selection == "outer" else []
+
     @functools.lru_cache(maxsize=1)  # noqa: B019 - one workload object per driver run
     def outer_splits(self, root_seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """(train, test) sample rows of every outer split, checked."""
@@ -518,7 +524,7 @@ class SplicingWorkload(Workload):
         """The configured reports (regulAS's, by ``_depends_on_``), the default figures, the summary."""
         from regulas.workloads.splicing.reports import SplicingSummary, study_reports
 
-        return [*study_reports(self.config.reports), SplicingSummary(self.config.selection)]
+        return [*study_reports(self.config.reports), SplicingSummary()]
 
 
 def _init_params(cls: Any) -> set[str]:

@@ -70,22 +70,42 @@ class SplicingReport(Report):
         """Check the reports this one depends on (name -> their known columns); raise ReportParamError."""
 
     def check(self, ctx: ReportContext) -> None:
-        from regulas.workloads.splicing.reports.results import StudyResults
-
-        results = StudyResults.of(ctx)
-        results.events  # noqa: B018 - fail on missing Zarr arrays before writing anything
-        known = {results.study, results.experiment_name} - {None}
-        if self.experiment_name is not None and self.experiment_name not in known:
-            raise ConfigError(
-                f"names experiment {self.experiment_name!r}, but the reports run on study {results.study!r}"
-                + (f" (experiment name {results.experiment_name!r})" if results.experiment_name else ""),
-                key=f"{self.key or self.name}.experiment_name",
-            )
+        for results in members(ctx):
+            results.events  # noqa: B018 - fail on missing Zarr arrays before writing anything
+            known = {results.study, results.experiment_name} - {None}
+            if self.experiment_name is not None and self.experiment_name not in known:
+                raise ConfigError(
+                    f"names experiment {self.experiment_name!r}, but the reports run on study {results.study!r}"
+                    + (f" (experiment name {results.experiment_name!r})" if results.experiment_name else ""),
+                    key=f"{self.key or self.name}.experiment_name",
+                )
 
     def write(self, ctx: ReportContext, inputs: Mapping[str, pd.DataFrame | None]) -> ReportOutput:
         from regulas.workloads.splicing.reports.results import StudyResults
 
+        if ctx.group:
+            return self.generate_group(ctx, inputs)
         return self.generate(StudyResults.of(ctx), inputs, ctx.out_dir)
+
+    def generate_group(self, ctx: ReportContext, inputs: Mapping[str, pd.DataFrame | None]) -> ReportOutput:
+        """The report on several studies (``ctx.group``, regulAS's experiments of one name):
+        :meth:`generate` on each study with its own rows of the inputs (so each pipeline is
+        scored on its own predictions), the tables stacked under a first column ``study``."""
+        frames: list[pd.DataFrame] = []
+        files: list[Path] = []
+        for results in members(ctx):
+            own = {name: rows_of(frame, results.study) for name, frame in inputs.items()}
+            out = self.generate(results, own, ctx.out_dir / results.study)
+            files += out.files
+            if out.frame is not None:
+                frames.append(out.frame.assign(study=results.study)[["study", *out.frame.columns]])
+        if not frames:
+            return ReportOutput(None, files)
+        frame = pd.concat(frames, ignore_index=True)
+        title = str(frames[0].attrs.get(TITLE, "")).partition(": ")[2]  # "<study>: what" -> "what"
+        frame.attrs[TITLE] = f"{ctx.study} ({len(frames)} studies): {title}" if title else ctx.study
+        frame.attrs[NOTE] = " ".join(dict.fromkeys(str(f.attrs.get(NOTE, "")) for f in frames if f.attrs.get(NOTE)))
+        return ReportOutput(frame, files)
 
     @abstractmethod
     def generate(
@@ -94,4 +114,22 @@ class SplicingReport(Report):
         """Produce the report from the study's results and the outputs of its dependencies."""
 
 
-__all__ = ["NOTE", "TITLE", "ReportError", "ReportOutput", "ReportParamError", "SplicingReport"]
+def members(ctx: ReportContext) -> list[StudyResults]:
+    """The studies a report run covers: each of ``ctx.group``, else ``ctx.study``."""
+    from regulas.workloads.splicing.reports.results import StudyResults
+
+    if not ctx.group:
+        return [StudyResults.of(ctx)]
+    return [StudyResults.member(ctx, name) for name in ctx.group]
+
+
+def rows_of(frame: pd.DataFrame | None, study: str) -> pd.DataFrame | None:
+    """One study's rows of a group's table (``study`` column dropped); other tables as they are."""
+    if frame is None or "study" not in frame.columns:
+        return frame
+    own = frame[frame["study"] == study].drop(columns="study").reset_index(drop=True)
+    own.attrs = dict(frame.attrs)
+    return own
+
+
+__all__ = ["NOTE", "TITLE", "ReportError", "ReportOutput", "ReportParamError", "SplicingReport", "members", "rows_of"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from regulas.core.report import ReportContext
 from regulas.workloads.splicing.reports.base import NOTE, ReportOutput, ReportParamError, SplicingReport
 from regulas.workloads.splicing.reports.results import StudyResults
 
@@ -56,9 +57,16 @@ class ExportCSV(SplicingReport):
         path = Path(self.output_dir).expanduser()
         return path if path.is_absolute() else Path(out_dir) / path
 
+    def write(self, ctx: ReportContext, inputs: Mapping[str, pd.DataFrame | None]) -> ReportOutput:
+        return self.export(inputs, ctx.out_dir)  # one file per table, also for a group of studies
+
     def generate(
         self, results: StudyResults, inputs: Mapping[str, pd.DataFrame | None], out_dir: Path
     ) -> ReportOutput:
+        return self.export(inputs, out_dir)
+
+    def export(self, inputs: Mapping[str, pd.DataFrame | None], out_dir: Path) -> ReportOutput:
+        """Write each table of ``inputs`` as ``<folder>/<name>.csv``."""
         folder = self.folder(out_dir)
         folder.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []

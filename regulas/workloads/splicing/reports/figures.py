@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from regulas.core.report import ReportContext
 from regulas.reports.figures import clip_note, mark_outside, robust_limits, short_label
-from regulas.workloads.splicing.reports.base import ReportOutput, SplicingReport
+from regulas.workloads.splicing.reports.base import ReportOutput, SplicingReport, members
 from regulas.workloads.splicing.reports.performance import ModelPerformanceReport
 from regulas.workloads.splicing.reports.results import StudyResults
 
@@ -59,8 +60,11 @@ def best_per_event(r2: pd.DataFrame) -> pd.DataFrame:
 
 
 def _title(results: StudyResults, text: str) -> str:
-    note = f"\n({results.note})" if results.note else ""
-    return f"{results.study}: {text}{note}"
+    return _heading(results.study, results.note, text)
+
+
+def _heading(label: str, note: str, text: str) -> str:
+    return f"{label}: {text}" + (f"\n({note})" if note else "")
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -77,7 +81,9 @@ def _message(path: Path, title: str, message: str) -> Path:
     return _save(fig, path)
 
 
-def score_distribution(results: StudyResults, r2: pd.DataFrame, mse: pd.DataFrame, path: Path) -> Path:
+def score_distribution(label: str, note: str, r2: pd.DataFrame, mse: pd.DataFrame, path: Path) -> Path:
+    """Boxes per pipeline over events (rows of ``r2``, ``mse``: event, pipeline, mean); the
+    title starts with ``label`` and carries ``note``."""
     medians = r2.groupby("pipeline")["mean"].median().sort_values(ascending=False, na_position="last")
     labels = list(medians.index[:MAX_PIPELINES])
     shown = "" if len(medians) <= MAX_PIPELINES else f" (best {MAX_PIPELINES} of {len(medians)} by median R²)"
@@ -112,7 +118,7 @@ def score_distribution(results: StudyResults, r2: pd.DataFrame, mse: pd.DataFram
     caption += notes
     if n_nan:
         caption.append(f"{n_nan} event(s) with NaN R² in some pipeline (constant test PSI) are left out of that box.")
-    fig.suptitle(_title(results, f"score distribution over {n_events} events per pipeline{shown}"))
+    fig.suptitle(_heading(label, note, f"score distribution over {n_events} events per pipeline{shown}"))
     fig.supxlabel("\n".join(caption), fontsize=8, ha="left", x=0.01)
     return _save(fig, path)
 
@@ -258,16 +264,40 @@ def write_default_figures(results: StudyResults, out_dir: Path) -> list[Path]:
     r2 = mean_scores(results, "sklearn.metrics.r2_score", score=True)
     mse = mean_scores(results, "sklearn.metrics.mean_squared_error", score=False)
     return [
-        score_distribution(results, r2, mse, out_dir / "score_distribution.png"),
+        score_distribution(results.study, results.note, r2, mse, out_dir / "score_distribution.png"),
         top_regulators(results, r2, out_dir / "top_regulators.png"),
         predicted_vs_true(results, r2, out_dir / "predicted_vs_true.png"),
     ]
 
 
 class DefaultFigures(SplicingReport):
-    """The three default figures of every splicing study (see the module docstring)."""
+    """The three default figures of every splicing study (see the module docstring).
+
+    On several studies (the experiments of one regulAS name): the score distribution over
+    the events of them all, per pipeline, as regulAS's performance plot aggregates over its
+    experiments; each study's own three figures are written by its run.
+    """
 
     name = "regulas.figures"
+
+    def generate_group(self, ctx: ReportContext, inputs: Mapping[str, pd.DataFrame | None]) -> ReportOutput:
+        r2s: list[pd.DataFrame] = []
+        mses: list[pd.DataFrame] = []
+        notes = []
+        for results in members(ctx):
+            for metric, score, out in (("sklearn.metrics.r2_score", True, r2s),
+                                       ("sklearn.metrics.mean_squared_error", False, mses)):
+                scores = mean_scores(results, metric, score=score)
+                # events of different studies are different events, even with one name (regulAS's "psi")
+                out.append(scores.assign(event=results.study + "/" + scores["event"].astype(str)))
+            if results.note:
+                notes.append(results.note)
+        ctx.out_dir.mkdir(parents=True, exist_ok=True)
+        path = score_distribution(
+            f"{ctx.study} ({len(ctx.group)} studies)", " ".join(dict.fromkeys(notes)),
+            pd.concat(r2s, ignore_index=True), pd.concat(mses, ignore_index=True), ctx.out_dir / "score_distribution.png",
+        )
+        return ReportOutput(frame=None, files=[path], title="score distribution over the events of every study")
 
     def generate(
         self, results: StudyResults, inputs: Mapping[str, pd.DataFrame | None], out_dir: Path

@@ -30,6 +30,9 @@ from regulas.store.database import open_read
 from regulas.store.schema import study
 from regulas.workloads.splicing.tables import splice_model, splice_score
 
+#: the caveat of every table and figure of a study with ``selection: outer``
+OUTER_NOTE = ("selection 'outer' (regulAS's selection): every grid point was scored on the outer test folds, so "
+              "choosing the best by test score is optimistic; selection 'nested' gives unbiased estimates")
 #: bound parameters per SQL statement (SQLite's limit is 32766 since 3.32; stay far below)
 SQL_PARAMS = 900
 
@@ -52,6 +55,15 @@ class StudyResults:
         if "splicing.results" not in ctx.cache:
             ctx.cache["splicing.results"] = cls(ctx.db_path, Path(ctx.arrays.store_path), ctx.study, engine=ctx.db)
         found: StudyResults = ctx.cache["splicing.results"]
+        return found
+
+    @classmethod
+    def member(cls, ctx: ReportContext, name: str) -> StudyResults:
+        """The results of study ``name`` of a report run on several studies (``ctx.group``), loaded once."""
+        key = f"splicing.results/{name}"
+        if key not in ctx.cache:
+            ctx.cache[key] = cls(ctx.db_path, Path(ctx.arrays.store_path), name, engine=ctx.db)
+        found: StudyResults = ctx.cache[key]
         return found
 
     def __init__(self, db_path: Path, arrays_path: Path, study_name: str, *, engine: Engine | None = None) -> None:
@@ -101,12 +113,7 @@ class StudyResults:
     @property
     def note(self) -> str:
         """The caveat every table and figure of this study carries ('' when none)."""
-        if self.selection == "outer":
-            return (
-                "selection 'outer': every grid point was scored on the outer test folds, "
-                "so choosing the best by test score is optimistic"
-            )
-        return ""
+        return OUTER_NOTE if self.selection == "outer" else ""
 
     @cached_property
     def experiment_name(self) -> str | None:

@@ -67,24 +67,50 @@ def summary_lines(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
+#: the line of the summary that says which selection a study used
+SELECTION_LINES = {
+    "nested": "selection: nested (hyper-parameters chosen by an inner search on each outer training part; "
+              "unbiased test estimates)",
+    "outer": "selection: outer (regulAS's selection: every grid point scored on the outer test folds, the best "
+             "picked by test mean, which is optimistic; selection=nested gives unbiased estimates)",
+}
+
+
+def stored_selection(ctx: ReportContext, study_id: int) -> str:
+    """``outer`` when the study's models are grid points scored on the outer folds, else ``nested``."""
+    found = read_frame(ctx.db, text("SELECT max(candidate) AS c FROM splice_model WHERE study_id = :s"), {"s": study_id})
+    top = found["c"].iloc[0] if len(found) else None
+    return "outer" if top is not None and pd.notna(top) and int(top) >= 0 else "nested"
+
+
 class SplicingSummary(Report):
-    """Per model (best median MSE first): events, median and mean MSE, R² and r, and NaN R² folds."""
+    """Per model (best median MSE first): events, median and mean MSE, R² and r, and NaN R² folds;
+    and which selection the study used. On several studies (``ctx.group``) one table per study."""
 
     name = "regulas.summary"
 
-    def __init__(self, selection: str = "nested") -> None:
-        self.selection = selection
-
     def write(self, ctx: ReportContext, inputs: Mapping[str, pd.DataFrame | None]) -> ReportOutput:
-        scores = read_frame(
-            ctx.db,
-            text("SELECT m.label AS pipeline, r.event, r.mse, r.r2, r.pearson, r.r2_is_nan AS r2_nan_flag "
-                 "FROM splice_score r JOIN splice_model m ON m.study_id = r.study_id AND m.model = r.model "
-                 "WHERE r.study_id = :s"),
-            {"s": ctx.study_id},
-        )
-        frame = summary_frame(scores)
-        lines = summary_lines(frame)
-        if self.selection == "outer":
-            lines.append("selection 'outer': every grid point is scored on the test folds; the best of them is optimistic")
+        studies = ctx.group or {ctx.study: ctx.study_id}
+        frames, lines, notes = [], [], []
+        for name, study_id in studies.items():
+            scores = read_frame(
+                ctx.db,
+                text("SELECT m.label AS pipeline, r.event, r.mse, r.r2, r.pearson, r.r2_is_nan AS r2_nan_flag "
+                     "FROM splice_score r JOIN splice_model m ON m.study_id = r.study_id AND m.model = r.model "
+                     "WHERE r.study_id = :s"),
+                {"s": study_id},
+            )
+            frame = summary_frame(scores)
+            *table, notes_line = summary_lines(frame)
+            if ctx.group:
+                lines.append(f"study {name!r}:")
+                frame.insert(0, "study", name)
+            lines += table
+            notes.append(notes_line)
+            frames.append(frame)
+            selection = SELECTION_LINES[stored_selection(ctx, study_id)]
+            if not ctx.group or selection not in lines:
+                lines.append(selection)
+        lines.append(notes[0])
+        frame = pd.concat(frames, ignore_index=True)
         return ReportOutput(frame=frame, text="\n".join(lines), title="per pipeline: medians and means of MSE, R² and r")
