@@ -47,15 +47,17 @@ def test_example_experiment_and_report_run_as_in_its_readme(tmp_path: Path) -> N
                     "cluster.n_workers=2", *QUIET], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     db = tmp_path / "out" / "regulas.db"
-    assert query(db, "SELECT name, root_seed, status FROM study") == [("lr_svr_tmr", 42, "done")]
-    assert query(db, "SELECT count(*) FROM splice_score") == [(1 * 2 * 5,)]  # event x pipeline x split
+    ((name, seed, status),) = query(db, "SELECT name, root_seed, status FROM study")
+    assert name.startswith("lr_svr_tmr-") and (seed, status) == (42, "done")  # named after the experiment and its data
+    assert query(db, "SELECT count(*) FROM splice_score") == [(1 * 6 * 5,)]  # event x grid point (regulAS's selection) x split
     assert query(db, "SELECT name FROM splice_event") == [("psi",)]
 
     rep = run_cli(["run", str(EXAMPLE / "report.yaml"), store], cwd=tmp_path)
     assert rep.returncode == 0, rep.stdout + rep.stderr
     folder = tmp_path / "out" / "reports" / "lr_svr_tmr" / "reports"
     assert sorted(p.name for p in folder.glob("*.csv")) == ["FeatureRanking.csv", "MSE.csv", "PearsonR.csv"]
-    mse = pd.read_csv(folder / "MSE.csv", sep=";")
-    assert sorted(mse["pipeline"]) == ["MinMax+SupportVectorMachine", "ZScore+LinearRegression"]
-    ranking = pd.read_csv(folder / "FeatureRanking.csv", sep=";")
+    mse = pd.read_csv(folder / "MSE.csv", sep=";", comment="#")
+    assert set(mse["study"]) == {name} and len(mse) == 6
+    assert {p.partition(" ")[0] for p in mse["pipeline"]} == {"MinMax+SupportVectorMachine", "ZScore+LinearRegression"}
+    ranking = pd.read_csv(folder / "FeatureRanking.csv", sep=";", comment="#")
     assert len(ranking) > 0 and set(ranking["feature"]) <= set(pd.read_pickle(pkl).columns[:-1])

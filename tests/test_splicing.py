@@ -375,41 +375,108 @@ reports:
 """
 
 
-def test_regulas_sample_experiment_and_report_configs_run_as_written(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
+def regulas_pickle(path: Path, seed: int) -> pd.DataFrame:
+    """A pickle in regulAS's format: 40 samples x 6 genes, then the event's PSI as column ``psi``."""
+    rng = np.random.default_rng(seed)
     X = pd.DataFrame(rng.standard_normal((40, 6)), columns=[f"G{i}" for i in range(6)],
                      index=[f"s{i}" for i in range(40)])
-    frame = X.assign(psi=1 / (1 + np.exp(-(X["G0"] - X["G3"] + 0.2 * rng.standard_normal(40)))))
-    data = tmp_path / "data" / "a.pkl"
-    data.parent.mkdir()
-    with data.open("wb") as fh:
+    frame = X.assign(psi=1 / (1 + np.exp(-(X["G0"] - X[f"G{seed % 5 + 1}"] + 0.2 * rng.standard_normal(40)))))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:
         pickle.dump(frame, fh)
+    return frame
+
+
+def regulas_outer_mse(frame: pd.DataFrame) -> dict[tuple[str, str, int], float]:
+    """Test MSE of every grid point of REGULAS_EXPERIMENT's pipelines on every outer split, by
+    scikit-learn alone: (pipeline, params as stored, split) -> MSE."""
+    from sklearn.linear_model import ElasticNet
+
+    X, y = frame.drop(columns="psi").to_numpy(), frame["psi"].to_numpy()
+    grids = {
+        "ZScore+LinearRegression": [({"alpha": a}, Pipeline([("z", StandardScaler()), ("m", ElasticNet(l1_ratio=0.2, alpha=a))]))
+                                    for a in (0.1, 0.5, 1.0)],
+        "MinMax+SupportVectorMachine": [({"C": c}, Pipeline([("s", MinMaxScaler()), ("m", SVR(kernel="linear", C=c))]))
+                                        for c in (0.1, 0.5, 1.0)],
+    }
+    out = {}
+    for s, (train, test) in enumerate(ShuffleSplit(n_splits=5, test_size=0.2, random_state=42).split(X)):
+        for pipeline, points in grids.items():
+            for params, model in points:
+                pred = model.fit(X[train], y[train]).predict(X[test])
+                out[(pipeline, json.dumps(params, sort_keys=True), s)] = mean_squared_error(y[test], pred)
+    return out
+
+
+def test_regulas_files_run_with_regulas_semantics_one_study_per_data_set(tmp_path: Path) -> None:
+    """regulAS's sample experiment as written: regulAS's selection (every grid point scored on the
+    outer splits) equal to scikit-learn; two pickles into one store are two studies of one
+    experiment name (a rerun resumes its own); regulAS's report file covers both."""
+    from regulas.study import load_study
+    from regulas.workloads.splicing.workload import OUTER_NOTICE
+
+    frames = {name: regulas_pickle(tmp_path / "data" / f"{name}.pkl", seed) for name, seed in (("a", 0), ("b", 1))}
     (tmp_path / "experiments").mkdir()
     experiment = tmp_path / "experiments" / "experiment_tasks.yaml"
     experiment.write_text(REGULAS_EXPERIMENT)
     reports = tmp_path / "experiments" / "report_tasks.yaml"
     reports.write_text(REGULAS_REPORTS)
     store = f"store.root={tmp_path / 'out'}"
-
-    proc = run_cli(["run", str(experiment), f"dataset.path_to_file={data}", "random_state=42", store, *QUIET],
-                   cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
     db = tmp_path / "out" / "regulas.db"
-    assert query(db, "SELECT name, root_seed, status FROM study") == [("lr_svr_tmr", 42, "done")]
-    assert query(db, "SELECT count(*) FROM splice_score") == [(1 * 2 * 5,)]
-    assert query(db, "SELECT DISTINCT e.name FROM splice_score r JOIN splice_event e USING (study_id, event)") == [("psi",)]
 
+    def data(name: str) -> str:
+        return f"dataset.path_to_file={tmp_path / 'data' / f'{name}.pkl'}"
+
+    # regulAS's selection unless the config says otherwise (regulAS's spelling or regulas's)
+    assert load_study(experiment, [data("a"), "random_state=42"]).workload.config.selection == "outer"
+    for override in ("selection=nested", "experiment.selection=nested"):
+        assert load_study(experiment, [data("a"), "random_state=42", override]).workload.config.selection == "nested"
+
+    runs = {}
+    for name in ("a", "b", "a"):
+        proc = run_cli(["run", str(experiment), data(name), "random_state=42", store, "cluster.n_workers=1", *QUIET],
+                       cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert proc.stderr.count(OUTER_NOTICE) == 1, proc.stderr
+        (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("study 'lr_svr_tmr-")]
+        runs.setdefault(name, []).append(line)
+    studies = dict(query(db, "SELECT name, status FROM study ORDER BY id"))
+    assert len(studies) == 2 and set(studies.values()) == {"done"}
+    names = {name: lines[0].split("'")[1] for name, lines in runs.items()}
+    assert list(studies) == [names["a"], names["b"]] and all(n.startswith("lr_svr_tmr-") for n in studies)
+    assert "10 were already done, 0 done now" in runs["a"][1]  # the rerun on the first pickle resumed its study
+
+    # every grid point of every pipeline on every outer split: regulAS's numbers, by scikit-learn alone
+    rows = query(db, "SELECT s.name, m.pipeline, m.params, r.split, r.mse FROM splice_score r "
+                     "JOIN splice_model m USING (study_id, model) JOIN study s ON s.id = r.study_id")
+    assert len(rows) == 2 * 6 * 5  # studies x grid points x splits
+    expected = {name: regulas_outer_mse(frame) for name, frame in frames.items()}
+    for study, pipeline, params, split, mse in rows:
+        want = expected["a" if study == names["a"] else "b"][(pipeline, params, split)]
+        assert mse == pytest.approx(want, rel=1e-10, abs=1e-14)
+    for name in ("a", "b"):  # the best grid point of each pipeline by test mean, as regulAS picks it
+        means = pd.Series(expected[name]).groupby(level=[0, 1]).mean()
+        stored = pd.DataFrame([r for r in rows if r[0] == names[name]], columns=["s", "pipeline", "params", "split", "mse"])
+        got = stored.groupby(["pipeline", "params"])["mse"].mean()
+        assert {p: got[p].idxmin() for p in got.index.levels[0]} == {p: means[p].idxmin() for p in means.index.levels[0]}
+
+    # regulAS's report file: every study of the experiment name, each pipeline on its own predictions
     rep = run_cli(["run", str(reports), store], cwd=tmp_path)  # as written: the report file has no random_state
     assert rep.returncode == 0, rep.stdout + rep.stderr
     folder = tmp_path / "out" / "reports" / "lr_svr_tmr" / "reports"
     assert sorted(p.name for p in folder.glob("*.csv")) == ["FeatureRanking.csv", "MSE.csv", "PearsonR.csv"]
-    mse = pd.read_csv(folder / "MSE.csv", sep=";")
+    assert "regulAS's selection" in (folder / "MSE.csv").read_text().splitlines()[0]
+    mse = pd.read_csv(folder / "MSE.csv", sep=";", comment="#")
     column = "sklearn.metrics.mean_squared_error:test:mean"
-    means = dict(query(db, "SELECT m.label, avg(r.mse) FROM splice_score r JOIN splice_model m USING (study_id, model) "
-                           "GROUP BY m.label"))
-    assert len(mse) == 2 and dict(zip(mse["pipeline"], mse[column])) == pytest.approx(means, rel=1e-12)
-    ranking = pd.read_csv(folder / "FeatureRanking.csv", sep=";")
-    assert set(ranking["feature"]) <= {f"G{i}" for i in range(6)} and len(ranking) > 0
+    assert len(mse) == 2 * 6 and set(mse["study"]) == set(studies) and set(mse["selection"]) == {"outer"}
+    for study, label, value in zip(mse["study"], mse["pipeline"], mse[column]):
+        pipeline, _, params = label.partition(" ")
+        name = "a" if study == names["a"] else "b"
+        assert value == pytest.approx(np.mean([expected[name][(pipeline, params, s)] for s in range(5)]), rel=1e-10)
+    assert list(mse.columns[:4]) == ["study", "event", "pipeline", column]
+    ranking = pd.read_csv(folder / "FeatureRanking.csv", sep=";", comment="#")
+    assert set(ranking["study"]) == set(studies) and set(ranking["feature"]) <= {f"G{i}" for i in range(6)}
+    assert (tmp_path / "out" / "reports" / "lr_svr_tmr" / "score_distribution.png").stat().st_size > 10_000
 
 
 def run_shipped(name: str, root: Path, record_property: Callable[[str, object], None] | None = None) -> Path:

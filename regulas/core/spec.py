@@ -75,8 +75,11 @@ class StudySpec:
 
     def named_by_data(self) -> StudySpec:
         """This spec with its study named after its data when ``study.name_from_data`` is set
-        (else itself): ``<name>-<first hex digits of the workload's data fingerprint>``.
+        (else itself): ``<name>-<first hex digits of a digest of the workload's data fingerprint
+        and the config hash>``, as regulAS's experiment md5 covers its data and its config.
 
+        So another data set, or a changed result config, is another study of the same name in
+        the same store, while a rerun of the same config on the same data resumes its study.
         Reads the data (:meth:`~regulas.core.workload.Workload.check_inputs`), so bad data
         stops here, before the store is touched. The name also goes into the config stored
         with the study; the section's own ``name`` (e.g. regulAS's ``experiment.name``) stays.
@@ -92,7 +95,7 @@ class StudySpec:
                 key="study.name_from_data",
                 source=self.source,
             )
-        study = self.study.with_data(fingerprint)
+        study = self.study.with_data(stable_hash({"data": fingerprint, "config": self.config_hash}, length=64))
         if study is self.study:
             return self
 

@@ -17,10 +17,10 @@ regulAS's semantics hold unless the file or an override says otherwise:
 - ``selection: outer``: every grid point is scored on the outer splits (regulAS's
   selection; ``selection: nested`` gives unbiased estimates);
 - the study is named after the experiment *and its data*: ``study.name_from_data`` makes
-  the run name it ``<name>-<first 10 hex digits of the data fingerprint>`` once the data
-  is loaded, as regulAS's experiment md5 covers its data. Another pickle is then another
-  study of the same experiment name in the same store (reports group them), never a
-  changed input of the first.
+  the run name it ``<name>-<10 hex digits>`` once the data is loaded, the digits of a
+  digest of the data fingerprint and the config hash, as regulAS's experiment md5 covers
+  its data and config. Another pickle (or setting) is then another study of the same
+  experiment name in the same store (reports group them), never a changed input of the first.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from regulas.core.config.typed import positive
 from regulas.core.errors import ConfigError
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # whole name: re.fullmatch (`$` lets "x\n" through)
-#: hex digits of the data fingerprint a name derived from the data ends with (``name-0123456789``)
+#: hex digits of the data's digest a name derived from the data ends with (``name-0123456789``)
 DATA_NAME_DIGITS = 10
 
 
@@ -27,8 +27,8 @@ class StudySection:
     name: str
     workload: str
     description: str = ""
-    # the run names the study ``<name>-<data fingerprint's first hex digits>`` once the data is
-    # loaded (regulAS files: one experiment name, one study per data set); reports group by ``name``
+    # the run names the study ``<name>-<hex digits of its data and config's digest>`` once the data
+    # is loaded (regulAS files: one experiment name, one study per data set); reports group by ``name``
     name_from_data: bool = False
 
     def check(self, prefix: str, source: str | None) -> None:
@@ -41,9 +41,9 @@ class StudySection:
                 source=source,
             )
 
-    def with_data(self, fingerprint: str) -> StudySection:
-        """This section named after its data (``name_from_data``); itself when already so named."""
-        suffix = "-" + fingerprint[:DATA_NAME_DIGITS]
+    def with_data(self, digest: str) -> StudySection:
+        """This section named after its data's digest (``name_from_data``); itself when already so named."""
+        suffix = "-" + digest[:DATA_NAME_DIGITS]
         if not self.name_from_data or self.name.endswith(suffix):
             return self
         return dataclasses.replace(self, name=self.name + suffix)
