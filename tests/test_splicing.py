@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 import zarr
 from scipy.stats import pearsonr, spearmanr
 from sklearn.inspection import permutation_importance
@@ -477,6 +478,33 @@ def test_regulas_files_run_with_regulas_semantics_one_study_per_data_set(tmp_pat
     ranking = pd.read_csv(folder / "FeatureRanking.csv", sep=";", comment="#")
     assert set(ranking["study"]) == set(studies) and set(ranking["feature"]) <= {f"G{i}" for i in range(6)}
     assert (tmp_path / "out" / "reports" / "lr_svr_tmr" / "score_distribution.png").stat().st_size > 10_000
+
+
+def test_study_named_after_its_data_and_config(tmp_path: Path) -> None:
+    """study.name_from_data: the name covers the data and the result config, not where the
+    store is; the stored config carries it; a workload without a data fingerprint refuses it."""
+    from regulas.core.errors import ConfigError
+    from regulas.study import load_study
+
+    expr, psi = write_dataset(tmp_path / "data")
+    config = study_config(tmp_path, expr, psi)
+
+    def name(*overrides: str) -> str:
+        return load_study(config, ["study.name_from_data=true", *overrides]).named_by_data().study.name
+
+    first = name()
+    assert first.startswith("small-") and len(first) == len("small-") + 10
+    assert name("store.root=" + str(tmp_path / "elsewhere"), "cluster.n_workers=1") == first  # where and how: not who
+    assert name("experiment.selection=outer") != first and name("seed=8") != first
+    other_expr, other_psi = write_dataset(tmp_path / "other", seed=4)
+    assert name(f"experiment.dataset.features={other_expr}", f"experiment.dataset.targets={other_psi}") != first
+    spec = load_study(config, ["study.name_from_data=true"]).named_by_data()
+    assert spec.named_by_data() is spec  # named once
+    assert yaml.safe_load(spec.yaml)["study"]["name"] == first and spec.workload.config.name == "small"
+    assert load_study(config).named_by_data().study.name == "small"  # a native study keeps its name
+    with pytest.raises(ConfigError, match="study.name_from_data.*no data fingerprint"):
+        load_study(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml",
+                   ["study.name_from_data=true"]).named_by_data()
 
 
 def run_shipped(name: str, root: Path, record_property: Callable[[str, object], None] | None = None) -> Path:
