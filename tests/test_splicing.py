@@ -478,6 +478,8 @@ def test_regulas_files_run_with_regulas_semantics_one_study_per_data_set(tmp_pat
     ranking = pd.read_csv(folder / "FeatureRanking.csv", sep=";", comment="#")
     assert set(ranking["study"]) == set(studies) and set(ranking["feature"]) <= {f"G{i}" for i in range(6)}
     assert (tmp_path / "out" / "reports" / "lr_svr_tmr" / "score_distribution.png").stat().st_size > 10_000
+    page = (tmp_path / "out" / "reports" / "lr_svr_tmr" / "index.html").read_text()
+    assert "<h1>lr_svr_tmr</h1>" in page and all(n in page for n in studies) and "regulAS&#x27;s selection" in page
 
 
 def test_study_named_after_its_data_and_config(tmp_path: Path) -> None:

@@ -339,20 +339,27 @@ _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src
 
 
 def render_page(info: StudyInfo, reports: Sequence[Report], outputs: Mapping[str, ReportOutput], folder: Path,
-                *, top: int = TOP_ROWS) -> str:
-    """The page's HTML; writes each report table's CSV into ``folder`` on the way."""
+                *, top: int = TOP_ROWS, group: tuple[str, str] | None = None) -> str:
+    """The page's HTML; writes each report table's CSV into ``folder`` on the way.
+
+    ``group``: (name, studies) when the reports cover several studies under one name (the
+    first of them is ``info``, which the study and tasks sections describe)."""
     sections = [_report_section(i, r, outputs[r.name], folder, top) for i, r in enumerate(reports, 1) if r.name in outputs]
     nav = "".join(
         f'<a href="#r{i}">{_e(outputs[r.name].title or r.name)}</a>' for i, r in enumerate(reports, 1) if r.name in outputs
     )
     subtitle = f"{info.workload} study · {info.status} · finished {_when(info.finished_at)}"
+    heading = info.name
+    if group is not None:
+        heading, studies = group
+        subtitle = f"{info.workload} studies {studies}; the study and task sections describe {info.name}"
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<link rel="icon" href="data:,">'
-        f"<title>{_e(info.name)} — regulas report</title><style>{_CSS}</style></head><body>"
-        f"<header><h1>{_e(info.name)}</h1><p>{_e(subtitle)}</p>"
+        f"<title>{_e(heading)} — regulas report</title><style>{_CSS}</style></head><body>"
+        f"<header><h1>{_e(heading)}</h1><p>{_e(subtitle)}</p>"
         f'<nav><a href="#study">study</a><a href="#tasks">tasks</a>{nav}</nav></header><main>'
         + _study_section(info) + _tasks_section(info) + "".join(sections)
         + f"<footer>written by regulas at {_e(_when(time.time()))}</footer></main><script>{_JS}</script></body></html>\n"
@@ -360,10 +367,13 @@ def render_page(info: StudyInfo, reports: Sequence[Report], outputs: Mapping[str
 
 
 def write_page(db: Engine, study_id: int, reports: Sequence[Report], outputs: Mapping[str, ReportOutput], folder: Path,
-               *, top: int = TOP_ROWS) -> Path:
-    """Write ``folder/index.html`` (and the CSV of every report table beside it); returns its path."""
+               *, top: int = TOP_ROWS, group: tuple[str, Sequence[str]] | None = None) -> Path:
+    """Write ``folder/index.html`` (and the CSV of every report table beside it); returns its path.
+
+    ``group``: (name, study names) of reports on several studies; ``study_id`` is the first."""
     folder.mkdir(parents=True, exist_ok=True)
-    page = render_page(StudyInfo.read(db, study_id), reports, outputs, folder, top=top)
+    shown = (group[0], ", ".join(group[1])) if group else None
+    page = render_page(StudyInfo.read(db, study_id), reports, outputs, folder, top=top, group=shown)
     path = folder / PAGE_NAME
     tmp = path.with_name(f".{PAGE_NAME}.tmp")
     tmp.write_text(page, encoding="utf-8")

@@ -62,5 +62,6 @@ def run_reports(reports: Sequence[Report], ctx: ReportContext) -> ReportRun:
         output = report.write(ctx, inputs)
         run.outputs[report.name] = output
         log.info("report %s: %s", report.name, "no table" if output.frame is None else f"{len(output.frame)} rows")
-    run.page = write_page(ctx.db, ctx.study_id, reports, run.outputs, ctx.out_dir)
+    group = (ctx.study, list(ctx.group)) if ctx.group else None
+    run.page = write_page(ctx.db, ctx.study_id, reports, run.outputs, ctx.out_dir, group=group)
     return run
