@@ -169,6 +169,7 @@ def _write_bad(t: Path, what: str) -> None:
         "no objective column": X.assign(other=0.5),
         "a non-numeric cell": X.astype(object).assign(psi=0.5).pipe(lambda f: f.mask(np.broadcast_to((f.index == "S06")[:, None], f.shape), "n/a")),
         "PSI out of range": X.assign(psi=50.0),
+        "a repeated column": pd.concat([X, X[["RBP2"]]], axis=1).assign(psi=0.5),
     }
     if what == "not a DataFrame":
         bad.parent.mkdir(parents=True)
@@ -185,6 +186,7 @@ DATA_ERRORS = [
     ("a non-numeric cell", ["non-numeric cell at row 'S06', column 'RBP0'"]),
     ("PSI out of range", ["PSI out of range", "'S00'"]),
     ("not a DataFrame", ["the pickle holds a Series"]),
+    ("a repeated column", ["duplicate column names: 'RBP2'"]),
 ]
 
 
