@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import inspect
 import os
-import pickle
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from regulas.core.errors import ConfigError, DataError
+from regulas.core.errors import ConfigError
+from regulas.data.checks import check_psi, duplicate_samples
 from regulas.data.dataset import SplicingData
+from regulas.data.event_files import EventBlock, FileList, RowUnion, expand_files, read_event_pickle, read_event_pickles, stack_events
 from regulas.data.options import DATASET_KEY, LoadOptions, parse_options
 from regulas.data.prepare import Part, RawData, prepare
-from regulas.data.tables import as_float, check_exists, read_table
+from regulas.data.tables import check_exists, read_table
 
 SAMPLE_COLUMNS = ("genes_x_samples", "features_x_samples", "events_x_samples")
 
@@ -30,18 +31,12 @@ def key_of(kwarg: str) -> str:
     return f"{DATASET_KEY}.{kwarg}"
 
 
-def path_arg(value: Any, kwarg: str, *, table: bool = True) -> str:
+def path_arg(value: Any, kwarg: str) -> str:
     """Validate a file argument: a non-empty path to an existing file of a known table format."""
     if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
         raise ConfigError(f"expected a file path (given: {value!r})", key=key_of(kwarg))
     text = os.fspath(value)
-    if table:
-        check_exists(text, key=key_of(kwarg))
-    elif not Path(text).expanduser().is_file():
-        raise ConfigError(
-            f"file not found (given: {text!r}, resolved to {Path(text).expanduser().resolve()}); expected an existing file",
-            key=key_of(kwarg),
-        )
+    check_exists(text, key=key_of(kwarg))
     return str(Path(text).expanduser()) if "#" not in text else text
 
 
@@ -123,7 +118,10 @@ class TableLoader(Loader):
     Args:
         features: table of expression (.tsv/.csv(.gz), .parquet, .h5/.hdf5, .zarr; see
             :mod:`regulas.data.tables`).
-        targets: table of PSI values in [0, 1]; empty cells are missing values.
+        targets: table of PSI values in [0, 1]; empty cells are missing values. Also a glob,
+            a comma list or a list of tables (see :func:`regulas.data.event_files.expand_files`):
+            their events side by side (names unique across files), their samples unioned, NaN
+            where a file has no row for a sample.
         metadata: optional table of sample annotations (any column types).
         features_layout: "samples_x_genes" (samples as rows) or "genes_x_samples".
         targets_layout: "samples_x_events" or "events_x_samples".
@@ -135,7 +133,7 @@ class TableLoader(Loader):
     def __init__(
         self,
         features: str,
-        targets: str,
+        targets: str | list[str],
         metadata: str | None = None,
         features_layout: str = "samples_x_genes",
         targets_layout: str = "samples_x_events",
@@ -146,7 +144,8 @@ class TableLoader(Loader):
         **options: Any,
     ) -> None:
         self.features = path_arg(features, "features")
-        self.targets = path_arg(targets, "targets")
+        self.target_files: FileList = expand_files(targets, key_of("targets"), table=True)
+        self.targets = self.target_files.files[0] if self.target_files.single else self.target_files.given
         self.metadata = None if metadata is None else path_arg(metadata, "metadata")
         self.features_layout = choice_arg(
             features_layout, "features_layout", ("samples_x_genes", "genes_x_samples", "samples_x_features", "features_x_samples")
@@ -158,20 +157,53 @@ class TableLoader(Loader):
     def read(self) -> RawData:
         x_key, y_key = key_of("features"), key_of("targets")
         X = oriented(read_table(self.features, index_col=self.index_col, key=x_key), self.features_layout)
-        Y = oriented(read_table(self.targets, index_col=self.index_col, key=y_key), self.targets_layout)
+        log: list[str] = []
+        if self.target_files.single:
+            Y = oriented(read_table(self.targets, index_col=self.index_col, key=y_key), self.targets_layout)
+        else:
+            Y = self._union_of_targets(log)
         return RawData(
             X=Part(X, self.features, x_key, key_of("features_layout")),
             Y=Part(Y, self.targets, y_key, key_of("targets_layout")),
             meta=read_metadata(self.metadata, self.index_col),
+            log=log,
         )
+
+    def _union_of_targets(self, log: list[str]) -> pd.DataFrame:
+        """The events of all target files over the union of their samples (files in order)."""
+        y_key, rows, blocks = key_of("targets"), RowUnion(), []
+        for source in self.target_files.files:
+            Y = oriented(read_table(source, index_col=self.index_col, key=y_key), self.targets_layout)
+            check_psi(Y, source, y_key)
+            Y = duplicate_samples(Y, self.options.duplicate_samples, "targets", source, y_key, log)
+            positions, _ = rows.add([str(r) for r in Y.index])
+            blocks.append(EventBlock(source, positions, [str(c) for c in Y.columns], Y.to_numpy(dtype=float)))
+        Y = stack_events(blocks, len(rows), rows.index, y_key)
+        log.append(f"read {len(blocks)} target files: {Y.shape[1]} events over the union of {Y.shape[0]} samples")
+        return Y
 
 
 class PickleLoader(Loader):
-    """regulAS's dataset format: one pickled pandas DataFrame, samples as rows.
+    """regulAS's dataset format: pickled pandas DataFrames, samples as rows.
 
     All columns but the target are features; the target column is ``objective`` (default:
-    the last column). Y is then (n_samples, 1), one event named after that column. A list of
-    column names makes several events.
+    the last column; a list of column names makes several events per file).
+
+    ``path_to_file`` is one path, a glob (``data/*/*.pkl``, ``**`` allowed), a comma list
+    (``a.pkl,b.pkl``: regulAS's ``--multirun`` spelling) or a YAML list of paths and globs;
+    every file must exist, a glob must match one at least and no file may be named twice.
+
+    - One path: Y is (n_samples, n_targets), events named after the target columns.
+    - Otherwise (even if it names a single file): one event per file and target column,
+      named by :func:`regulas.data.event_files.file_labels` (the file name without ``.pkl``;
+      where two files share it, the shortest tail of their paths that differs:
+      ``CAST/CAST_SE_1``), as ``name:column`` when ``objective`` lists several columns.
+      Files are read in the order of their absolute paths. X is the union of the files'
+      samples x their feature columns, which must be the same in every file, as must a
+      sample's feature values in every file that has it; Y is NaN where a file has no row
+      for a sample (a missing PSI value: ``missing_psi: keep`` fits each event on its own
+      rows). From :data:`~regulas.data.event_files.PARALLEL_MIN_FILES` files on, the files
+      are read by a pool of processes, in batches, and merged as they arrive.
 
     Unpickling runs code from the file, so this loader is used only when a config names it
     (``regulas.data.PickleLoader`` or regulAS's ``regulAS.utils.PickleLoader``); no other
@@ -180,14 +212,15 @@ class PickleLoader(Loader):
 
     def __init__(
         self,
-        path_to_file: str,
+        path_to_file: str | list[str],
         objective: str | list[str] | None = None,
         *,
         name: str = "",
         meta: str | None = "",
         **options: Any,
     ) -> None:
-        self.path_to_file = path_arg(path_to_file, "path_to_file", table=False)
+        self.files: FileList = expand_files(path_to_file, key_of("path_to_file"), table=False)
+        self.path_to_file = self.files.files[0] if self.files.single else self.files.given
         if objective is not None and not (
             isinstance(objective, str) or (isinstance(objective, list) and objective and all(isinstance(o, str) for o in objective))
         ):
@@ -198,37 +231,12 @@ class PickleLoader(Loader):
         super().__init__(name=name, meta=meta, **options)
 
     def read(self) -> RawData:
-        source, key = self.path_to_file, key_of("path_to_file")
-        try:
-            frame = pd.read_pickle(source)
-        except (pickle.UnpicklingError, EOFError, OSError, ValueError, AttributeError, ImportError, TypeError) as exc:
-            raise DataError(f"cannot unpickle: {exc}; expected a pickled pandas DataFrame", key=key, source=source) from exc
-        if not isinstance(frame, pd.DataFrame):
-            raise DataError(
-                f"the pickle holds a {type(frame).__name__}; expected a pandas DataFrame (samples x columns)",
-                key=key,
-                source=source,
-            )
-        if frame.shape[1] < 2 or frame.shape[0] == 0:
-            raise DataError(
-                f"empty data: {frame.shape[0]} samples x {frame.shape[1]} columns; expected samples as rows and "
-                "at least one feature column besides the objective",
-                key=key,
-                source=source,
-            )
-        frame = frame.copy()
-        frame.columns = frame.columns.astype(str)
-        frame.index = frame.index.astype(str)
-        targets = [self.objective] if isinstance(self.objective, str) else self.objective or [str(frame.columns[-1])]
-        missing = [t for t in targets if t not in frame.columns]
-        if missing:
-            raise DataError(
-                f"objective column {missing[0]!r} not found (columns end with {list(frame.columns[-5:])}); "
-                "expected the name of the PSI column",
-                key=key_of("objective"),
-                source=source,
-            )
-        frame = as_float(frame, source=source, key=key)
-        Y = frame.loc[:, targets]
-        X = frame.drop(columns=targets)
-        return RawData(X=Part(X, source, key), Y=Part(Y, source, key))
+        key = key_of("path_to_file")
+        if self.files.single:
+            X, Y = read_event_pickle(self.path_to_file, self.objective, key, key_of("objective")).frames()
+            return RawData(X=Part(X, self.path_to_file, key), Y=Part(Y, self.path_to_file, key))
+        read = read_event_pickles(
+            self.files.files, self.objective, policy=self.options.duplicate_samples, key=key, objective_key=key_of("objective")
+        )
+        source = self.files.describe()
+        return RawData(X=Part(read.X, source, key), Y=Part(read.Y, source, key), log=read.log)
