@@ -64,14 +64,30 @@ class ClusterBackend(ABC):
     config_class: ClassVar[type[ClusterConfigBase]]
     #: whether the workers are this run's own (started, and stopped at the end, by it)
     owns_workers: ClassVar[bool] = True
+    #: whether a run launches the cluster before it reads and checks its input data, so that
+    #: the workers start meanwhile: yes for a private local cluster (stopping it costs
+    #: nothing if the data is bad); batch jobs on a shared cluster wait for checked data
+    launch_early: ClassVar[bool] = True
 
     def __init__(self, config: Any) -> None:
         self.config = config
         self.client: Client | None = None
+        #: modules each worker process imports as it starts (backends that start workers)
+        self.preload: tuple[str, ...] = ()
+
+    def start(self) -> Client:
+        """Return a connected client with at least one worker: :meth:`launch`, then :meth:`wait_ready`."""
+        self.launch()
+        return self.wait_ready()
+
+    def launch(self) -> None:  # noqa: B027 - an optional hook
+        """Begin starting the cluster without waiting for workers (scheduler up, worker
+        processes or jobs on their way), so the driver can load and plan meanwhile.
+        Default: nothing; :meth:`wait_ready` does it all."""
 
     @abstractmethod
-    def start(self) -> Client:
-        """Return a connected client with at least one worker."""
+    def wait_ready(self) -> Client:
+        """Return a connected client with at least one worker (after :meth:`launch`)."""
 
     @abstractmethod
     def describe(self) -> str:

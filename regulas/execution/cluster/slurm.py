@@ -14,6 +14,8 @@ import logging
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,6 +136,7 @@ class SlurmBackend(ClusterBackend):
     name = "slurm"
     config_class = SlurmClusterConfig
     config: SlurmClusterConfig
+    launch_early = False  # no job is submitted for data that fails its checks
 
     def __init__(self, config: SlurmClusterConfig) -> None:
         super().__init__(config)
@@ -141,6 +144,7 @@ class SlurmBackend(ClusterBackend):
         self.watch: JobWatch | None = None
         self.startup_s: float | None = None
         self._dask_config: dask.config.set | None = None
+        self._t0 = time.monotonic()
 
     @property
     def log_directory(self) -> Path:
@@ -183,14 +187,14 @@ class SlurmBackend(ClusterBackend):
     def planned_threads(self) -> int:
         return self.config.max_jobs * self.config.cores
 
-    def start(self) -> Client:
+    def launch(self) -> None:
         cfg = self.config
-        t0 = time.monotonic()
+        self._t0 = time.monotonic()
         submit_errors: list[tuple[str, str]] = []
         # SpecCluster closes a job 15 s after its worker left and may resubmit it under the
         # same name, racing the watcher, which replaces ended jobs by what squeue says.
         self._dask_config = dask.config.set({"distributed.deploy.lost-worker-timeout": "3650d"})
-        try:
+        with self._closed_on_failure():
             self.log_directory.mkdir(parents=True, exist_ok=True)
             self.cluster = SLURMCluster(
                 job_cls=_RecordingSLURMJob,  # type: ignore[arg-type]  # dask-jobqueue annotates a class as "Job"
@@ -210,15 +214,26 @@ class SlurmBackend(ClusterBackend):
             self.cluster.adapt(minimum_jobs=cfg.min_jobs, maximum_jobs=cfg.max_jobs, interval="1s")
             self.client = Client(self.cluster, timeout=cfg.startup_timeout_s)
             self.watch.start()
-            self._wait_for_a_worker(t0 + cfg.startup_timeout_s)
+
+    def wait_ready(self) -> Client:
+        if self.cluster is None:
+            self.launch()
+        assert self.client is not None
+        with self._closed_on_failure():
+            self._wait_for_a_worker(self._t0 + self.config.startup_timeout_s)
+        self.startup_s = time.monotonic() - self._t0
+        return self.client
+
+    @contextmanager
+    def _closed_on_failure(self) -> Iterator[None]:
+        try:
+            yield
         except (OSError, ValueError, RuntimeError, TimeoutError) as exc:
             self.close()
             raise ClusterError(f"could not start a SLURMCluster: {exc}") from exc
         except ClusterError:
             self.close()
             raise
-        self.startup_s = time.monotonic() - t0
-        return self.client
 
     def _scheduler_options(self) -> dict[str, Any]:
         if self.config.dashboard_address is None:
