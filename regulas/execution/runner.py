@@ -1,7 +1,10 @@
 """The driver: plan a study, skip what the database says is done, run the rest on Dask.
 
-Flow: open (or resume) the study row -> the workload writes its inputs and creates its
-arrays -> plan -> check chunk ownership -> register tasks -> start the cluster -> check
+Flow: launch the cluster (a local one at once, so its workers start and import the
+workload's modules while the driver reads the data; batch jobs once the data is checked)
+-> read and check the inputs -> open (or resume) the study row -> the workload writes its
+inputs and creates its arrays -> plan -> check chunk ownership -> register tasks -> wait
+for a worker (not at all when nothing is left to run) -> check
 that the workers share the store folder -> keep at most ``execution.max_in_flight``
 tasks submitted -> the single writer commits each outcome (rows + done mark in one
 transaction) -> summary. While it waits for results the driver, at least every second,

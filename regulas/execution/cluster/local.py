@@ -19,6 +19,7 @@ from distributed.worker_memory import parse_memory_limit
 from regulas.core.config.typed import positive
 from regulas.core.errors import ClusterError
 from regulas.execution.cluster.base import (
+    KEEP_LOST_WORKERS,
     ClusterBackend,
     ClusterConfigBase,
     blas_env,
@@ -85,6 +86,7 @@ class LocalBackend(ClusterBackend):
             # without a dashboard the scheduler still serves HTTP (health, metrics) on
             # 8787 and warns when another cluster holds that port: any free port will do
             kwargs["scheduler_kwargs"] = {"dashboard_address": "127.0.0.1:0"}
+        self.hold_dask_config(KEEP_LOST_WORKERS)  # a crashed worker's nanny restarts it
         with self._closed_on_failure():
             # start multiprocessing's resource tracker here: starting it later, on the event
             # loop, would unblock SIGINT there again (Python 3.11 ends with SIG_UNBLOCK)
@@ -151,6 +153,7 @@ class LocalBackend(ClusterBackend):
             if closing.is_alive():
                 kill_children(pids)
             closing.join()
+        self.release_dask_config()
 
     def _worker_pids(self) -> list[int]:
         """The process IDs of this cluster's worker processes (their nannies run here)."""

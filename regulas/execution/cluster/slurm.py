@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dask.config
 from dask_jobqueue import SLURMCluster
 from dask_jobqueue.slurm import SLURMJob
 from distributed import Client
@@ -30,7 +29,14 @@ from regulas.core.config.typed import positive
 from regulas.core.errors import ClusterError, ConfigError
 from regulas.execution.cluster._slurm_jobs import COMMAND_TIMEOUT_S, walltime_seconds
 from regulas.execution.cluster._slurm_watch import JobWatch
-from regulas.execution.cluster.base import ClusterBackend, ClusterConfigBase, blas_env, close_bounded, memory_bytes
+from regulas.execution.cluster.base import (
+    KEEP_LOST_WORKERS,
+    ClusterBackend,
+    ClusterConfigBase,
+    blas_env,
+    close_bounded,
+    memory_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +149,6 @@ class SlurmBackend(ClusterBackend):
         self.cluster: SLURMCluster | None = None
         self.watch: JobWatch | None = None
         self.startup_s: float | None = None
-        self._dask_config: dask.config.set | None = None
         self._t0 = time.monotonic()
 
     @property
@@ -193,7 +198,7 @@ class SlurmBackend(ClusterBackend):
         submit_errors: list[tuple[str, str]] = []
         # SpecCluster closes a job 15 s after its worker left and may resubmit it under the
         # same name, racing the watcher, which replaces ended jobs by what squeue says.
-        self._dask_config = dask.config.set({"distributed.deploy.lost-worker-timeout": "3650d"})
+        self.hold_dask_config(KEEP_LOST_WORKERS)
         with self._closed_on_failure():
             self.log_directory.mkdir(parents=True, exist_ok=True)
             self.cluster = SLURMCluster(
@@ -286,9 +291,7 @@ class SlurmBackend(ClusterBackend):
             if not close_bounded("the SLURMCluster", self.cluster.close) and self.watch is not None:
                 self._cancel_jobs(self.watch.job_ids())
             self.cluster = None
-        if self._dask_config is not None:
-            self._dask_config.__exit__(None, None, None)  # restores the timeout
-            self._dask_config = None
+        self.release_dask_config()
 
     @staticmethod
     def _cancel_jobs(job_ids: list[str]) -> None:
