@@ -199,6 +199,9 @@ def _file_label(path: Path) -> str:
 
 
 def _print_reports(reports: ReportRun) -> None:
+    if reports.reused:
+        print("reports: unchanged results and config, so the reports of the last run stand "
+              "(`regulas report` writes them again)")
     for text in reports.texts:
         print(text)
     for path in reports.files:

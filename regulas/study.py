@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from regulas import datasets
+from regulas import __version__, datasets
 from regulas.core.config.loader import env_kept, load_config_traced, to_container
 from regulas.core.config.regulas_format import apply_top_keys
 from regulas.core.config.sections import ExecutionSection, StoreSection, StudySection
@@ -37,7 +39,7 @@ from regulas.reports import ReportRun, run_reports
 from regulas.store.arrays import StudyArrays
 from regulas.store.database import open_read
 from regulas.store.root import StoreLayout, check_writable, find_layout
-from regulas.store.status import require_finished_study
+from regulas.store.status import require_finished_study, results_stamp
 from regulas.store.verify import check_study_arrays, is_checksum_error
 
 # ``${dataset:gse114922/psi.tsv.gz}`` in a config: a file shipped with regulas, by absolute path
@@ -157,7 +159,13 @@ def report_dir(root: Path, study: str) -> Path:
 
 
 def write_reports(
-    workload: Workload, layout: StoreLayout, study: str, out_dir: Path | None = None, *, group: Sequence[str] = ()
+    workload: Workload,
+    layout: StoreLayout,
+    study: str,
+    out_dir: Path | None = None,
+    *,
+    group: Sequence[str] = (),
+    reuse: bool = False,
 ) -> ReportRun:
     """Run the workload's reports on finished study ``study`` of the store at ``layout``,
     writing them to ``out_dir`` (default :func:`report_dir`); refused when one of its arrays
@@ -165,12 +173,15 @@ def write_reports(
 
     ``group``: report on these finished studies together, under the name ``study`` (the
     studies of one regulAS experiment name, :func:`study_group`); empty: ``study`` alone.
+    ``reuse``: keep the reports already in ``out_dir`` when they were written for the same
+    results and the same config (a rerun that ran nothing new), instead of drawing them again.
     """
     members = list(group) or [study]
     ids = {}
     for name in members:
         check_study_arrays(layout, name)
         ids[name] = require_finished_study(layout.db_path, name)
+    stamp = _reports_stamp(workload, layout, list(ids.values()))
     out_dir = out_dir if out_dir is not None else report_dir(layout.root, study)
     check_writable(out_dir, "the report folder", "write the reports elsewhere with regulas report STORE_ROOT --out DIR")
     engine = open_read(layout.db_path)
@@ -185,7 +196,7 @@ def write_reports(
             group=ids if group else {},
         )
         try:
-            return run_reports(workload.reports(), ctx)
+            return run_reports(workload.reports(), ctx, stamp=stamp, reuse=reuse)
         except ValueError as exc:
             if not is_checksum_error(exc):
                 raise
@@ -243,6 +254,17 @@ def write_reports_of(spec: StudySpec, out_dir: Path | None = None) -> tuple[str,
     return name, write_reports(spec.workload, layout, name, folder, group=group), folder
 
 
+def _reports_stamp(workload: Workload, layout: StoreLayout, study_ids: list[int]) -> str:
+    """What reports depend on: the results of the studies they cover, the workload config
+    (reports included) and the version of regulas that draws them."""
+    digest = hashlib.sha256()
+    for study_id in study_ids:
+        digest.update(results_stamp(layout.db_path, study_id).encode())
+    digest.update(json.dumps(dataclasses.asdict(workload.config), sort_keys=True, default=str).encode())
+    digest.update(__version__.encode())
+    return digest.hexdigest()
+
+
 @dataclass
 class StudyRun:
     """What :func:`run` did: the run's summary and, when every task is done, the reports."""
@@ -257,7 +279,7 @@ def run(spec: StudySpec, *, progress: RunProgress | None = None, restart: bool =
     ``restart``: discard the study's stored results first and run it from the start.
     """
     summary = run_study(spec, progress=progress, restart=restart)
-    reports = write_reports(spec.workload, layout_of(spec), summary.study) if summary.ok else None
+    reports = write_reports(spec.workload, layout_of(spec), summary.study, reuse=True) if summary.ok else None
     return StudyRun(summary, reports)
 
 

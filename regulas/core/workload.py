@@ -204,6 +204,12 @@ class Workload(ABC):
         """
         return None
 
+    def worker_modules(self) -> list[str]:
+        """Modules a worker imports to run this study's tasks, imported by each worker of a
+        cluster regulas starts as the worker starts, while the driver loads the data (so the
+        first tasks do not pay for them). Default: the workload's own module."""
+        return [type(self).__module__]
+
     @abstractmethod
     def prepare(self, ctx: StudyContext) -> str:
         """Write inputs and create output arrays (driver, before any task).

@@ -9,6 +9,7 @@ the log file for whoever needs it.
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,17 +26,55 @@ def _third_party(filename: str) -> bool:
     return any(name in parts for name in THIRD_PARTY)
 
 
+class ThirdPartyLog:
+    """Where third-party records go during a run: held in memory until the store folder is
+    known to be writable (:meth:`to_file`), then written to ``<store.root>/logs/driver.log``.
+
+    A run launches its cluster before it reads its data, and a run with bad data must not
+    create the store folder; what distributed said meanwhile is written with the rest.
+    """
+
+    def __init__(self, store_root: Path) -> None:
+        self.path = store_root / LOG_FILE
+        fmt = logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s")
+        self._fmt = fmt
+        # never flushed on its own: it only flushes into the file once there is one
+        self.held = logging.handlers.MemoryHandler(capacity=10_000, flushLevel=logging.CRITICAL + 1, target=None)
+        self.held.setFormatter(fmt)
+        self._file: logging.FileHandler | None = None
+
+    def to_file(self) -> Path:
+        """From now on (and for what was held) write to :attr:`path`."""
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = logging.FileHandler(self.path, encoding="utf-8")
+            self._file.setFormatter(self._fmt)
+            self.held.setTarget(self._file)
+            self.held.flush()
+        return self.path
+
+    @property
+    def written(self) -> bool:
+        """Whether the log file holds anything."""
+        self.held.flush()
+        return self._file is not None and self.path.is_file() and self.path.stat().st_size > 0
+
+    def close(self) -> None:
+        self.held.flush()
+        self.held.close()
+        if self._file is not None:
+            self._file.close()
+
+
 @contextmanager
-def third_party_logs_to_file(store_root: Path) -> Iterator[Path]:
-    """Within the block, route third-party log records and warnings to ``store_root/logs/driver.log``."""
-    path = store_root / LOG_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s")
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(fmt)
-    # its own handler: distributed's silence_logs may raise the level of the handlers above
-    warn_handler = logging.FileHandler(path, encoding="utf-8")
-    warn_handler.setFormatter(fmt)
+def third_party_logs(store_root: Path) -> Iterator[ThirdPartyLog]:
+    """Within the block, route third-party log records and warnings to a :class:`ThirdPartyLog`
+    (``store_root/logs/driver.log`` once its ``to_file`` is called)."""
+    sink = ThirdPartyLog(store_root)
+    # one handler object for the loggers and one for the warnings: distributed's
+    # silence_logs may raise the level of the handlers it finds on its loggers
+    handler = _Forward(sink.held)
+    warn_handler = _Forward(sink.held)
     saved: list[tuple[logging.Logger, list[logging.Handler], bool]] = []
     for name in THIRD_PARTY:
         logger = logging.getLogger(name)
@@ -66,7 +105,7 @@ def third_party_logs_to_file(store_root: Path) -> Iterator[Path]:
 
         warnings.showwarning = showwarning
         try:
-            yield path
+            yield sink
         finally:
             for logger, handlers, propagate in saved:
                 logger.removeHandler(handler)
@@ -74,8 +113,18 @@ def third_party_logs_to_file(store_root: Path) -> Iterator[Path]:
                     logger.addHandler(h)
                 logger.propagate = propagate
             warn_log.removeHandler(warn_handler)
-            handler.close()
-            warn_handler.close()
+            sink.close()
+
+
+class _Forward(logging.Handler):
+    """Hands every record to ``target`` (a level set on this handler by a library stays here)."""
+
+    def __init__(self, target: logging.Handler) -> None:
+        super().__init__()
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.target.handle(record)
 
 
 def port_of(address: Any) -> int | None:

@@ -1,7 +1,10 @@
 """The driver: plan a study, skip what the database says is done, run the rest on Dask.
 
-Flow: open (or resume) the study row -> the workload writes its inputs and creates its
-arrays -> plan -> check chunk ownership -> register tasks -> start the cluster -> check
+Flow: launch the cluster (a local one at once, so its workers start and import the
+workload's modules while the driver reads the data; batch jobs once the data is checked)
+-> read and check the inputs -> open (or resume) the study row -> the workload writes its
+inputs and creates its arrays -> plan -> check chunk ownership -> register tasks -> wait
+for a worker (not at all when nothing is left to run) -> check
 that the workers share the store folder -> keep at most ``execution.max_in_flight``
 tasks submitted -> the single writer commits each outcome (rows + done mark in one
 transaction) -> summary. While it waits for results the driver, at least every second,
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -34,7 +38,7 @@ from regulas.core.spec import StudySpec
 from regulas.core.task import Task
 from regulas.core.workload import StudyContext
 from regulas.execution.cluster import ClusterBackend, make_backend
-from regulas.execution.logs import port_of, third_party_logs_to_file
+from regulas.execution.logs import ThirdPartyLog, port_of, third_party_logs
 from regulas.execution.probe import StoreGate
 from regulas.execution.progress import RunProgress
 from regulas.execution.stalls import OverLimit, StallWatch, TaskLimits, scheduler_config
@@ -185,16 +189,50 @@ def run_study(
     """
     t0 = time.monotonic()
     progress = progress or RunProgress(spec.execution.progress, spec.execution.progress_every_s)
-    spec.workload.check_inputs(spec.seed)  # bad data stops the run before the store exists
-    spec = spec.named_by_data()  # a regulAS file: one study per data set of its experiment name
-    for note in spec.workload.run_notes():
-        progress.message(note)
+    backend = make_backend(spec.cluster) if client is None else None
+    with third_party_logs(spec.store.root_path) as logs:
+        try:
+            if backend is not None and backend.launch_early:
+                _launch(spec, backend, progress)  # its workers start while the data loads
+            spec.workload.check_inputs(spec.seed)  # bad data stops the run before the store exists
+            spec = spec.named_by_data()  # a regulAS file: one study per data set of its experiment name
+            for note in spec.workload.run_notes():
+                progress.message(note)
+            if backend is not None and not backend.launch_early:
+                _launch(spec, backend, progress)
+            summary = _run_locked(spec, client, backend, progress, t0, restart, logs)
+        finally:
+            if backend is not None:
+                backend.close()
+        if logs.written:
+            progress.message(f"messages of dask and other libraries: {logs.path}")
+    return summary
+
+
+def _launch(spec: StudySpec, backend: ClusterBackend, progress: RunProgress) -> None:
+    progress.message(f"starting {backend.describe()}")
+    backend.preload = tuple(m for m in spec.workload.worker_modules() if m in sys.modules)  # known to import
+    with dask.config.set(scheduler_config(spec.cluster.worker_ttl_s)):  # read when the scheduler starts
+        backend.launch()
+
+
+def _run_locked(
+    spec: StudySpec,
+    client: Client | None,
+    backend: ClusterBackend | None,
+    progress: RunProgress,
+    t0: float,
+    restart: bool,
+    logs: ThirdPartyLog,
+) -> RunSummary:
+    """:func:`run_study` once the inputs are checked: the store, the lease, the run."""
     check_writable(
         spec.store.root_path,
         "store.root",
         "regulas writes its database, arrays and lease there: choose a writable store.root "
         "(regulas status and regulas report --out DIR can still read a read-only store)",
     )
+    logs.to_file()
     write_marker(StoreLayout(spec.store.root_path, db=spec.store.db, arrays=spec.store.arrays))
     # one driver per study: refused here, before the study's tables or arrays are touched
     lease = acquire_lease(
@@ -206,8 +244,7 @@ def run_study(
     reserve = DiskReserve(lease.path.with_name(f"{lease.path.stem}.{lease.token}.reserve"))
     try:
         reserve.hold()
-        with third_party_logs_to_file(spec.store.root_path) as log_path:
-            summary = _run_study(spec, client, progress, t0, restart, lease, reserve)
+        return _run_study(spec, client, backend, progress, t0, restart, lease, reserve)
     except (OSError, SQLAlchemyError, sqlite3.Error) as exc:  # the sink writes through sqlite3 itself
         if not is_disk_full(exc):
             raise
@@ -215,9 +252,6 @@ def run_study(
     finally:
         reserve.release()
         lease.release()
-    if log_path.stat().st_size:
-        progress.message(f"messages of dask and other libraries: {log_path}")
-    return summary
 
 
 def _snapshot(spec: StudySpec, progress: RunProgress, state: dict[str, str]) -> Callable[[], dict[str, Any]]:
@@ -242,6 +276,7 @@ def _snapshot(spec: StudySpec, progress: RunProgress, state: dict[str, str]) -> 
 def _run_study(
     spec: StudySpec,
     client: Client | None,
+    backend: ClusterBackend | None,
     progress: RunProgress,
     t0: float,
     restart: bool,
@@ -288,7 +323,7 @@ def _run_study(
         )
         try:
             if todo:
-                _execute(spec, todo, sink, progress, client, total=len(tasks), already_done=skipped,
+                _execute(spec, todo, sink, progress, client, backend, total=len(tasks), already_done=skipped,
                          attempts={t.key: status[t.key].attempts for t in todo})
         except LeaseLost:
             sink.discard()  # the study is the other driver's now: nothing more is written, not even its status
@@ -363,35 +398,34 @@ def _execute(
     sink: Sink,
     progress: RunProgress,
     client: Client | None,
+    backend: ClusterBackend | None,
     *,
     total: int,
     already_done: int,
     attempts: Mapping[str, int],
 ) -> None:
-    backend = None
+    """Run ``todo`` on ``client``, or on the cluster ``backend`` launched (and closes)."""
     if client is None:
-        backend = make_backend(spec.cluster)
-        progress.message(f"starting {backend.describe()}")
+        assert backend is not None
         started = time.monotonic()
-        with dask.config.set(scheduler_config(spec.cluster.worker_ttl_s)):  # read when the scheduler starts
-            client = backend.start()
-        progress.message(f"cluster ready after {time.monotonic() - started:.1f} s ({len(client.nthreads())} worker(s) connected)")
+        client = backend.wait_ready()
+        waited = time.monotonic() - started
+        progress.message(
+            f"cluster ready ({len(client.nthreads())} worker(s) connected"
+            + (f"; waited {waited:.1f} s for it after planning)" if waited >= 0.05 else ")")
+        )
+    link = backend.dashboard_link() if backend is not None else None
+    if link:
+        wanted, got = port_of(getattr(spec.cluster, "dashboard_address", None)), port_of(link)
+        taken = f" (port {wanted} was taken)" if wanted and got and wanted != got else ""
+        progress.message(f"dashboard: {link}{taken}")
+    gate = StoreGate(client, spec.store.root_path, timeout_s=spec.cluster.startup_timeout_s)
     try:
-        link = backend.dashboard_link() if backend is not None else None
-        if link:
-            wanted, got = port_of(getattr(spec.cluster, "dashboard_address", None)), port_of(link)
-            taken = f" (port {wanted} was taken)" if wanted and got and wanted != got else ""
-            progress.message(f"dashboard: {link}{taken}")
-        gate = StoreGate(client, spec.store.root_path, timeout_s=spec.cluster.startup_timeout_s)
-        try:
-            progress.message(f"store {spec.store.root_path} is shared with the {len(gate.passed)} connected worker(s)")
-            _run_tasks(spec, todo, sink, progress, client, backend, gate, total=total, already_done=already_done,
-                       attempts=attempts)
-        finally:
-            gate.close()
+        progress.message(f"store {spec.store.root_path} is shared with the {len(gate.passed)} connected worker(s)")
+        _run_tasks(spec, todo, sink, progress, client, backend, gate, total=total, already_done=already_done,
+                   attempts=attempts)
     finally:
-        if backend is not None:
-            backend.close()
+        gate.close()
 
 
 def _run_tasks(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import sqlite3
@@ -136,6 +137,28 @@ def require_finished_study(db: Path, study_name: str) -> int:
                 "`regulas run` on its config to finish it before reporting"
             )
         return int(row[0])
+    finally:
+        raw.close()
+        engine.dispose()
+
+
+def results_stamp(db: Path, study_id: int) -> str:
+    """A digest of what a study's results are now: its config hash and, for each task, its
+    status, attempts and when it finished. It changes whenever any result does (a task
+    recomputed after ``regulas verify`` finishes anew), so reports keyed by it are current."""
+    engine = open_read(db)
+    raw = engine.raw_connection()
+    conn = cast(sqlite3.Connection, raw.driver_connection)
+    try:
+        digest = hashlib.sha256()
+        (config_hash,) = conn.execute("SELECT config_hash FROM study WHERE id = ?", (study_id,)).fetchone()
+        digest.update(str(config_hash).encode())
+        rows = conn.execute(
+            "SELECT key, status, attempts, finished_at FROM task WHERE study_id = ? ORDER BY key", (study_id,)
+        )
+        for key, status, attempts, finished in rows:
+            digest.update(f"{key}|{status}|{attempts}|{finished!r}\n".encode())
+        return digest.hexdigest()
     finally:
         raw.close()
         engine.dispose()

@@ -29,7 +29,7 @@ class AddressBackend(ClusterBackend):
     owns_workers = False
     config_class = AddressClusterConfig
 
-    def start(self) -> Client:
+    def wait_ready(self) -> Client:
         cfg = self.config
         try:
             self.client = Client(cfg.address, timeout=cfg.startup_timeout_s)

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import dask.config
 from dask.utils import format_bytes, parse_bytes
 from distributed import Client
 
@@ -22,6 +23,13 @@ log = logging.getLogger(__name__)
 
 #: seconds a client or cluster may take to close before regulas gives up on it
 CLOSE_TIMEOUT_S = 60.0
+
+#: SpecCluster closes a worker (its nanny, or its batch job) whose worker process left the
+#: scheduler and is not back within ``distributed.deploy.lost-worker-timeout`` (15 s by
+#: default) and never starts it again. A worker that crashed is restarted by its nanny, and
+#: a lost batch job is replaced by regulas's watcher; a restart slower than the timeout (a
+#: loaded machine, a worker importing scikit-learn as it starts) lost the worker for good.
+KEEP_LOST_WORKERS = {"distributed.deploy.lost-worker-timeout": "3650d"}
 
 #: below this a Dask worker process (Python, numpy, scikit-learn loaded: ~150 MB resident)
 #: is paused or restarted by its nanny before its first task
@@ -64,14 +72,41 @@ class ClusterBackend(ABC):
     config_class: ClassVar[type[ClusterConfigBase]]
     #: whether the workers are this run's own (started, and stopped at the end, by it)
     owns_workers: ClassVar[bool] = True
+    #: whether a run launches the cluster before it reads and checks its input data, so that
+    #: the workers start meanwhile: yes for a private local cluster (stopping it costs
+    #: nothing if the data is bad); batch jobs on a shared cluster wait for checked data
+    launch_early: ClassVar[bool] = True
 
     def __init__(self, config: Any) -> None:
         self.config = config
         self.client: Client | None = None
+        #: modules each worker process imports as it starts (backends that start workers)
+        self.preload: tuple[str, ...] = ()
+        self._held_config: dask.config.set | None = None
+
+    def hold_dask_config(self, settings: dict[str, Any]) -> None:
+        """Keep ``settings`` in Dask's config until :meth:`close` (read while the cluster runs)."""
+        self.release_dask_config()
+        self._held_config = dask.config.set(settings)
+
+    def release_dask_config(self) -> None:
+        if self._held_config is not None:
+            self._held_config.__exit__(None, None, None)  # restores what was set before
+            self._held_config = None
+
+    def start(self) -> Client:
+        """Return a connected client with at least one worker: :meth:`launch`, then :meth:`wait_ready`."""
+        self.launch()
+        return self.wait_ready()
+
+    def launch(self) -> None:  # noqa: B027 - an optional hook
+        """Begin starting the cluster without waiting for workers (scheduler up, worker
+        processes or jobs on their way), so the driver can load and plan meanwhile.
+        Default: nothing; :meth:`wait_ready` does it all."""
 
     @abstractmethod
-    def start(self) -> Client:
-        """Return a connected client with at least one worker."""
+    def wait_ready(self) -> Client:
+        """Return a connected client with at least one worker (after :meth:`launch`)."""
 
     @abstractmethod
     def describe(self) -> str:
@@ -102,6 +137,7 @@ class ClusterBackend(ABC):
         return None
 
     def close(self) -> None:
+        """Close the client (subclasses: then what they started; then :meth:`release_dask_config`)."""
         if self.client is not None:
             close_bounded("the Dask client", self.client.close)
             self.client = None

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import resource_tracker
 from typing import Any
 
+import psutil
 from distributed import Client, LocalCluster
 from distributed.worker_memory import parse_memory_limit
 
 from regulas.core.config.typed import positive
 from regulas.core.errors import ClusterError
 from regulas.execution.cluster.base import (
+    KEEP_LOST_WORKERS,
     ClusterBackend,
     ClusterConfigBase,
     blas_env,
@@ -23,6 +29,9 @@ from regulas.execution.cluster.base import (
 )
 
 log = logging.getLogger(__name__)
+
+#: seconds a worker process gets to exit after it was asked to close, before it is killed
+KILL_AFTER_S = 0.3
 
 
 async def _block_sigint() -> None:
@@ -66,7 +75,7 @@ class LocalBackend(ClusterBackend):
     def n_workers(self) -> int:
         return self.config.n_workers or default_workers()
 
-    def start(self) -> Client:
+    def launch(self) -> None:
         cfg = self.config
         kwargs: dict[str, Any] = {}
         # dask's own choice for n_workers (this cluster starts with none, see below)
@@ -77,7 +86,8 @@ class LocalBackend(ClusterBackend):
             # without a dashboard the scheduler still serves HTTP (health, metrics) on
             # 8787 and warns when another cluster holds that port: any free port will do
             kwargs["scheduler_kwargs"] = {"dashboard_address": "127.0.0.1:0"}
-        try:
+        self.hold_dask_config(KEEP_LOST_WORKERS)  # a crashed worker's nanny restarts it
+        with self._closed_on_failure():
             # start multiprocessing's resource tracker here: starting it later, on the event
             # loop, would unblock SIGINT there again (Python 3.11 ends with SIG_UNBLOCK)
             resource_tracker.ensure_running()
@@ -88,12 +98,28 @@ class LocalBackend(ClusterBackend):
                 dashboard_address=cfg.dashboard_address,
                 env=blas_env(cfg.blas_threads),
                 silence_logs=40,
+                # imported by each worker process as it starts, while the driver loads the
+                # data: the first task of each worker does not pay for them
+                preload=list(self.preload),
                 **kwargs,
             )
             self.cluster.sync(_block_sigint)
-            self.cluster.scale(self.n_workers)
+            self.cluster.scale(self.n_workers)  # returns at once: the processes start meanwhile
+
+    def wait_ready(self) -> Client:
+        if self.cluster is None:
+            self.launch()
+        assert self.cluster is not None
+        cfg = self.config
+        with self._closed_on_failure():
             self.client = Client(self.cluster, timeout=cfg.startup_timeout_s)
             self.client.wait_for_workers(1, timeout=cfg.startup_timeout_s)
+        return self.client
+
+    @contextmanager
+    def _closed_on_failure(self) -> Iterator[None]:
+        try:
+            yield
         except (OSError, TimeoutError) as exc:
             self.close()
             raise ClusterError(f"could not start a LocalCluster of {self.n_workers} workers: {exc}") from exc
@@ -103,7 +129,6 @@ class LocalBackend(ClusterBackend):
             except Exception:  # noqa: BLE001 - distributed may fail to close a half-started cluster
                 log.debug("could not close the half-started LocalCluster", exc_info=True)
             raise
-        return self.client
 
     def dashboard_link(self) -> str | None:
         # the scheduler's HTTP server runs even with the dashboard off: ask the config
@@ -113,7 +138,38 @@ class LocalBackend(ClusterBackend):
         return f"LocalCluster: {self.n_workers} worker processes x {self.config.threads_per_worker} thread"
 
     def close(self) -> None:
+        # The workers' results are all in the driver by now: a worker process need not
+        # finish its interpreter's teardown (scikit-learn, SciPy, Zarr loaded: ~1 s), so
+        # once it has been asked to close it is given KILL_AFTER_S and then killed.
+        pids = self._worker_pids()
         super().close()
         if self.cluster is not None:
             cluster, self.cluster = self.cluster, None
-            close_bounded("the LocalCluster", cluster.close)
+            closing = threading.Thread(
+                target=close_bounded, args=("the LocalCluster", cluster.close), name="regulas-close-cluster", daemon=True
+            )
+            closing.start()
+            closing.join(KILL_AFTER_S)
+            if closing.is_alive():
+                kill_children(pids)
+            closing.join()
+        self.release_dask_config()
+
+    def _worker_pids(self) -> list[int]:
+        """The process IDs of this cluster's worker processes (their nannies run here)."""
+        if self.cluster is None:
+            return []
+        pids = (getattr(nanny, "pid", None) for nanny in self.cluster.workers.values())
+        return [pid for pid in pids if isinstance(pid, int)]
+
+
+def kill_children(pids: list[int]) -> None:
+    """SIGKILL each of ``pids`` that is still a child process of this one (never a
+    process that took over a reused PID)."""
+    me = os.getpid()
+    for pid in pids:
+        try:
+            if psutil.Process(pid).ppid() == me:
+                os.kill(pid, signal.SIGKILL)
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            continue  # gone already

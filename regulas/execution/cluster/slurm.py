@@ -14,11 +14,12 @@ import logging
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dask.config
 from dask_jobqueue import SLURMCluster
 from dask_jobqueue.slurm import SLURMJob
 from distributed import Client
@@ -28,7 +29,14 @@ from regulas.core.config.typed import positive
 from regulas.core.errors import ClusterError, ConfigError
 from regulas.execution.cluster._slurm_jobs import COMMAND_TIMEOUT_S, walltime_seconds
 from regulas.execution.cluster._slurm_watch import JobWatch
-from regulas.execution.cluster.base import ClusterBackend, ClusterConfigBase, blas_env, close_bounded, memory_bytes
+from regulas.execution.cluster.base import (
+    KEEP_LOST_WORKERS,
+    ClusterBackend,
+    ClusterConfigBase,
+    blas_env,
+    close_bounded,
+    memory_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -134,13 +142,14 @@ class SlurmBackend(ClusterBackend):
     name = "slurm"
     config_class = SlurmClusterConfig
     config: SlurmClusterConfig
+    launch_early = False  # no job is submitted for data that fails its checks
 
     def __init__(self, config: SlurmClusterConfig) -> None:
         super().__init__(config)
         self.cluster: SLURMCluster | None = None
         self.watch: JobWatch | None = None
         self.startup_s: float | None = None
-        self._dask_config: dask.config.set | None = None
+        self._t0 = time.monotonic()
 
     @property
     def log_directory(self) -> Path:
@@ -183,14 +192,14 @@ class SlurmBackend(ClusterBackend):
     def planned_threads(self) -> int:
         return self.config.max_jobs * self.config.cores
 
-    def start(self) -> Client:
+    def launch(self) -> None:
         cfg = self.config
-        t0 = time.monotonic()
+        self._t0 = time.monotonic()
         submit_errors: list[tuple[str, str]] = []
         # SpecCluster closes a job 15 s after its worker left and may resubmit it under the
         # same name, racing the watcher, which replaces ended jobs by what squeue says.
-        self._dask_config = dask.config.set({"distributed.deploy.lost-worker-timeout": "3650d"})
-        try:
+        self.hold_dask_config(KEEP_LOST_WORKERS)
+        with self._closed_on_failure():
             self.log_directory.mkdir(parents=True, exist_ok=True)
             self.cluster = SLURMCluster(
                 job_cls=_RecordingSLURMJob,  # type: ignore[arg-type]  # dask-jobqueue annotates a class as "Job"
@@ -210,15 +219,26 @@ class SlurmBackend(ClusterBackend):
             self.cluster.adapt(minimum_jobs=cfg.min_jobs, maximum_jobs=cfg.max_jobs, interval="1s")
             self.client = Client(self.cluster, timeout=cfg.startup_timeout_s)
             self.watch.start()
-            self._wait_for_a_worker(t0 + cfg.startup_timeout_s)
+
+    def wait_ready(self) -> Client:
+        if self.cluster is None:
+            self.launch()
+        assert self.client is not None
+        with self._closed_on_failure():
+            self._wait_for_a_worker(self._t0 + self.config.startup_timeout_s)
+        self.startup_s = time.monotonic() - self._t0
+        return self.client
+
+    @contextmanager
+    def _closed_on_failure(self) -> Iterator[None]:
+        try:
+            yield
         except (OSError, ValueError, RuntimeError, TimeoutError) as exc:
             self.close()
             raise ClusterError(f"could not start a SLURMCluster: {exc}") from exc
         except ClusterError:
             self.close()
             raise
-        self.startup_s = time.monotonic() - t0
-        return self.client
 
     def _scheduler_options(self) -> dict[str, Any]:
         if self.config.dashboard_address is None:
@@ -271,9 +291,7 @@ class SlurmBackend(ClusterBackend):
             if not close_bounded("the SLURMCluster", self.cluster.close) and self.watch is not None:
                 self._cancel_jobs(self.watch.job_ids())
             self.cluster = None
-        if self._dask_config is not None:
-            self._dask_config.__exit__(None, None, None)  # restores the timeout
-            self._dask_config = None
+        self.release_dask_config()
 
     @staticmethod
     def _cancel_jobs(job_ids: list[str]) -> None:

@@ -294,6 +294,14 @@ class SplicingWorkload(Workload):
         _check_target(self.config.inner_cv, f"{SECTION}.inner_cv", None, "splitter")
         return instantiate(self.config.inner_cv)
 
+    def worker_modules(self) -> list[str]:
+        """The engine and the modules of the pipelines' and splitter's ``_target_`` classes."""
+        targets = [self.config.split, *(self.config.inner_cv,)] if self.config.split else []
+        for pipeline in self.config.pipelines or []:
+            targets += _target_nodes(pipeline)
+        modules = {str(node["_target_"]).rpartition(".")[0] for node in targets if isinstance(node, dict) and "_target_" in node}
+        return [type(self).__module__, "regulas.splicing.evaluate", *sorted(m for m in modules if m)]
+
     def check_inputs(self, root_seed: int) -> None:
         self.outer_splits(root_seed)  # loads and checks the data, then the splits
 
@@ -525,6 +533,16 @@ class SplicingWorkload(Workload):
         from regulas.workloads.splicing.reports import SplicingSummary, study_reports
 
         return [*study_reports(self.config.reports), SplicingSummary()]
+
+
+def _target_nodes(node: Any) -> list[dict[str, Any]]:
+    """Every mapping with a ``_target_`` inside ``node`` (a pipeline's steps)."""
+    if isinstance(node, dict):
+        found = [node] if "_target_" in node else []
+        return found + [n for v in node.values() for n in _target_nodes(v)]
+    if isinstance(node, list):
+        return [n for v in node for n in _target_nodes(v)]
+    return []
 
 
 def _init_params(cls: Any) -> set[str]:
