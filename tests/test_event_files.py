@@ -26,6 +26,7 @@ from regulas.core.config.targets import instantiate
 from regulas.core.errors import ConfigError, DataError
 from regulas.data import PickleLoader, TableLoader
 from regulas.data.event_files import PARALLEL_MIN_FILES, file_labels, read_event_pickles
+from regulas.study import load_study
 
 N, P = 30, 5
 SAMPLES = [f"S{i:02d}" for i in range(N)]
@@ -241,6 +242,24 @@ def test_table_loader_targets_from_several_tables(tmp_path: Path) -> None:
     pd.DataFrame({"EV2": psi_of(X, 0)}).to_csv(second, sep="\t")
     with pytest.raises(DataError, match=r"event 'EV2' is in two files: .*psi_a\.tsv and .*psi_b\.tsv"):
         TableLoader(features=str(features), targets=str(tmp_path / "psi_*.tsv")).load()
+
+
+def test_files_of_a_glob_are_pinned_like_named_files(tmp_path: Path) -> None:
+    # a native study's rerun on changed inputs is refused for every file it read, including
+    # those a glob or a comma list names (StudySpec.input_files lists them to be pinned)
+    features, first, second = _tables(tmp_path)
+    config = tmp_path / "study.yaml"
+    config.write_text(
+        "study: {name: glob, workload: splicing}\n"
+        "experiment:\n  name: glob\n"
+        f"  dataset: {{_target_: regulas.data.TableLoader, features: {features}, targets: '{tmp_path}/psi_*.tsv'}}\n"
+        "  split: {_target_: sklearn.model_selection.KFold, n_splits: 2}\n"
+        "  pipelines: [{model: {Ridge: {_target_: sklearn.linear_model.Ridge}}}]\n"
+    )
+    spec = load_study(config)
+    assert spec.input_files() == sorted(str(p.resolve()) for p in (features, first, second))
+    comma = load_study(config, [f"experiment.dataset.targets={second},{first}"])
+    assert comma.input_files() == spec.input_files()
 
 
 @pytest.mark.slow

@@ -156,11 +156,14 @@ class StudySpec:
 
         This covers the typed path fields (``field(metadata={"path": "file"})``, e.g.
         regNet's ``motif_scores``) and the loader nodes of a dataset (``features``,
-        ``targets``, ``metadata``, ``rbp_list``, ``path_to_file``) alike.
+        ``targets``, ``metadata``, ``rbp_list``, ``path_to_file``) alike, plus the files the
+        workload names itself (:meth:`~regulas.core.workload.Workload.input_files`: those of
+        a glob or a comma list).
         """
         section = self.tree.get(self.workload.section)
         out: set[str] = set()
         if isinstance(section, dict):
             runtime = set(self.workload.runtime_keys)
             _files({k: v for k, v in section.items() if k not in runtime}, out)
+        out.update(str(Path(f).resolve()) for f in self.workload.input_files())
         return sorted(out)

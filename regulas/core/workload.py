@@ -204,6 +204,12 @@ class Workload(ABC):
         """
         return None
 
+    def input_files(self) -> list[str]:
+        """Files this study reads that its config names only indirectly (a glob, a comma
+        list), so that a rerun on changed files is refused like one on a named file
+        (driver, after :meth:`check_inputs`). Default: none."""
+        return []
+
     def worker_modules(self) -> list[str]:
         """Modules a worker imports to run this study's tasks, imported by each worker of a
         cluster regulas starts as the worker starts, while the driver loads the data (so the

@@ -97,6 +97,11 @@ class Loader(ABC):
         own = tuple(p for p in inspect.signature(type(self).__init__).parameters if p not in ("self", "options"))
         self.options: LoadOptions = parse_options(options, type(self).__name__, own)
 
+    def input_files(self) -> list[str]:
+        """The files :meth:`read` reads that the config names only through a glob or a list
+        (a literal path in the config is found there). Default: none."""
+        return []
+
     @abstractmethod
     def read(self) -> RawData:
         """Read the files into raw tables (samples as rows), before checks and options."""
@@ -153,6 +158,9 @@ class TableLoader(Loader):
         self.targets_layout = choice_arg(targets_layout, "targets_layout", ("samples_x_events", "events_x_samples"))
         self.index_col = index_col_arg(index_col)
         super().__init__(name=name, meta=meta, **options)
+
+    def input_files(self) -> list[str]:
+        return list(self.target_files.files)
 
     def read(self) -> RawData:
         x_key, y_key = key_of("features"), key_of("targets")
@@ -229,6 +237,9 @@ class PickleLoader(Loader):
             )
         self.objective = objective
         super().__init__(name=name, meta=meta, **options)
+
+    def input_files(self) -> list[str]:
+        return list(self.files.files)
 
     def read(self) -> RawData:
         key = key_of("path_to_file")

@@ -50,7 +50,7 @@ from regulas.workloads.splicing.tables import (
 )
 
 if TYPE_CHECKING:
-    from regulas.data import SplicingData
+    from regulas.data import Loader, SplicingData
 
 SECTION = "experiment"
 #: printed once by a run with ``selection: outer`` (a regulAS file's default)
@@ -338,8 +338,8 @@ class SplicingWorkload(Workload):
         return [str(v) for v in self.data.events]
 
     @functools.cached_property
-    def data(self) -> SplicingData:
-        """The dataset, loaded and checked once in the driver (never shipped to workers)."""
+    def loader(self) -> Loader:
+        """The dataset's loader, its arguments checked (nothing read yet)."""
         from regulas.data import Loader
 
         node = self.config.dataset or {}
@@ -354,8 +354,17 @@ class SplicingWorkload(Workload):
                 "regulas.data.TableLoader or regulAS.utils.PickleLoader)",
                 key=f"{SECTION}.dataset._target_",
             )
-        data: SplicingData = loader.load()
+        return loader
+
+    @functools.cached_property
+    def data(self) -> SplicingData:
+        """The dataset, loaded and checked once in the driver (never shipped to workers)."""
+        data: SplicingData = self.loader.load()
         return data
+
+    def input_files(self) -> list[str]:
+        """Every file the loader reads (a glob or a comma list names many)."""
+        return [] if self.config.reports_only else self.loader.input_files()
 
     def prepare(self, ctx: StudyContext) -> str:
         c = self.config
