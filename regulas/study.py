@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -31,14 +31,14 @@ from regulas.core.report import ReportContext
 from regulas.core.spec import CORE_SECTIONS, StudySpec
 from regulas.core.workload import Workload
 from regulas.execution.cluster import backend_class, backend_names, cluster_config
-from regulas.execution.progress import RunProgress
-from regulas.execution.runner import RunSummary, run_study
-from regulas.reports import ReportRun, run_reports
-from regulas.store.arrays import StudyArrays
-from regulas.store.database import open_read
-from regulas.store.root import StoreLayout, check_writable, find_layout
-from regulas.store.status import require_finished_study
-from regulas.store.verify import check_study_arrays, is_checksum_error
+from regulas.store.root import StoreLayout
+
+# the engine, the reports and the database (Dask, matplotlib, SQLAlchemy, Zarr) are imported
+# where a study runs or reports: loading and validating a config (show-config) needs none
+if TYPE_CHECKING:
+    from regulas.execution.progress import RunProgress
+    from regulas.execution.runner import RunSummary
+    from regulas.reports import ReportRun
 
 # ``${dataset:gse114922/psi.tsv.gz}`` in a config: a file shipped with regulas, by absolute path
 # (register_resolver since omegaconf 2.4, which deprecates register_new_resolver)
@@ -160,6 +160,13 @@ def write_reports(workload: Workload, layout: StoreLayout, study: str, out_dir: 
     """Run the workload's reports on finished study ``study`` of the store at ``layout``,
     writing them to ``out_dir`` (default :func:`report_dir`); refused when one of its arrays
     fails its chunk digests (:func:`check_study_arrays`)."""
+    from regulas.reports import run_reports
+    from regulas.store.arrays import StudyArrays
+    from regulas.store.database import open_read
+    from regulas.store.root import check_writable
+    from regulas.store.status import require_finished_study
+    from regulas.store.verify import check_study_arrays, is_checksum_error
+
     check_study_arrays(layout, study)
     study_id = require_finished_study(layout.db_path, study)
     out_dir = out_dir if out_dir is not None else report_dir(layout.root, study)
@@ -200,6 +207,8 @@ def run(spec: StudySpec, *, progress: RunProgress | None = None, restart: bool =
 
     ``restart``: discard the study's stored results first and run it from the start.
     """
+    from regulas.execution.runner import run_study
+
     summary = run_study(spec, progress=progress, restart=restart)
     reports = write_reports(spec.workload, layout_of(spec), spec.study.name) if summary.ok else None
     return StudyRun(summary, reports)
@@ -208,6 +217,9 @@ def run(spec: StudySpec, *, progress: RunProgress | None = None, restart: bool =
 def load_stored_study(root: Path, study: str | None = None) -> tuple[Workload, StoreLayout, str]:
     """The workload (built from the config stored with the study), layout and name of a study
     in the store at ``root``; ``study`` may be omitted when the store holds one."""
+    from regulas.store.database import open_read
+    from regulas.store.root import find_layout
+
     layout = find_layout(root)
     engine = open_read(layout.db_path)
     try:

@@ -245,7 +245,7 @@ def _run_study(
     lease: Lease,
     reserve: DiskReserve,
 ) -> RunSummary:
-    engine = open_write(spec.store.db_path, spec.workload.tables)
+    engine = open_write(spec.store.db_path, spec.workload.store_tables())
     state = {"status": "running"}
     lease.snapshot = _snapshot(spec, progress, state)
     study_id: int | None = None

@@ -10,13 +10,14 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar
-
-from dask.utils import format_bytes, parse_bytes
-from distributed import Client
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from regulas.core.config.sections import ClusterConfigBase
 from regulas.core.errors import ConfigError
+
+# the backends import Dask where a cluster starts: validating their config needs none of it
+if TYPE_CHECKING:
+    from distributed import Client
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ BLAS_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "
 def memory_bytes(value: object, key: str, source: str | None, *, workers: int = 1) -> int:
     """``value`` (e.g. "4GiB", "500MB" or a number of bytes) in bytes, each of ``workers``
     sharing it getting at least :data:`MIN_WORKER_MEMORY`; a :class:`ConfigError` otherwise."""
+    from dask.utils import format_bytes, parse_bytes  # dask without distributed: ~0.1 s, only for a size given
+
     try:
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise ValueError(value)

@@ -6,10 +6,7 @@ import logging
 import signal
 from dataclasses import dataclass
 from multiprocessing import resource_tracker
-from typing import Any
-
-from distributed import Client, LocalCluster
-from distributed.worker_memory import parse_memory_limit
+from typing import TYPE_CHECKING, Any
 
 from regulas.core.config.typed import positive
 from regulas.core.errors import ClusterError
@@ -21,6 +18,9 @@ from regulas.execution.cluster.base import (
     default_workers,
     memory_bytes,
 )
+
+if TYPE_CHECKING:  # imported where the cluster starts: validating the config needs no Dask
+    from distributed import Client, LocalCluster
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,9 @@ class LocalBackend(ClusterBackend):
         return self.config.n_workers or default_workers()
 
     def start(self) -> Client:
+        from distributed import Client, LocalCluster
+        from distributed.worker_memory import parse_memory_limit
+
         cfg = self.config
         kwargs: dict[str, Any] = {}
         # dask's own choice for n_workers (this cluster starts with none, see below)
