@@ -13,6 +13,7 @@ import ast
 import functools
 import importlib.machinery
 import importlib.util
+import pkgutil
 from dataclasses import dataclass
 from importlib.machinery import ModuleSpec
 from pathlib import Path
@@ -32,8 +33,8 @@ class SourceNames:
 
     names: frozenset[str]
     complete: bool
-    #: the modules of a package directly under it (``sklearn`` -> ``linear_model``, ...)
-    package: bool = False
+    #: the modules directly under a package (``sklearn``: ``linear_model``, ...); empty for a module
+    submodules: frozenset[str] = frozenset()
 
 
 def find_module(name: str) -> ModuleSpec | None:
@@ -61,18 +62,19 @@ def _names(name: str, seen: frozenset[str]) -> SourceNames | None:
     spec = find_module(name)
     if spec is None:
         return None
-    package = spec.submodule_search_locations is not None
+    locations = spec.submodule_search_locations
+    submodules = frozenset(m.name for m in pkgutil.iter_modules(list(locations))) if locations is not None else frozenset()
     origin = spec.origin
     if not origin or not origin.endswith(".py"):
-        return SourceNames(frozenset(), complete=False, package=package)
+        return SourceNames(frozenset(), complete=False, submodules=submodules)
     try:
         tree = ast.parse(Path(origin).read_bytes(), filename=origin)
     except (OSError, SyntaxError, ValueError):  # the import reports these better
-        return SourceNames(frozenset(), complete=False, package=package)
-    base = name if package else name.rpartition(".")[0]
+        return SourceNames(frozenset(), complete=False, submodules=submodules)
+    base = name if locations is not None else name.rpartition(".")[0]
     names: set[str] = set()
     complete = _bind(tree.body, names, base, seen | {name})
-    return SourceNames(frozenset(names), complete=complete and "__getattr__" not in names, package=package)
+    return SourceNames(frozenset(names), complete=complete and "__getattr__" not in names, submodules=submodules)
 
 
 def _bind(body: list[ast.stmt], names: set[str], base: str, seen: frozenset[str]) -> bool:

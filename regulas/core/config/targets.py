@@ -195,9 +195,9 @@ def find_target(
         name = parts[cut]
         if name in found.names and cut == len(parts) - 1:
             return
-        if name in found.names or not found.complete or (found.package and source_names(f"{module}.{name}")):
+        if name in found.names or not found.complete or name in found.submodules:
             break  # only an import can tell
-        hint = did_you_mean(name, sorted(n for n in found.names if not n.startswith("_")))
+        hint = did_you_mean(name, sorted(n for n in found.names | found.submodules if not n.startswith("_")))
         raise ConfigError(
             f"cannot import _target_ {path!r}: module {module!r} has no attribute {name!r}" + (f"; {hint}" if hint else ""),
             key=key,
