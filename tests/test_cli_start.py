@@ -9,6 +9,7 @@ package written to tmp_path whose import leaves a mark, so that "not imported" i
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -168,4 +169,23 @@ def test_static_check_imports_a_module_that_resolves_names_lazily(lab: Path) -> 
 def test_static_check_keeps_the_allow_list(lab: Path) -> None:
     with pytest.raises(ConfigError, match="'lab_fast.models.Ridge' is outside the modules a config may name"):
         find_target("lab_fast.models.Ridge")
+    assert marks_of(lab) == []
+
+
+def test_static_check_imports_rather_than_read_too_much_source(lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from regulas.core.config import source_names
+
+    monkeypatch.setattr(source_names, "STAR_SOURCE_BUDGET", 10)  # bytes: less than lab_fast/models.py
+    find_target("lab_fast.star.Ridge", allow=["lab_fast"])
+    assert marks_of(lab) == ["lab_fast", "lab_fast.models", "lab_fast.star"]
+
+
+def test_static_check_reads_a_changed_module_again(lab: Path) -> None:
+    models = lab.parent / "lab_fast" / "models.py"
+    with pytest.raises(ConfigError, match="has no attribute 'ElasticNet'"):
+        find_target("lab_fast.models.ElasticNet", allow=["lab_fast"])
+    models.write_text(models.read_text() + "\n\nclass ElasticNet:\n    pass\n")
+    stat = models.stat()
+    os.utime(models, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a later version, whatever the clock's resolution
+    find_target("lab_fast.models.ElasticNet", allow=["lab_fast"])
     assert marks_of(lab) == []

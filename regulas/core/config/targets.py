@@ -31,7 +31,7 @@ from contextvars import ContextVar
 from importlib.metadata import entry_points
 from typing import Any
 
-from regulas.core.config.source_names import source_names
+from regulas.core.config.source_names import binds, known_names, module_source
 from regulas.core.errors import ConfigError, did_you_mean
 
 #: other names of regulas classes (e.g. the original regulAS package's), so that configs
@@ -189,15 +189,16 @@ def find_target(
         if loaded is not None and parts[cut] in vars(loaded):
             locate(path, key=key, source=source, allow=allow)
             return
-        found = source_names(module)
+        found = module_source(module)
         if found is None:
             continue
         name = parts[cut]
-        if name in found.names and cut == len(parts) - 1:
+        bound = binds(module, name)
+        if bound and cut == len(parts) - 1:
             return
-        if name in found.names or not found.complete or name in found.submodules:
+        if bound is not False or name in found.submodules:
             break  # only an import can tell
-        hint = did_you_mean(name, sorted(n for n in found.names | found.submodules if not n.startswith("_")))
+        hint = did_you_mean(name, sorted(n for n in known_names(module) | found.submodules if not n.startswith("_")))
         raise ConfigError(
             f"cannot import _target_ {path!r}: module {module!r} has no attribute {name!r}" + (f"; {hint}" if hint else ""),
             key=key,
