@@ -14,9 +14,9 @@ Then each target is checked to exist, in one of two ways. By default (``regulas 
 ``regulas report``) :func:`locate` imports its module: the workload needs the classes anyway,
 and checks what they are (a splitter, a loader, an estimator and its parameters) before any
 work starts. Inside :func:`without_importing` (``regulas show-config``) :func:`find_target`
-reads the module's source instead: importing scikit-learn alone takes about a second, ten
-times what reading and checking a config takes, and a misspelt module or class is still
-refused with the same message; only what needs the class itself is left to ``regulas run``.
+reads the module's source instead: importing scikit-learn alone takes about a second, more
+than all the rest of show-config, and a misspelt module or class is still refused with the
+same message; only what needs the class itself is left to ``regulas run``.
 """
 
 from __future__ import annotations
