@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -33,14 +33,14 @@ from regulas.core.report import ReportContext
 from regulas.core.spec import CORE_SECTIONS, StudySpec
 from regulas.core.workload import Workload
 from regulas.execution.cluster import backend_class, backend_names, cluster_config
-from regulas.execution.progress import RunProgress
-from regulas.execution.runner import RunSummary, run_study
-from regulas.reports import ReportRun, run_reports
-from regulas.store.arrays import StudyArrays
-from regulas.store.database import open_read
-from regulas.store.root import StoreLayout, check_writable, find_layout
-from regulas.store.status import require_finished_study, results_stamp
-from regulas.store.verify import check_study_arrays, is_checksum_error
+from regulas.store.root import StoreLayout
+
+# the engine, the reports and the database (Dask, matplotlib, SQLAlchemy, Zarr) are imported
+# where a study runs or reports: loading and validating a config (show-config) needs none
+if TYPE_CHECKING:
+    from regulas.execution.progress import RunProgress
+    from regulas.execution.runner import RunSummary
+    from regulas.reports import ReportRun
 
 # ``${dataset:gse114922/psi.tsv.gz}`` in a config: a file shipped with regulas, by absolute path
 # (register_resolver since omegaconf 2.4, which deprecates register_new_resolver)
@@ -176,6 +176,13 @@ def write_reports(
     ``reuse``: keep the reports already in ``out_dir`` when they were written for the same
     results and the same config (a rerun that ran nothing new), instead of drawing them again.
     """
+    from regulas.reports import run_reports
+    from regulas.store.arrays import StudyArrays
+    from regulas.store.database import open_read
+    from regulas.store.root import check_writable
+    from regulas.store.status import require_finished_study
+    from regulas.store.verify import check_study_arrays, is_checksum_error
+
     members = list(group) or [study]
     ids = {}
     for name in members:
@@ -212,6 +219,8 @@ def study_group(spec: StudySpec) -> list[str]:
     """The stored studies a report-only config with ``study.name_from_data`` reports on: those
     of its workload whose stored config has the same ``name`` in the workload's section (a
     regulAS experiment name), or which are named so, oldest first."""
+    from regulas.store.database import open_read
+
     layout = layout_of(spec)
     section = spec.workload.section
     engine = open_read(layout.db_path)
@@ -257,6 +266,8 @@ def write_reports_of(spec: StudySpec, out_dir: Path | None = None) -> tuple[str,
 def _reports_stamp(workload: Workload, layout: StoreLayout, study_ids: list[int]) -> str:
     """What reports depend on: the results of the studies they cover, the workload config
     (reports included) and the version of regulas that draws them."""
+    from regulas.store.status import results_stamp
+
     digest = hashlib.sha256()
     for study_id in study_ids:
         digest.update(results_stamp(layout.db_path, study_id).encode())
@@ -278,6 +289,8 @@ def run(spec: StudySpec, *, progress: RunProgress | None = None, restart: bool =
 
     ``restart``: discard the study's stored results first and run it from the start.
     """
+    from regulas.execution.runner import run_study
+
     summary = run_study(spec, progress=progress, restart=restart)
     reports = write_reports(spec.workload, layout_of(spec), summary.study, reuse=True) if summary.ok else None
     return StudyRun(summary, reports)
@@ -286,6 +299,9 @@ def run(spec: StudySpec, *, progress: RunProgress | None = None, restart: bool =
 def load_stored_study(root: Path, study: str | None = None) -> tuple[Workload, StoreLayout, str]:
     """The workload (built from the config stored with the study), layout and name of a study
     in the store at ``root``; ``study`` may be omitted when the store holds one."""
+    from regulas.store.database import open_read
+    from regulas.store.root import find_layout
+
     layout = find_layout(root)
     engine = open_read(layout.db_path)
     try:

@@ -402,7 +402,7 @@ def test_a_changed_config_is_refused_with_the_keys_that_differ(tmp_path: Path) -
 
     def plan_again(*overrides: str) -> None:
         spec = load_study(demo, [root, *overrides])
-        engine = open_write(spec.store.db_path, spec.workload.tables)
+        engine = open_write(spec.store.db_path, spec.workload.store_tables())
         try:
             plan_study(spec, engine)
         finally:

@@ -171,13 +171,22 @@ class Workload(ABC):
     runtime_keys: ClassVar[tuple[str, ...]] = ()
     #: top-level config keys besides the core sections and ``section`` (regulAS's own)
     extra_top_keys: ClassVar[tuple[str, ...]] = ()
-    #: the tables and views this workload adds to the store
+    #: the tables and views this workload adds to the store (read through :meth:`store_tables`)
     tables: ClassVar[WorkloadTables] = WorkloadTables()
     #: ``_target_`` names this workload's configs may use for regulas classes (e.g. regulAS's)
     target_aliases: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, config: Any) -> None:
         self.config = config
+
+    @classmethod
+    def store_tables(cls) -> WorkloadTables:
+        """The tables and views this workload adds to the store: :attr:`tables` by default.
+
+        A workload may override this to import its table definitions here rather than with
+        its module: they import SQLAlchemy, which validating a config does not need.
+        """
+        return cls.tables
 
     def result_config(self) -> dict[str, Any]:
         """The part of the config that determines results; enters task keys and the study hash."""

@@ -21,10 +21,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from regulas.core.errors import ConfigError
+
+# pandas only where a table is read: the ``${dataset:...}`` resolver (:func:`path`) runs
+# whenever a config is loaded, e.g. by ``regulas show-config``
+if TYPE_CHECKING:
+    import pandas as pd
 
 DATA = Path(__file__).with_name("data")
 
@@ -60,6 +64,8 @@ class GSE114922:
 
 def load_gse114922() -> GSE114922:
     """GSE114922 (Pellagatti et al. 2018, via the ASpediaFI package; GPL-3): see ``source("gse114922")``."""
+    import pandas as pd
+
     folder = DATA / "gse114922"
     return GSE114922(
         psi=pd.read_csv(folder / "psi.tsv.gz", sep="\t", index_col=0),
@@ -70,6 +76,8 @@ def load_gse114922() -> GSE114922:
 
 def load_rbp_list() -> pd.DataFrame:
     """RNA-binding proteins of Sebestyen et al. 2016 (via psichomics; MIT): ``symbol``, ``is_splicing_factor``."""
+    import pandas as pd
+
     return pd.read_csv(DATA / "rbp" / "sebestyen2016_rbps.tsv", sep="\t")
 
 
@@ -82,6 +90,8 @@ class Motifs:
 
 
 def load_motif_scores() -> Motifs:
+    import pandas as pd
+
     folder = DATA / "motifs"
     scores = pd.read_csv(folder / "regions400_motif_scores.tsv.gz", sep="\t", index_col=0)
     clusters = pd.read_csv(folder / "regions400_clusters.tsv", sep="\t", index_col=0).iloc[:, 0]
@@ -99,6 +109,8 @@ class Shalek2013:
 
 
 def load_shalek2013() -> Shalek2013:
+    import pandas as pd
+
     folder = DATA / "shalek2013"
     return Shalek2013(
         splicing=pd.read_csv(folder / "splicing.csv.gz", index_col=0),

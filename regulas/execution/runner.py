@@ -18,9 +18,9 @@ lost and the replacements pending, or the only worker frozen).
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import sqlite3
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -213,9 +213,17 @@ def run_study(
 
 def _launch(spec: StudySpec, backend: ClusterBackend, progress: RunProgress) -> None:
     progress.message(f"starting {backend.describe()}")
-    backend.preload = tuple(m for m in spec.workload.worker_modules() if m in sys.modules)  # known to import
+    backend.preload = tuple(m for m in spec.workload.worker_modules() if _importable(m))
     with dask.config.set(scheduler_config(spec.cluster.worker_ttl_s)):  # read when the scheduler starts
         backend.launch()
+
+
+def _importable(module: str) -> bool:
+    """Whether ``module`` can be found (a worker that fails to import a preload never starts)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _run_locked(
@@ -285,7 +293,7 @@ def _run_study(
     lease: Lease,
     reserve: DiskReserve,
 ) -> RunSummary:
-    engine = open_write(spec.store.db_path, spec.workload.tables)
+    engine = open_write(spec.store.db_path, spec.workload.store_tables())
     state = {"status": "running"}
     lease.snapshot = _snapshot(spec, progress, state)
     study_id: int | None = None

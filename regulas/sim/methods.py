@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from regulas.core.errors import ConfigError
 from regulas.lmm.cost import DENSE_MAX_P
-from regulas.lmm.likelihood import PrecomputedSetup
 from regulas.lmm.structures import structure_class, structure_names
 from regulas.sim.fit_cost import FIT_MEMORY_LIMIT, FIT_TIME_LIMIT_S, method_cost
+
+if TYPE_CHECKING:  # SciPy: imported by the fits, not by reading a config's methods
+    from regulas.lmm.likelihood import PrecomputedSetup
 
 METHOD_KINDS = ("ridge", "lmm", "ols")
 DEFAULT_ALPHAS = [float(a) for a in np.logspace(-3, 5, 33)]

@@ -23,8 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtr, ndtri
-from scipy.stats import rankdata
 
 #: latent factors kept by default (the top eigenvalues of the shipped table's normal-score correlation)
 DEFAULT_MOTIF_FACTORS = 40
@@ -47,6 +45,10 @@ class MotifCopula:
     @classmethod
     def fit(cls, source: np.ndarray, factors: int = DEFAULT_MOTIF_FACTORS) -> MotifCopula:
         """Fit to ``source`` (n rows x m motifs); ``factors`` q is capped at min(n - 1, m)."""
+        # SciPy here and in draw: a regNet config names DEFAULT_MOTIF_FACTORS without fitting
+        from scipy.special import ndtri
+        from scipy.stats import rankdata
+
         n, m = source.shape
         q = max(1, min(factors, n - 1, m))
         z = ndtri((rankdata(source, axis=0) - 0.5) / n)
@@ -64,6 +66,8 @@ class MotifCopula:
 
     def draw(self, genes: int, motifs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """M (G, len(motifs)) for the motif columns ``motifs`` (indices into the fitted table)."""
+        from scipy.special import ndtr
+
         L, psi = self.loadings[motifs], self.uniqueness[motifs]
         f = rng.standard_normal((genes, L.shape[1]))
         z = f @ L.T + rng.standard_normal((genes, len(motifs))) * np.sqrt(psi)

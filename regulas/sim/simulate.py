@@ -38,6 +38,10 @@ from regulas.sim.covariance import is_factor_only_noise, noise_covariance, signa
 from regulas.sim.factor_covariance import FactorCovariance, noise_factor
 from regulas.sim.motifs import draw_motif_matrix, synthetic_motif_matrix
 
+#: the method name of the simulation's own rows in a study's results (e.g. its achieved
+#: signal fraction), beside those of the methods fitted to it
+SIMULATION = "simulation"
+
 
 @dataclass(frozen=True)
 class Cell:

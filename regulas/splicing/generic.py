@@ -23,7 +23,7 @@ from sklearn.pipeline import Pipeline
 
 from regulas.splicing.block import BlockWork, fit_transformations
 from regulas.splicing.importance import model_importances, permutation_scores
-from regulas.splicing.pipelines import AFFINE_SCALERS, PipelineSpec, issubclass_exact
+from regulas.splicing.pipelines import PipelineSpec, affine_scalers, issubclass_exact
 from regulas.splicing.selection import Splits, best_candidate, inner_splits
 
 
@@ -97,7 +97,7 @@ def shares_transformations(spec: PipelineSpec) -> bool:
     Such a scaler is fitted on X alone and deterministically, so one fit per training set is
     exactly what each event's own Pipeline.fit would compute: the group fits it once.
     """
-    return all(issubclass_exact(cls, AFFINE_SCALERS) for cls in spec.classes()[:-1])
+    return all(issubclass_exact(cls, affine_scalers()) for cls in spec.classes()[:-1])
 
 
 def prepare_group(b: BlockWork, rows: np.ndarray, splits: Splits | None) -> Prepared:

@@ -24,22 +24,29 @@ import importlib.metadata
 import inspect
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from omegaconf import OmegaConf
-from sklearn.linear_model import LinearRegression, Ridge, RidgeCV
-from sklearn.model_selection import ParameterGrid
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
 
-from regulas.core.config.targets import ALIASES, RESERVED, locate
+from regulas.core.config.targets import ALIASES, RESERVED, checked_target, locate
 from regulas.core.errors import ConfigError
 from regulas.core.task import stable_hash
 
-#: Per-feature affine scalers after which the ridge family keeps its batched path: each is
-#: fitted on X alone, so every event of a split shares the scaled training matrix.
-AFFINE_SCALERS: tuple[type, ...] = (StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler)
+# scikit-learn (~1 s to import) where pipelines are built or fitted: a config's pipelines
+# are read, and statically checked, without it (regulas show-config)
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+
+@functools.cache
+def affine_scalers() -> tuple[type, ...]:
+    """Per-feature affine scalers after which the ridge family keeps its batched path: each is
+    fitted on X alone, so every event of a split shares the scaled training matrix."""
+    from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
+
+    return (StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler)
+
 
 #: Ridge solvers that compute the exact solution (all agree with the SVD to rounding error);
 #: the iterative ones stop at a tolerance and go through the generic per-event path.
@@ -97,8 +104,12 @@ def package_version(cls: type) -> str | None:
 
 def _step_from_config(
     name: str, node: Any, *, key: str, source: str | None, role: str
-) -> tuple[tuple[str, str, dict[str, Any]], type, dict[str, list[Any]]]:
-    """Validate one ``{Name: {_target_, **kwargs, _varargs_}}`` entry; return (step, class, grid)."""
+) -> tuple[tuple[str, str, dict[str, Any]], type | None, dict[str, list[Any]]]:
+    """Validate one ``{Name: {_target_, **kwargs, _varargs_}}`` entry; return (step, class, grid).
+
+    The class is None when targets are checked without importing them (:func:`checked_target`):
+    then its methods and parameter names are left to the import-based check of ``regulas run``.
+    """
     if not isinstance(node, dict) or "_target_" not in node:
         raise ConfigError(
             f"step {name!r} must be a mapping with a _target_ (a class path such as "
@@ -109,22 +120,11 @@ def _step_from_config(
     path = node["_target_"]
     if not isinstance(path, str):
         raise ConfigError(f"_target_ must be a dotted class path, got {path!r}", key=f"{key}._target_", source=source)
-    cls = locate(path, key=f"{key}._target_", source=source)
-    if not isinstance(cls, type):
-        raise ConfigError(f"_target_ {path!r} is not a class", key=f"{key}._target_", source=source)
-    needed = ("fit", "predict") if role == "model" else ("fit", "transform")
-    missing = [m for m in needed if not callable(getattr(cls, m, None))]
-    if missing:
-        raise ConfigError(
-            f"{path} cannot be a {role}: it has no {' / '.join(missing)} method "
-            f"(a {role} needs {' and '.join(needed)})",
-            key=f"{key}._target_",
-            source=source,
-        )
-    allowed = _param_names(cls)
+    cls = checked_target(path, key=f"{key}._target_", source=source)
+    allowed = None if cls is None else _estimator_params(cls, path, key=key, source=source, role=role)
     kwargs = {k: v for k, v in node.items() if k not in RESERVED}
     for kw in kwargs:
-        if kw not in allowed:
+        if allowed is not None and kw not in allowed:
             raise ConfigError(
                 f"{path} has no parameter {kw!r}; it accepts {', '.join(allowed) or 'none'}",
                 key=f"{key}.{kw}",
@@ -149,7 +149,7 @@ def _step_from_config(
             )
         for param, values in varargs.items():
             pkey = f"{key}._varargs_.{param}"
-            if param not in allowed:
+            if allowed is not None and param not in allowed:
                 raise ConfigError(
                     f"{path} has no parameter {param!r}; it accepts {', '.join(allowed)}", key=pkey, source=source
                 )
@@ -159,6 +159,22 @@ def _step_from_config(
                 raise ConfigError(f"grid values must be a non-empty list, got {values!r}", key=pkey, source=source)
             grid[str(param)] = list(values)
     return (str(name), ALIASES.get(path, path), kwargs), cls, grid
+
+
+def _estimator_params(cls: Any, path: str, *, key: str, source: str | None, role: str) -> list[str]:
+    """The constructor parameters of a located step class, once it is a class with the role's methods."""
+    if not isinstance(cls, type):
+        raise ConfigError(f"_target_ {path!r} is not a class", key=f"{key}._target_", source=source)
+    needed = ("fit", "predict") if role == "model" else ("fit", "transform")
+    missing = [m for m in needed if not callable(getattr(cls, m, None))]
+    if missing:
+        raise ConfigError(
+            f"{path} cannot be a {role}: it has no {' / '.join(missing)} method "
+            f"(a {role} needs {' and '.join(needed)})",
+            key=f"{key}._target_",
+            source=source,
+        )
+    return _param_names(cls)
 
 
 @dataclass(frozen=True)
@@ -210,10 +226,11 @@ class PipelineSpec:
         (model_name, model_node), = model.items()
         if model_name in transformations:
             raise ConfigError(f"step name {model_name!r} is used twice", key=f"{key}.model.{model_name}", source=source)
-        step, _, grid = _step_from_config(model_name, model_node, key=f"{key}.model.{model_name}", source=source, role="model")
+        step, model_cls, grid = _step_from_config(model_name, model_node, key=f"{key}.model.{model_name}", source=source, role="model")
         steps.append(step)
         spec = cls(name="+".join(s[0] for s in steps), steps=tuple(steps), grid=grid)
-        spec._check_values(key=key, source=source)
+        if model_cls is not None:  # the classes were imported: their own checks of the values
+            spec._check_values(key=key, source=source)
         return spec
 
     def _check_values(self, *, key: str, source: str | None) -> None:
@@ -246,6 +263,8 @@ class PipelineSpec:
 
     def candidates(self) -> list[dict[str, Any]]:
         """Hyper-parameter candidates in scikit-learn's ParameterGrid order (GridSearchCV's order)."""
+        from sklearn.model_selection import ParameterGrid
+
         return list(ParameterGrid(self.grid)) if self.grid else [{}]
 
     def classes(self) -> list[type]:
@@ -257,6 +276,8 @@ class PipelineSpec:
         ``random_state`` fills the ``random_state`` of steps that have one left at None, so
         randomised estimators are reproducible from the study's root seed.
         """
+        from sklearn.pipeline import Pipeline
+
         estimators = []
         for (name, _, kwargs), cls in zip(self.steps, self.classes()):
             est = cls(**kwargs)
@@ -290,8 +311,10 @@ class PipelineSpec:
         RidgeCV (leave-one-out: cv=None, scoring=None, alphas > 0, no grid) or
         LinearRegression (positive=False, no grid); transformations: per-feature affine scalers.
         """
+        from sklearn.linear_model import LinearRegression, Ridge, RidgeCV
+
         classes = self.classes()
-        if any(not issubclass_exact(c, AFFINE_SCALERS) for c in classes[:-1]):
+        if any(not issubclass_exact(c, affine_scalers()) for c in classes[:-1]):
             return False
         model = classes[-1]
         kwargs = self.steps[-1][2]

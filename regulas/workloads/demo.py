@@ -17,12 +17,9 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from sklearn.linear_model import Ridge
-from sklearn.model_selection import KFold
-from sqlalchemy import text
 
 from regulas.core.config.typed import positive
 from regulas.core.errors import ConfigError
@@ -31,9 +28,13 @@ from regulas.core.report import Report, ReportContext, ReportOutput
 from regulas.core.task import Region, Task, make_task
 from regulas.core.workload import Block, StudyContext, TaskContext, TaskResult, Workload
 from regulas.reports.figures import clip_note, mark_outside, pyplot, robust_limits, save
-from regulas.store.arrays import ArraySpec
-from regulas.store.reading import read_frame
-from regulas.workloads.score import SCORE_TABLES, ScoreRows
+
+# scikit-learn, pandas and the store where tasks run and reports are written: validating a
+# config needs none of them
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from regulas.core.workload import WorkloadTables
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,16 @@ class DemoWorkload(Workload):
     config_class = DemoConfig
     config: DemoConfig
     runtime_keys = ("sleep_s", "trace_dir")
-    tables = SCORE_TABLES
+
+    @classmethod
+    def store_tables(cls) -> WorkloadTables:
+        from regulas.workloads.score import SCORE_TABLES
+
+        return SCORE_TABLES
 
     def prepare(self, ctx: StudyContext) -> str:
+        from regulas.store.arrays import ArraySpec
+
         c = self.config
         rng = np.random.default_rng(derive_seed(ctx.root_seed, "demo.data", {}))
         X = rng.standard_normal((c.n_samples, c.n_features))
@@ -155,6 +163,11 @@ class DemoWorkload(Workload):
         return tasks
 
     def run_task(self, ctx: TaskContext) -> TaskResult:
+        from sklearn.linear_model import Ridge
+        from sklearn.model_selection import KFold
+
+        from regulas.workloads.score import ScoreRows
+
         c = self.config
         block = DemoBlock.of(ctx.task)
         if c.trace_dir:
@@ -208,6 +221,11 @@ class DemoSummary(Report):
     name = "summary"
 
     def write(self, ctx: ReportContext, inputs: Mapping[str, pd.DataFrame | None]) -> ReportOutput:
+        import pandas as pd
+        from sqlalchemy import text
+
+        from regulas.store.reading import read_frame
+
         scores = read_frame(
             ctx.db,
             text("SELECT metric, value, value_is_nan AS nan_flag FROM score WHERE study_id = :s ORDER BY metric"),
@@ -232,6 +250,10 @@ class DemoFigure(Report):
     name = "performance_figure"
 
     def write(self, ctx: ReportContext, inputs: Mapping[str, pd.DataFrame | None]) -> ReportOutput:
+        from sqlalchemy import text
+
+        from regulas.store.reading import read_frame
+
         plt = pyplot()
         r2 = read_frame(
             ctx.db,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from regulas.core.config.typed import positive
 from regulas.core.task import Task, make_task
 from regulas.core.workload import StudyContext, TaskContext, TaskResult, Workload
-from regulas.workloads.score import SCORE_TABLES, ScoreRows
+
+if TYPE_CHECKING:  # SQLAlchemy where the store is opened: validating a config needs none
+    from regulas.core.workload import WorkloadTables
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,12 @@ class NoopWorkload(Workload):
     section = "noop"
     config_class = NoopConfig
     config: NoopConfig
-    tables = SCORE_TABLES
+
+    @classmethod
+    def store_tables(cls) -> WorkloadTables:
+        from regulas.workloads.score import SCORE_TABLES
+
+        return SCORE_TABLES
 
     def prepare(self, ctx: StudyContext) -> str:
         return "no-input"
@@ -44,6 +52,8 @@ class NoopWorkload(Workload):
         ]
 
     def run_task(self, ctx: TaskContext) -> TaskResult:
+        from regulas.workloads.score import ScoreRows
+
         n = self.config.rows_per_task
         i = ctx.task.block["i"]
         return TaskResult.of(

@@ -9,6 +9,14 @@ allow-list of module prefixes (:func:`allowed_prefixes`): :data:`DEFAULT_ALLOWED
 top-level modules of the packages registered as regulas plug-ins (``regulas.workloads``
 entry points, read from the package metadata without importing them) and what the config
 adds in ``execution.allow_targets``. Nothing is imported before that check.
+
+Then each target is checked to exist, in one of two ways. By default (``regulas run``,
+``regulas report``) :func:`locate` imports its module: the workload needs the classes anyway,
+and checks what they are (a splitter, a loader, an estimator and its parameters) before any
+work starts. Inside :func:`without_importing` (``regulas show-config``) :func:`find_target`
+reads the module's source instead: importing scikit-learn alone takes about a second, more
+than all the rest of show-config, and a misspelt module or class is still refused with the
+same message; only what needs the class itself is left to ``regulas run``.
 """
 
 from __future__ import annotations
@@ -17,11 +25,14 @@ import contextlib
 import functools
 import importlib
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from importlib.metadata import entry_points
 from typing import Any
 
-from regulas.core.errors import ConfigError
+from regulas.core.config.source_names import binds, known_names, module_source
+from regulas.core.errors import ConfigError, did_you_mean
 
 #: other names of regulas classes (e.g. the original regulAS package's), so that configs
 #: written for them run unchanged; workloads add theirs (``Workload.target_aliases``).
@@ -45,6 +56,9 @@ DEFAULT_ALLOWED = ("sklearn", "scipy", "numpy", "regulas", "regulAS")
 PLUGIN_GROUP = "regulas.workloads"
 #: a module prefix in ``execution.allow_targets``: dotted identifiers
 PREFIX = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+#: False inside :func:`without_importing`: targets are checked from their modules' source
+_IMPORTING: ContextVar[bool] = ContextVar("regulas_import_targets", default=True)
 
 #: prefixes the configs loaded in this process allowed (``execution.allow_targets``); used by
 #: :func:`locate` calls that are not given a list, e.g. when a workload builds its objects
@@ -131,14 +145,78 @@ def locate(
         except ImportError as exc:
             error = exc
             continue
-        try:
-            for name in parts[cut:]:
+        for name in parts[cut:]:
+            try:
                 obj = getattr(obj, name)
-        except AttributeError as exc:
-            error = exc
-            break
+            except AttributeError as exc:
+                hint = did_you_mean(name, [n for n in dir(obj) if not n.startswith("_")])
+                raise ConfigError(
+                    f"cannot import _target_ {path!r}: {exc}" + (f"; {hint}" if hint else ""), key=key, source=source
+                ) from None
         return obj
     raise ConfigError(f"cannot import _target_ {path!r}: {error}", key=key, source=source)
+
+
+@contextlib.contextmanager
+def without_importing() -> Iterator[None]:
+    """Check ``_target_`` paths from their modules' source (:func:`find_target`) in this block:
+    nothing they name is imported, and what needs the class itself is left unchecked."""
+    token = _IMPORTING.set(False)
+    try:
+        yield
+    finally:
+        _IMPORTING.reset(token)
+
+
+def find_target(
+    path: str, *, key: str | None = None, source: str | None = None, allow: Sequence[str] | None = None
+) -> None:
+    """Refuse a ``_target_`` that :func:`locate` would refuse, without importing it where possible.
+
+    The longest module prefix of the path that exists is found without running it, and the
+    next name must be one its source binds at the top level (a class, function, assignment,
+    import, or a name of its ``__all__``). When the source cannot tell, the module is imported
+    after all (:func:`locate`): a name left to a module ``__getattr__`` (PEP 562), a star
+    import of a module that cannot be read, a compiled module, a submodule, or an attribute of
+    a class. A module this process has already imported is asked when it holds the name:
+    that costs nothing.
+    """
+    check_allowed(path, allow=allow, key=key, source=source)
+    parts = ALIASES.get(path, path).split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module = ".".join(parts[:cut])
+        loaded = sys.modules.get(module)
+        if loaded is not None and parts[cut] in vars(loaded):
+            locate(path, key=key, source=source, allow=allow)
+            return
+        found = module_source(module)
+        if found is None:
+            continue
+        name = parts[cut]
+        bound = binds(module, name)
+        if bound and cut == len(parts) - 1:
+            return
+        if bound is not False or name in found.submodules:
+            break  # only an import can tell
+        hint = did_you_mean(name, sorted(n for n in known_names(module) | found.submodules if not n.startswith("_")))
+        raise ConfigError(
+            f"cannot import _target_ {path!r}: module {module!r} has no attribute {name!r}" + (f"; {hint}" if hint else ""),
+            key=key,
+            source=source,
+        )
+    locate(path, key=key, source=source, allow=allow)
+
+
+def checked_target(
+    path: str, *, key: str | None = None, source: str | None = None, allow: Sequence[str] | None = None
+) -> Any:
+    """What a config's ``_target_`` names, for validation: the object (:func:`locate`), or None
+    inside :func:`without_importing`, once :func:`find_target` found it. Checks of the object
+    itself (a splitter's ``split``, an estimator's parameters) are skipped on None."""
+    if _IMPORTING.get():
+        return locate(path, key=key, source=source, allow=allow)
+    find_target(path, key=key, source=source, allow=allow)
+    return None
 
 
 def iter_targets(node: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
@@ -156,12 +234,13 @@ def iter_targets(node: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
 
 def check_targets(tree: Any, *, source: str | None = None, allow: Sequence[str] = ()) -> None:
     """Fail before any work if some ``_target_`` in the tree is outside the allowed modules
-    (all are checked before any is imported) or cannot be imported."""
+    (all are checked before any is imported) or cannot be imported (inside
+    :func:`without_importing`: does not exist, by its module's source)."""
     found = list(iter_targets(tree))
     for key, target in found:
         check_allowed(target, allow=allow, key=key, source=source)
     for key, target in found:
-        locate(target, key=key, source=source, allow=allow)
+        checked_target(target, key=key, source=source, allow=allow)
 
 
 def instantiate(node: Any, **extra: Any) -> Any:

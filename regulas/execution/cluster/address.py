@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from distributed import Client
+from typing import TYPE_CHECKING
 
 from regulas.core.errors import ClusterError, ConfigError
 from regulas.execution.cluster.base import ClusterBackend, ClusterConfigBase
+
+if TYPE_CHECKING:  # imported where the client connects: validating the config needs no Dask
+    from distributed import Client
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class AddressBackend(ClusterBackend):
     config_class = AddressClusterConfig
 
     def wait_ready(self) -> Client:
+        from distributed import Client
+
         cfg = self.config
         try:
             self.client = Client(cfg.address, timeout=cfg.startup_timeout_s)

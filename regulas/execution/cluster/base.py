@@ -10,14 +10,15 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar
-
-import dask.config
-from dask.utils import format_bytes, parse_bytes
-from distributed import Client
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from regulas.core.config.sections import ClusterConfigBase
 from regulas.core.errors import ConfigError
+
+# the backends import Dask where a cluster starts: validating their config needs none of it
+if TYPE_CHECKING:
+    import dask.config
+    from distributed import Client
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ BLAS_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "
 def memory_bytes(value: object, key: str, source: str | None, *, workers: int = 1) -> int:
     """``value`` (e.g. "4GiB", "500MB" or a number of bytes) in bytes, each of ``workers``
     sharing it getting at least :data:`MIN_WORKER_MEMORY`; a :class:`ConfigError` otherwise."""
+    from dask.utils import format_bytes, parse_bytes  # dask without distributed: ~0.1 s, only for a size given
+
     try:
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise ValueError(value)
@@ -86,6 +89,8 @@ class ClusterBackend(ABC):
 
     def hold_dask_config(self, settings: dict[str, Any]) -> None:
         """Keep ``settings`` in Dask's config until :meth:`close` (read while the cluster runs)."""
+        import dask.config
+
         self.release_dask_config()
         self._held_config = dask.config.set(settings)
 

@@ -10,11 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import resource_tracker
-from typing import Any
-
-import psutil
-from distributed import Client, LocalCluster
-from distributed.worker_memory import parse_memory_limit
+from typing import TYPE_CHECKING, Any
 
 from regulas.core.config.typed import positive
 from regulas.core.errors import ClusterError
@@ -27,6 +23,9 @@ from regulas.execution.cluster.base import (
     default_workers,
     memory_bytes,
 )
+
+if TYPE_CHECKING:  # imported where the cluster starts: validating the config needs no Dask
+    from distributed import Client, LocalCluster
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +75,9 @@ class LocalBackend(ClusterBackend):
         return self.config.n_workers or default_workers()
 
     def launch(self) -> None:
+        from distributed import LocalCluster
+        from distributed.worker_memory import parse_memory_limit
+
         cfg = self.config
         kwargs: dict[str, Any] = {}
         # dask's own choice for n_workers (this cluster starts with none, see below)
@@ -107,6 +109,8 @@ class LocalBackend(ClusterBackend):
             self.cluster.scale(self.n_workers)  # returns at once: the processes start meanwhile
 
     def wait_ready(self) -> Client:
+        from distributed import Client
+
         if self.cluster is None:
             self.launch()
         assert self.cluster is not None
@@ -166,6 +170,8 @@ class LocalBackend(ClusterBackend):
 def kill_children(pids: list[int]) -> None:
     """SIGKILL each of ``pids`` that is still a child process of this one (never a
     process that took over a reused PID)."""
+    import psutil  # a dependency of distributed
+
     me = os.getpid()
     for pid in pids:
         try:

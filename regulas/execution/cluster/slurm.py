@@ -18,12 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from dask_jobqueue import SLURMCluster
-from dask_jobqueue.slurm import SLURMJob
-from distributed import Client
-from distributed.core import Status
+from typing import TYPE_CHECKING, Any
 
 from regulas.core.config.typed import positive
 from regulas.core.errors import ClusterError, ConfigError
@@ -37,6 +32,12 @@ from regulas.execution.cluster.base import (
     close_bounded,
     memory_bytes,
 )
+
+# Dask and dask-jobqueue are imported where a cluster starts: validating a config (the
+# backend's config_class) needs neither
+if TYPE_CHECKING:
+    from dask_jobqueue import SLURMCluster
+    from distributed import Client
 
 log = logging.getLogger(__name__)
 
@@ -120,24 +121,6 @@ class SlurmClusterConfig(ClusterConfigBase):
         return max(1, int(walltime_seconds(str(self.walltime)) - self.retire_before_walltime_s))
 
 
-class _RecordingSLURMJob(SLURMJob):
-    """A SLURMJob that records why ``sbatch`` refused it; dask-jobqueue only logs that."""
-
-    def __init__(self, *args: Any, submit_errors: list[tuple[str, str]] | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._submit_errors = submit_errors
-
-    async def start(self) -> None:
-        try:
-            await super().start()
-        except RuntimeError as exc:
-            self.status = Status.failed  # so that closing the cluster accepts it
-            if self._submit_errors is not None:
-                text = str(exc)
-                self._submit_errors.append((str(self.name), text.partition("stderr:")[2].strip() or text))
-            raise
-
-
 class SlurmBackend(ClusterBackend):
     name = "slurm"
     config_class = SlurmClusterConfig
@@ -185,6 +168,8 @@ class SlurmBackend(ClusterBackend):
         }
 
     def job_script(self) -> str:
+        from dask_jobqueue.slurm import SLURMJob
+
         job = SLURMJob(scheduler=SCRIPT_SCHEDULER, name=SCRIPT_WORKER_NAME, **self.job_kwargs())
         script: str = job.job_script()
         return script
@@ -193,6 +178,11 @@ class SlurmBackend(ClusterBackend):
         return self.config.max_jobs * self.config.cores
 
     def launch(self) -> None:
+        from dask_jobqueue import SLURMCluster
+        from distributed import Client
+
+        from regulas.execution.cluster._slurm_job import RecordingSLURMJob
+
         cfg = self.config
         self._t0 = time.monotonic()
         submit_errors: list[tuple[str, str]] = []
@@ -202,7 +192,7 @@ class SlurmBackend(ClusterBackend):
         with self._closed_on_failure():
             self.log_directory.mkdir(parents=True, exist_ok=True)
             self.cluster = SLURMCluster(
-                job_cls=_RecordingSLURMJob,  # type: ignore[arg-type]  # dask-jobqueue annotates a class as "Job"
+                job_cls=RecordingSLURMJob,  # type: ignore[arg-type]  # dask-jobqueue annotates a class as "Job"
                 submit_errors=submit_errors,
                 scheduler_options=self._scheduler_options(),
                 silence_logs=50,  # sbatch failures are reported by the watcher, with their message

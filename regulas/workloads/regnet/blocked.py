@@ -40,10 +40,9 @@ from regulas.sim.covariance import factor_rank, lowrank_blocks
 from regulas.sim.factor_covariance import RANDOM_FACTOR_RANK
 from regulas.sim.methods import MethodConfig, fit_method, make_estimator
 from regulas.sim.metrics import beta_metrics, factor_structure, kl_gaussian_factor
-from regulas.sim.simulate import Cell, SimulationSeeds
+from regulas.sim.simulate import SIMULATION, Cell, SimulationSeeds
 from regulas.sim.streamed_setup import ConditionSetup
 from regulas.store.arrays import ArraySpec
-from regulas.workloads.regnet.reports import SIMULATION
 
 SIMULATE_BLOCK = "regnet.simulate_block"
 FIT_STREAMED = "regnet.fit_streamed"

@@ -23,9 +23,9 @@ from sqlalchemy import Engine, text
 
 from regulas.core.report import Report, ReportContext, ReportOutput
 from regulas.reports.figures import mean_sd, pyplot, robust_limits
+from regulas.sim.simulate import SIMULATION
 from regulas.store.reading import read_frame
 
-SIMULATION = "simulation"  # the method name of the simulation's own rows
 #: KL divergences above this (or infinite) come from (numerically) singular estimates
 KL_SINGULAR = 1e6
 

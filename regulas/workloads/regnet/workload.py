@@ -39,7 +39,7 @@ import hashlib
 import itertools
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -59,14 +59,15 @@ from regulas.sim.covariance import (
 from regulas.sim.factor_covariance import DENSE_LIMIT, FACTOR_NOISE_STRUCTURES, FACTOR_SIGNAL_STRUCTURES
 from regulas.sim.fit_cost import FIT_MEMORY_LIMIT, blocked_simulation_memory, dense_simulation_memory
 from regulas.sim.methods import MethodConfig, fit_method
-from regulas.sim.metrics import beta_metrics, covariance_metrics
 from regulas.sim.motif_copula import DEFAULT_MOTIF_FACTORS, MotifCopula, copula_motif_matrix
 from regulas.sim.motifs import draw_motif_matrix, load_motif_scores, synthetic_motif_matrix
-from regulas.sim.simulate import Cell, SimulationSeeds, simulate
-from regulas.store.arrays import ArraySpec
-from regulas.workloads.regnet import blocked
-from regulas.workloads.regnet.reports import SIMULATION, RegnetFigures, RegnetSummary
-from regulas.workloads.regnet.tables import REGNET_TABLES, SimScoreRows
+from regulas.sim.simulate import SIMULATION, Cell, SimulationSeeds, simulate
+
+# the store (Zarr, SQLAlchemy) and the reports (pandas, matplotlib) where a study is prepared,
+# run or reported: validating a config needs none of them
+if TYPE_CHECKING:
+    from regulas.core.workload import WorkloadTables
+    from regulas.workloads.regnet.tables import SimScoreRows
 
 
 def _default_methods() -> list[dict[str, Any]]:
@@ -315,9 +316,17 @@ class RegnetWorkload(Workload):
     section = "regnet"
     config_class = RegnetConfig
     config: RegnetConfig
-    tables = REGNET_TABLES
+
+    @classmethod
+    def store_tables(cls) -> WorkloadTables:
+        from regulas.workloads.regnet.tables import REGNET_TABLES
+
+        return REGNET_TABLES
 
     def prepare(self, ctx: StudyContext) -> str:
+        from regulas.store.arrays import ArraySpec
+        from regulas.workloads.regnet import blocked
+
         c = self.config
         digest = hashlib.sha256()
         a = ctx.arrays
@@ -356,6 +365,8 @@ class RegnetWorkload(Workload):
         return digest.hexdigest()
 
     def plan(self, ctx: StudyContext, fingerprint: str) -> list[Task]:
+        from regulas.workloads.regnet import blocked  # the large-P path (SciPy, Zarr): imported where it runs
+
         c = self.config
         config = self.result_config()
         sims, fits = [], []
@@ -397,6 +408,9 @@ class RegnetWorkload(Workload):
         return cell, sim
 
     def run_task(self, ctx: TaskContext) -> TaskResult:
+        from regulas.sim.metrics import beta_metrics, covariance_metrics
+        from regulas.workloads.regnet import blocked
+
         block = RegnetBlock.of(ctx.task)
         if ctx.task.kind in (blocked.SIMULATE_BLOCK, blocked.FIT_STREAMED):
             cell = Cell(**block.cell)
@@ -438,10 +452,14 @@ class RegnetWorkload(Workload):
         return TaskResult.of(_rows(cell, r, method.name, metrics))
 
     def reports(self) -> list[Report]:
+        from regulas.workloads.regnet.reports import RegnetFigures, RegnetSummary
+
         return [RegnetSummary(), RegnetFigures()]
 
 
 def _rows(cell: Cell, replicate: int, method: str, metrics: dict[str, float]) -> SimScoreRows:
+    from regulas.workloads.regnet.tables import SimScoreRows
+
     n = len(metrics)
     return SimScoreRows(
         cell=[cell.label] * n,

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from regulas.core.config.regulas_format import TOP_KEYS
-from regulas.core.config.targets import allow_targets, extra_allowed, instantiate, locate, register_aliases
+from regulas.core.config.targets import allow_targets, checked_target, extra_allowed, instantiate, register_aliases
 from regulas.core.config.typed import positive
 from regulas.core.errors import ConfigError
 from regulas.core.hashing import derive_seed
@@ -40,17 +40,12 @@ from regulas.core.report import Report
 from regulas.core.task import Region, Task, make_task
 from regulas.core.workload import Block, Rows, StudyContext, TaskContext, TaskResult, Workload
 from regulas.splicing.pipelines import PipelineSpec
-from regulas.store.arrays import ArraySpec, open_study_array
-from regulas.workloads.splicing.tables import (
-    SPLICING_TABLES,
-    SpliceEventRows,
-    SpliceImportanceRows,
-    SpliceModelRows,
-    SpliceScoreRows,
-)
 
+# the store (Zarr, SQLAlchemy) where a study is prepared or run: validating a config needs none of it
 if TYPE_CHECKING:
+    from regulas.core.workload import WorkloadTables
     from regulas.data import Loader, SplicingData
+    from regulas.workloads.splicing.tables import SpliceImportanceRows
 
 SECTION = "experiment"
 #: printed once by a run with ``selection: outer`` (a regulAS file's default)
@@ -159,7 +154,8 @@ def _loader_base() -> type:
 
 
 def _check_target(node: Any, key: str, source: str | None, slot: str) -> Any:
-    """The class ``node``'s ``_target_`` names, once it is allowed, importable and fit for ``slot``."""
+    """The class ``node``'s ``_target_`` names, once it is allowed, importable and fit for ``slot``
+    (None: checked without importing it, :func:`~regulas.core.config.targets.without_importing`)."""
     if not isinstance(node, dict) or not isinstance(node.get("_target_"), str):
         raise ConfigError(
             f"expected a mapping with a _target_ (given: {node!r}), e.g. {{_target_: "
@@ -167,9 +163,9 @@ def _check_target(node: Any, key: str, source: str | None, slot: str) -> Any:
             key=key,
             source=source,
         )
-    obj = locate(node["_target_"], key=f"{key}._target_", source=source)
+    obj = checked_target(node["_target_"], key=f"{key}._target_", source=source)
     what, fits = _SLOTS[slot]
-    if not fits(obj):
+    if obj is not None and not fits(obj):
         raise ConfigError(
             f"{node['_target_']!r} cannot be used here: expected {what}", key=f"{key}._target_", source=source
         )
@@ -239,6 +235,8 @@ def _shared_input(store_path: str, study: str, name: str, fingerprint: str) -> t
     X is read by every task of a study (and is the largest input at TCGA scale);
     ``fingerprint`` in the key keeps a long-lived worker from serving stale data.
     """
+    from regulas.store.arrays import open_study_array
+
     arr = open_study_array(store_path, f"{study}/{name}", "r")
     return np.asarray(arr[...]), dict(arr.attrs)
 
@@ -254,8 +252,13 @@ class SplicingWorkload(Workload):
     config: SplicingConfig
     runtime_keys = ("reports",)  # reports read results; they never change them
     extra_top_keys = TOP_KEYS  # regulAS's random_state, database, num_processes
-    tables = SPLICING_TABLES
     target_aliases = TARGET_ALIASES
+
+    @classmethod
+    def store_tables(cls) -> WorkloadTables:
+        from regulas.workloads.splicing.tables import SPLICING_TABLES
+
+        return SPLICING_TABLES
 
     # ---------------------------------------------------------------- driver side
 
@@ -367,6 +370,8 @@ class SplicingWorkload(Workload):
         return [] if self.config.reports_only else self.loader.input_files()
 
     def prepare(self, ctx: StudyContext) -> str:
+        from regulas.store.arrays import ArraySpec
+
         c = self.config
         data = self.data
         X = np.ascontiguousarray(data.X.to_numpy(dtype=np.float64))
@@ -458,6 +463,7 @@ class SplicingWorkload(Workload):
 
     def study_rows(self, ctx: StudyContext) -> list[Rows]:
         from regulas.splicing.selection import seed32
+        from regulas.workloads.splicing.tables import SpliceEventRows, SpliceModelRows
 
         # each step's get_params() as fitted: a random_state left at None holds the seed
         # evaluate_block gives it (seed32 of the task's fit_seed)
@@ -485,6 +491,7 @@ class SplicingWorkload(Workload):
 
     def run_task(self, ctx: TaskContext) -> TaskResult:
         from regulas.splicing.evaluate import evaluate_block
+        from regulas.workloads.splicing.tables import SpliceScoreRows
 
         c = self.config
         blk = FitBlock.of(ctx.task)
@@ -570,6 +577,8 @@ def _top_k(
 
     ``imp``: (n_models, n_features, n_events). NaN importances are skipped.
     """
+    from regulas.workloads.splicing.tables import SpliceImportanceRows
+
     n_cand, n_feat, n_ev = imp.shape
     k = min(k, n_feat)
     magnitude = np.where(np.isnan(imp), -np.inf, np.abs(imp))
