@@ -71,10 +71,10 @@ def third_party_logs(store_root: Path) -> Iterator[ThirdPartyLog]:
     """Within the block, route third-party log records and warnings to a :class:`ThirdPartyLog`
     (``store_root/logs/driver.log`` once its ``to_file`` is called)."""
     sink = ThirdPartyLog(store_root)
-    # one handler object for the loggers and one for the warnings: distributed's
-    # silence_logs may raise the level of the handlers it finds on its loggers
-    handler = _Forward(sink.held)
-    warn_handler = _Forward(sink.held)
+    # one handler object for the loggers and one for the warnings; warnings and errors only:
+    # the INFO chatter of a scheduler's and its workers' life is not worth a file per run
+    handler = _Forward(sink.held, logging.WARNING)
+    warn_handler = _Forward(sink.held, logging.WARNING)
     saved: list[tuple[logging.Logger, list[logging.Handler], bool]] = []
     for name in THIRD_PARTY:
         logger = logging.getLogger(name)
@@ -117,10 +117,11 @@ def third_party_logs(store_root: Path) -> Iterator[ThirdPartyLog]:
 
 
 class _Forward(logging.Handler):
-    """Hands every record to ``target`` (a level set on this handler by a library stays here)."""
+    """Hands the records of its level and above to ``target``. Not a ``StreamHandler``, so
+    distributed's ``silence_logs`` leaves its level alone."""
 
-    def __init__(self, target: logging.Handler) -> None:
-        super().__init__()
+    def __init__(self, target: logging.Handler, level: int) -> None:
+        super().__init__(level)
         self.target = target
 
     def emit(self, record: logging.LogRecord) -> None:
