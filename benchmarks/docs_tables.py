@@ -270,6 +270,37 @@ def scaling(results: Path) -> str:
             f"study: `{' '.join(d['study'])}`.\n\n" + text)
 
 
+def cli_start(results: Path) -> str:
+    d = load("cli_start.json", results)
+    before, after = d["before"]["commands"], d["after"]["commands"]
+    rows = [[f"`regulas {'--help' if name == 'help' else name}`", f"{num(before[name]['median_s'])} s", f"{num(after[name]['median_s'])} s",
+             f"{num(after[name]['imports']['total_s'])} s"] for name in after if name in before]
+    return table(["command", "before (median)", "after (median)", "imports after"], rows, "cli_start.json")
+
+
+def regulas_migration(results: Path) -> str:
+    d = load("regulas_migration.json", results)
+    anchor = d["regulas_anchor_quoted"]
+    rows = [["regulAS, one process per pickle (quoted, issue 15)", "20", "", f"{num(anchor['per_file_s_per_event'])} s", "1x"]]
+    rows.append(["regulAS `--multirun` (quoted, derived)", "20", "", f"{num(anchor['multirun_s_per_event'])} s",
+                 f"{num(anchor['per_file_s_per_event'] / anchor['multirun_s_per_event'], 1)}x"])
+    pf = d["per_file"]
+    rows.append(["regulas, one run per pickle", str(pf["runs"]), f"{num(pf['total_s'], 1)} s", f"{num(pf['s_per_event'])} s",
+                 f"{num(anchor['per_file_s_per_event'] / pf['s_per_event'], 2)}x"])
+    for run in d["runs"]:
+        r = run["one_study"]
+        rows.append([f"regulas, one study (rerun {num(r['rerun_wall_s'], 1)} s)", f"{r['events']:,}", f"{num(r['wall_s'], 1)} s",
+                     f"{num(r['s_per_event'], 3)} s", f"{num(anchor['per_file_s_per_event'] / r['s_per_event'], 0)}x"])
+    text = table(["workflow", "events", "wall", "per event", "vs regulAS per pickle"], rows, "regulas_migration.json")
+    phases = [f"{r['one_study']['events']:,} events: task phase {num(r['one_study']['task_phase_s'], 1)} s, "
+              f"waiting for the cluster after planning {num(r['one_study']['waited_for_cluster_after_planning_s'], 1)} s, "
+              f"the rest {num(r['one_study']['outside_tasks_s'], 1)} s" for r in d["runs"]]
+    cli = d["cli"]
+    return (text + "\nOne study, where the wall time goes: " + "; ".join(phases) + ". `regulas show-config` "
+            f"{num(cli['show_config_s'])} s, `regulas --help` {num(cli['help_s'])} s (medians of {cli['repeats']}); "
+            f"load average at the start {num(d['machine']['load_average_at_start'][0], 2)}.\n")
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "overhead": overhead,
     "resume": resume,
@@ -284,6 +315,8 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "lmm_tcga_scale": lmm_tcga_scale,
     "regnet_tcga": regnet_tcga,
     "scaling": scaling,
+    "cli_start": cli_start,
+    "regulas_migration": regulas_migration,
 }
 
 
