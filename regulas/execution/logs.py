@@ -42,11 +42,13 @@ class ThirdPartyLog:
         self.held = logging.handlers.MemoryHandler(capacity=10_000, flushLevel=logging.CRITICAL + 1, target=None)
         self.held.setFormatter(fmt)
         self._file: logging.FileHandler | None = None
+        self._size_before = 0  # the file is appended to: what earlier runs wrote is not news
 
     def to_file(self) -> Path:
         """From now on (and for what was held) write to :attr:`path`."""
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._size_before = self.path.stat().st_size if self.path.is_file() else 0
             self._file = logging.FileHandler(self.path, encoding="utf-8")
             self._file.setFormatter(self._fmt)
             self.held.setTarget(self._file)
@@ -55,9 +57,9 @@ class ThirdPartyLog:
 
     @property
     def written(self) -> bool:
-        """Whether the log file holds anything."""
+        """Whether this run wrote anything into the log file."""
         self.held.flush()
-        return self._file is not None and self.path.is_file() and self.path.stat().st_size > 0
+        return self._file is not None and self.path.is_file() and self.path.stat().st_size > self._size_before
 
     def close(self) -> None:
         self.held.flush()
@@ -76,7 +78,12 @@ def third_party_logs(store_root: Path) -> Iterator[ThirdPartyLog]:
     handler = _Forward(sink.held, logging.WARNING)
     warn_handler = _Forward(sink.held, logging.WARNING)
     saved: list[tuple[logging.Logger, list[logging.Handler], bool]] = []
-    for name in THIRD_PARTY:
+    # the packages' loggers, and those of their modules that have handlers of their own
+    # (distributed gives distributed.client and tornado.application their own stderr handler)
+    names = [*THIRD_PARTY, *(n for n, lg in list(logging.root.manager.loggerDict.items())
+                             if isinstance(lg, logging.Logger) and lg.handlers and n.split(".")[0] in THIRD_PARTY
+                             and n not in THIRD_PARTY)]
+    for name in names:
         logger = logging.getLogger(name)
         saved.append((logger, list(logger.handlers), logger.propagate))
         for h in list(logger.handlers):

@@ -69,14 +69,24 @@ class LocalBackend(ClusterBackend):
     def __init__(self, config: LocalClusterConfig) -> None:
         super().__init__(config)
         self.cluster: LocalCluster | None = None
+        #: every nanny the cluster created, from the moment it is created (the cluster lists
+        #: a worker only once it has started): what close() stops
+        self.nannies: list[Any] = []
 
     @property
     def n_workers(self) -> int:
         return self.config.n_workers or default_workers()
 
     def launch(self) -> None:
-        from distributed import LocalCluster
+        from distributed import LocalCluster, Nanny
         from distributed.worker_memory import parse_memory_limit
+
+        nannies = self.nannies
+
+        class TrackedNanny(Nanny):  # type: ignore[misc]  # distributed is untyped here
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                nannies.append(self)
 
         cfg = self.config
         kwargs: dict[str, Any] = {}
@@ -97,6 +107,7 @@ class LocalBackend(ClusterBackend):
                 n_workers=0,  # started below, once the event loop blocks Ctrl-C
                 threads_per_worker=cfg.threads_per_worker,
                 processes=True,
+                worker_class=TrackedNanny,
                 dashboard_address=cfg.dashboard_address,
                 env=blas_env(cfg.blas_threads),
                 silence_logs=40,
@@ -142,29 +153,55 @@ class LocalBackend(ClusterBackend):
         return f"LocalCluster: {self.n_workers} worker processes x {self.config.threads_per_worker} thread"
 
     def close(self) -> None:
-        # The workers' results are all in the driver by now: a worker process need not
-        # finish its interpreter's teardown (scikit-learn, SciPy, Zarr loaded: ~1 s), so
-        # once it has been asked to close it is given KILL_AFTER_S and then killed.
-        pids = self._worker_pids()
+        # The workers' results are all in the driver by now: a worker process need not finish
+        # its interpreter's teardown (scikit-learn, SciPy, Zarr loaded: ~1 s) nor, when the
+        # run ends before it was needed, its start (a nanny waits for a starting worker to be
+        # up before it stops it). Asked to close, each gets KILL_AFTER_S, then it is killed.
+        nannies = self.nannies
         super().close()
         if self.cluster is not None:
             cluster, self.cluster = self.cluster, None
             closing = threading.Thread(
                 target=close_bounded, args=("the LocalCluster", cluster.close), name="regulas-close-cluster", daemon=True
             )
-            closing.start()
-            closing.join(KILL_AFTER_S)
-            if closing.is_alive():
-                kill_children(pids)
-            closing.join()
+            with _expected_start_failures():
+                closing.start()
+                closing.join(KILL_AFTER_S)
+                while closing.is_alive():
+                    kill_children(_worker_pids(nannies))  # a starting worker's process may appear only now
+                    closing.join(0.1)
         self.release_dask_config()
 
-    def _worker_pids(self) -> list[int]:
-        """The process IDs of this cluster's worker processes (their nannies run here)."""
-        if self.cluster is None:
-            return []
-        pids = (getattr(nanny, "pid", None) for nanny in self.cluster.workers.values())
-        return [pid for pid in pids if isinstance(pid, int)]
+
+class _StartFailure(logging.Filter):
+    """Drops the error distributed logs for a worker killed here while it was starting."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        while exc is not None:
+            if "failed to start" in str(exc):
+                return False
+            exc = exc.__cause__
+        return "failed to start" not in record.getMessage()
+
+
+@contextmanager
+def _expected_start_failures() -> Iterator[None]:
+    quiet = _StartFailure()
+    loggers = [logging.getLogger(n) for n in ("tornado.application", "distributed.deploy.spec", "distributed.nanny")]
+    for logger in loggers:
+        logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
+
+
+def _worker_pids(nannies: list[Any]) -> list[int]:
+    """The process IDs of the worker processes of ``nannies`` (the nannies run here)."""
+    pids = (getattr(nanny, "pid", None) for nanny in nannies)
+    return [pid for pid in pids if isinstance(pid, int)]
 
 
 def kill_children(pids: list[int]) -> None:
