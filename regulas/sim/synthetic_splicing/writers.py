@@ -33,8 +33,13 @@ LAYOUT: dict[Format, str] = {
     "parquet": "events_x_samples",
     "tsv.gz": "events_x_samples",
 }
-#: Rows per HDF5/Zarr chunk (whole columns of 10,000 samples would make 80 MB chunks).
+#: At most this many rows per HDF5/Zarr chunk (whole columns of 10,000 samples would make 80 MB chunks).
 CHUNK_ROWS = 4096
+
+
+def chunk_rows(n_rows: int) -> int:
+    """Rows per chunk: equal chunks of at most ``CHUNK_ROWS`` (4096 for 10,000 rows would pad the last by 23%)."""
+    return max(1, -(-n_rows // -(-n_rows // CHUNK_ROWS)))
 
 
 class PsiWriter(Protocol):
@@ -48,7 +53,7 @@ class ZarrPsi:
     def __init__(self, path: Path, samples: Sequence[str], events: Sequence[str], block_events: int) -> None:
         from regulas.data.tables import ZarrColumnWriter
 
-        self.writer = ZarrColumnWriter(path, samples, events, chunk_columns=block_events, chunk_rows=CHUNK_ROWS)
+        self.writer = ZarrColumnWriter(path, samples, events, chunk_columns=block_events, chunk_rows=chunk_rows(len(samples)))
 
     def write(self, start: int, names: Sequence[str], block: np.ndarray) -> None:
         self.writer.write(start, block)
@@ -63,7 +68,7 @@ class Hdf5Psi:
 
         self.h5 = h5py.File(path, "w")
         shape = (len(samples), len(events))
-        chunks = (max(1, min(shape[0], CHUNK_ROWS)), max(1, min(shape[1], block_events)))
+        chunks = (chunk_rows(shape[0]), max(1, min(shape[1], block_events)))
         self.values = self.h5.create_dataset("values", shape=shape, dtype="f8", chunks=chunks, fillvalue=np.nan)
         text = h5py.string_dtype()
         self.h5.create_dataset("rows", data=np.array([str(s) for s in samples], dtype=object), dtype=text)
