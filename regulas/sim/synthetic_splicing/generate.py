@@ -46,12 +46,13 @@ class Shape:
     events: int
 
 
-def check(shape: Shape, settings: Settings, seed: int, fmt: str, block_events: int) -> None:
-    """Every argument in range, before any work: one ConfigError naming the option."""
+def need(ok: bool, key: str, value: object, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid value (given: {value!r}); expected {expected}", key=key)
 
-    def need(ok: bool, key: str, value: object, expected: str) -> None:
-        if not ok:
-            raise ConfigError(f"invalid value (given: {value!r}); expected {expected}", key=key)
+
+def check(shape: Shape, settings: Settings, seed: int) -> None:
+    """Every model argument in range, before any work: one ConfigError naming the option."""
 
     need(isinstance(shape.samples, int) and shape.samples >= MIN_SAMPLES, "--samples", shape.samples, f"an integer >= {MIN_SAMPLES}")
     need(isinstance(shape.rbps, int) and shape.rbps >= 1, "--rbps", shape.rbps, "an integer >= 1")
@@ -63,8 +64,6 @@ def check(shape: Shape, settings: Settings, seed: int, fmt: str, block_events: i
     need(settings.max_regulators >= 1, "--max-regulators", settings.max_regulators, "an integer >= 1")
     need(0.0 < settings.signal < 1.0, "--signal", settings.signal, "a fraction in (0, 1)")
     need(isinstance(seed, int) and seed >= 0, "--seed", seed, "an integer >= 0")
-    need(fmt in FORMATS, "--format", fmt, f"one of {', '.join(FORMATS)}")
-    need(block_events >= 1, "--block-events", block_events, "an integer >= 1")
 
 
 class SyntheticSplicing:
@@ -74,7 +73,7 @@ class SyntheticSplicing:
     """
 
     def __init__(self, shape: Shape, settings: Settings = DEFAULT, seed: int = 0, calibration: Calibration | None = None) -> None:
-        check(shape, settings, seed, "hdf5", 1)
+        check(shape, settings, seed)
         self.shape, self.settings, self.seed = shape, settings, seed
         self.cal = calibration if calibration is not None else calibrate()
         self.features: FeatureModel = feature_model(self.cal, shape.rbps, seed)
@@ -183,7 +182,9 @@ def generate(
     calibration: Calibration | None = None,
 ) -> dict[str, Any]:
     """Write the data set into folder ``out``; returns what ``generation.json`` records."""
-    check(shape, settings, seed, fmt, block_events)
+    check(shape, settings, seed)
+    need(fmt in FORMATS, "--format", fmt, f"one of {', '.join(FORMATS)}")
+    need(block_events >= 1, "--block-events", block_events, "an integer >= 1")
     out = Path(out)
     files = _outputs(out, fmt)
     existing = [p for p in files.values() if p.exists()]
