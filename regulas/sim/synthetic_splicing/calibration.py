@@ -64,7 +64,7 @@ class Calibration:
     n_samples_expression: int
     n_samples_psi: int
 
-    def summary(self) -> dict[str, float | int]:
+    def summary(self) -> dict[str, float | int | list[float]]:
         """The headline figures, for the data set's README and ``generation.json``."""
         return {
             "rbps": int(self.rbp_names.size),
@@ -76,6 +76,8 @@ class Calibration:
             "psi_one_fraction": float(self.one_rate.mean()),
             "events_with_a_zero": float((self.zero_rate > 0).mean()),
             "events_with_a_one": float((self.one_rate > 0).mean()),
+            "event_zero_rate_quantiles_50_75_90_99": [float(q) for q in np.quantile(self.zero_rate, [0.5, 0.75, 0.9, 0.99])],
+            "event_one_rate_quantiles_50_75_90_99": [float(q) for q in np.quantile(self.one_rate, [0.5, 0.75, 0.9, 0.99])],
             "median_logit_mean": float(np.median(self.logit_mean)),
             "median_logit_sd": float(np.median(self.logit_sd)),
             "factor_rank": int(self.loadings.shape[1]),
