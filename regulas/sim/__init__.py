@@ -14,6 +14,9 @@ At large P (thousands of conditions), nothing P x P:
 * :mod:`regulas.sim.blocked_ridge` -- RidgeGCV's result computed on blocks of conditions;
 * :mod:`regulas.sim.motif_copula` -- synthetic M at any G calibrated on a real score table;
 * :mod:`regulas.sim.fit_cost` -- memory and time estimates that refuse what cannot run.
+
+Splicing: :mod:`regulas.sim.synthetic_splicing` -- a TCGA-shaped splicing data set (RBP
+expression, PSI with missing values, planted regulators) calibrated on GSE114922.
 """
 
 from regulas.sim.simulate import Cell, Simulation, SimulationSeeds, simulate
