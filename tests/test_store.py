@@ -749,6 +749,34 @@ def test_version_4_store_is_upgraded_with_study_input(engine: Engine, db_path: P
     assert sql(db_path, "SELECT count(*) FROM regulas_meta WHERE key='chunk_digests_since'") == [(1,)]
 
 
+def test_a_zarr_table_input_is_pinned_by_its_files(tmp_path: Path) -> None:
+    # a Zarr table is a folder: its stat is its files' total size and latest mtime, its
+    # digest covers each file's path and bytes (a study on Zarr input used to crash here)
+    import os
+
+    from regulas.data.tables import write_table
+    from regulas.store.inputs import FileState, compare_files
+
+    table = tmp_path / "psi.zarr"
+    write_table(pd.DataFrame({"ev1": [0.1, 0.2], "ev2": [0.3, 0.4]}, index=["s1", "s2"]), table)
+    before = FileState.of(table, digest=True)
+    assert before.size == sum(f.stat().st_size for f in table.rglob("*") if f.is_file()) > 0
+    assert compare_files({before.path: before}, [FileState.of(table)]).changed == []
+    for f in table.rglob("*"):  # touched, same content: refreshed after hashing
+        os.utime(f, (2_000_000_000, 2_000_000_000))
+    touched = compare_files({before.path: before}, [FileState.of(table)])
+    assert touched.changed == [] and [t.sha256 for t in touched.refreshed] == [before.sha256]
+    write_table(pd.DataFrame({"ev1": [0.1, 0.2], "ev2": [0.3, 0.5]}, index=["s1", "s2"]), tmp_path / "other.zarr")
+    import shutil
+
+    shutil.rmtree(table)
+    shutil.copytree(tmp_path / "other.zarr", table)  # one value differs
+    ((old, now),) = compare_files({before.path: before}, [FileState.of(table)]).changed
+    assert old.sha256 == before.sha256 and now is not None and now.sha256 != before.sha256
+    shutil.rmtree(table)
+    assert compare_files({before.path: before}, []).changed == [(before, None)]
+
+
 def test_pinned_inputs_are_checked_by_stat_then_content(engine: Engine, tmp_path: Path) -> None:
     import os
 

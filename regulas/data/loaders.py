@@ -22,7 +22,7 @@ from regulas.data.dataset import SplicingData
 from regulas.data.event_files import EventBlock, FileList, RowUnion, expand_files, read_event_pickle, read_event_pickles, stack_events
 from regulas.data.options import DATASET_KEY, LoadOptions, parse_options
 from regulas.data.prepare import Part, RawData, prepare
-from regulas.data.tables import check_exists, read_table
+from regulas.data.tables import check_exists, read_table, split_group
 
 SAMPLE_COLUMNS = ("genes_x_samples", "features_x_samples", "events_x_samples")
 
@@ -160,7 +160,10 @@ class TableLoader(Loader):
         super().__init__(name=name, meta=meta, **options)
 
     def input_files(self) -> list[str]:
-        return list(self.target_files.files)
+        # every table, also a Zarr folder (the config scan finds only files); ``file.h5#group``
+        # is the file
+        tables = [self.features, *self.target_files.files, *([self.metadata] if self.metadata else [])]
+        return [str(split_group(t)[0]) for t in tables]
 
     def read(self) -> RawData:
         x_key, y_key = key_of("features"), key_of("targets")

@@ -30,7 +30,13 @@ class FileState:
 
     @classmethod
     def of(cls, path: str | Path, *, digest: bool = False) -> FileState:
+        """A file, or a folder (a Zarr table): its files' total size and latest mtime."""
         p = Path(path)
+        if p.is_dir():
+            stats = [f.stat() for f in _files_in(p)]
+            size = sum(st.st_size for st in stats)
+            mtime = max((st.st_mtime for st in stats), default=p.stat().st_mtime)
+            return cls(str(p), size, mtime, sha256_of(p) if digest else None)
         st = p.stat()
         return cls(str(p), st.st_size, st.st_mtime, sha256_of(p) if digest else None)
 
@@ -41,11 +47,19 @@ class FileState:
         return self.size == other.size and self.mtime == other.mtime
 
 
+def _files_in(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.rglob("*") if f.is_file())
+
+
 def sha256_of(path: Path) -> str:
+    """sha256 of a file's bytes; of a folder, over each file's relative path and bytes."""
     h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(HASH_BLOCK):
-            h.update(block)
+    for f in _files_in(path) if path.is_dir() else [path]:
+        if f != path:
+            h.update(f"{f.relative_to(path).as_posix()}\0".encode())
+        with f.open("rb") as fh:
+            while block := fh.read(HASH_BLOCK):
+                h.update(block)
     return h.hexdigest()
 
 
@@ -79,7 +93,7 @@ def compare_files(recorded: Mapping[str, FileState], current: Iterable[FileState
             else:
                 changed.append((old, now))
     for path, old in recorded.items():
-        if path not in seen and not Path(path).is_file():
+        if path not in seen and not Path(path).exists():
             changed.append((old, None))
     return InputCheck(changed, refreshed, unrecorded)
 
