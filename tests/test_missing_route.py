@@ -112,3 +112,14 @@ def test_permutation_importance_on_the_route_equals_sklearn():
             gs.best_estimator_, X[te], Y[te, e], scoring="neg_mean_squared_error", n_repeats=3, random_state=fits_seed(3)
         )["importances_mean"]
         np.testing.assert_allclose(fits.importance["permutation"][0, :, e], want, rtol=1e-6, atol=1e-10)
+
+
+def test_results_of_a_routed_event_do_not_depend_on_its_block():
+    X, Y = gapped(seed=8)
+    train, test = split(len(X))
+    spec = pipeline("sklearn.linear_model.Ridge", transformations=SCALER, grid={"alpha": ALPHAS})
+    whole = evaluate_block(X, Y, train, test, spec, random_state=3)
+    part = evaluate_block(X, Y[:, 5:8], train, test, spec, random_state=3)
+    assert part.missing_route == np.isnan(Y[train, 5:8]).any(axis=0).sum() > 0
+    np.testing.assert_allclose(part.pred, whole.pred[:, :, 5:8], rtol=0, atol=1e-9)
+    assert part.params[0] == whole.params[0][5:8]

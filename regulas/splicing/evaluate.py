@@ -18,7 +18,8 @@ the events with missing training PSI skip their per-group factorisations: all of
 through one exact call on the full training rows' factorisations
 (:mod:`regulas.splicing.missing_route`).
 Results for an event depend only on its data, the spec, the options and ``random_state``,
-not on which other events share its block.
+not on which other events share its block (on the shared missing-PSI route, to within its
+stopping tolerance, 1e-10 on predictions: events are iterated in chunks).
 """
 
 from __future__ import annotations
