@@ -90,6 +90,14 @@ def test_pipelines_that_do_not_qualify_keep_the_per_group_path(transformations, 
     assert fits.path == "batched" and fits.missing_route == 0, reason
 
 
+def test_more_features_than_training_rows_keeps_the_per_group_path():
+    X, Y = gapped(n=40, p=40, e=5, seed=9)  # 30 training rows
+    train, test = split(len(X))
+    spec = pipeline("sklearn.linear_model.Ridge", transformations=SCALER, grid={"alpha": ALPHAS})
+    fits, _ = check_against_sklearn(spec, X, Y, train, test, KFold(5))
+    assert fits.path == "batched" and fits.missing_route == 0
+
+
 def test_single_alpha_and_no_intercept_keep_the_per_group_path():
     X, Y = gapped(e=4, seed=6)
     train, test = split(len(X))

@@ -13,13 +13,13 @@ event's observed training samples. Selection modes:
 Events are grouped by the set of training samples they observe (no NaN PSI): each group
 shares its factorisations. The ridge family (``spec.batched()``) fits a whole group from
 one SVD per training set; every other estimator goes event by event through scikit-learn.
-With nested StandardScaler → Ridge selection over α (unshuffled KFold, a batch scoring),
-the events with missing training PSI skip their per-group factorisations: all of them go
-through one exact call on the full training rows' factorisations
-(:mod:`regulas.splicing.missing_route`).
+With nested StandardScaler → Ridge selection over α (unshuffled KFold, a batch scoring,
+no more features than training rows), the events with missing training PSI skip their
+per-group factorisations: all of them go through one exact call on the full training
+rows' factorisations (:mod:`regulas.splicing.missing_route`).
 Results for an event depend only on its data, the spec, the options and ``random_state``,
 not on which other events share its block (on the shared missing-PSI route, to within its
-stopping tolerance, 1e-10 on predictions: events are iterated in chunks).
+stopping tolerance, 1e-12 on predictions: events are iterated in chunks).
 """
 
 from __future__ import annotations
@@ -129,12 +129,13 @@ def evaluate_block(
 
     X: ``(n_samples, n_features)`` float, complete; Y: ``(n_samples, n_events)`` PSI with
     NaN = missing (each event drops its own missing samples); train, test: sample indices
-    of the outer split. Nested StandardScaler → Ridge over α with an unshuffled KFold and a
-    batch scoring fits the events with missing training PSI through one shared solver call
-    (exact to ~1e-10 on predictions; ``missing_route`` counts them), the others from one
-    SVD per group of identical training rows. ``permutation`` ({n_repeats, scoring,
-    max_samples}) asks for permutation importance on the test part. ``random_state`` seeds the inner splitter
-    (when it shuffles without a seed), randomised estimators and permutation importance.
+    of the outer split. Nested StandardScaler → Ridge over α with an unshuffled KFold, a
+    batch scoring and no more features than training rows fits the events with missing
+    training PSI through one shared solver call (exact to ~1e-12 on predictions;
+    ``missing_route`` counts them), the others from one SVD per group of identical
+    training rows. ``permutation`` ({n_repeats, scoring, max_samples}) asks for permutation
+    importance on the test part. ``random_state`` seeds the inner splitter (when it
+    shuffles without a seed), randomised estimators and permutation importance.
     """
     if selection not in ("nested", "outer"):
         raise ConfigError(f"selection must be 'nested' or 'outer', got {selection!r}", key="selection")
@@ -157,7 +158,7 @@ def evaluate_block(
     )
     batched = spec.batched() and (not nested or len(candidates) == 1 or scoring in BATCH_SCORINGS)
     setup = ridge_setup(spec, candidates) if batched else None
-    shared_route = missing_route_applies(b, setup)
+    shared_route = missing_route_applies(b, setup, len(train))
     observed = ~np.isnan(Y)
     with_gaps: list[np.ndarray] = []  # events whose training rows are not all of train
     for rows, events in training_groups(observed[train]):
