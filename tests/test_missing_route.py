@@ -98,6 +98,15 @@ def test_more_features_than_training_rows_keeps_the_per_group_path():
     assert fits.path == "batched" and fits.missing_route == 0
 
 
+def test_too_few_training_rows_to_split_leave_every_event_unfitted():
+    X, Y = gapped(n=8, p=3, e=3, seed=10)
+    Y[0, :] = np.nan
+    train, test = np.arange(4), np.arange(4, 8)  # 4 training rows: KFold(5) cannot split them
+    spec = pipeline("sklearn.linear_model.Ridge", transformations=SCALER, grid={"alpha": ALPHAS})
+    fits = evaluate_block(X, Y, train, test, spec, random_state=0)
+    assert fits.missing_route == 3 and np.isnan(fits.pred).all() and fits.params[0] == [{}, {}, {}]
+
+
 def test_single_alpha_and_no_intercept_keep_the_per_group_path():
     X, Y = gapped(e=4, seed=6)
     train, test = split(len(X))

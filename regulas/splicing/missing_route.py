@@ -4,10 +4,11 @@ The batched ridge path fits a group of events that share their training rows fro
 per training set; with a missing pattern per event every event is its own group, so each
 pays its own factorisations. When the pipeline and the selection are exactly what
 :func:`regulas.splicing.missing_ridge.fit_missing_ridge` reproduces (GridSearchCV over
-α > 0 of StandardScaler → Ridge with an intercept, an unshuffled KFold, a batch scoring),
+α > 0 of StandardScaler → Ridge with an intercept, an unshuffled KFold, a batch scoring)
+and there are no more features than training rows (else the per-event SVDs are cheaper),
 those events go through one call for the block instead, on the factorisations of the full
-training rows (:func:`regulas.splicing.missing_ridge.factorize_shared`). Fully observed
-events keep the batched path. What is stored per event is what
+training rows (:func:`regulas.splicing.missing_ridge.factorize_shared`, called by it).
+Fully observed events keep the batched path. What is stored per event is what
 :func:`regulas.splicing.ridge_batch.fit_batched_group` stores: prediction, chosen
 candidate, Ridge's ``coef_`` (in standardised units, as the pipeline's Ridge holds it),
 fit time, permutation importance when asked.
@@ -25,7 +26,7 @@ from sklearn.preprocessing import StandardScaler
 from regulas.splicing.block import BlockWork
 from regulas.splicing.importance import permutation_scores
 from regulas.splicing.metrics import BATCH_SCORINGS
-from regulas.splicing.missing_ridge import MissingRidgeFit, factorize_shared, fit_missing_ridge
+from regulas.splicing.missing_ridge import MissingRidgeFit, fit_missing_ridge
 from regulas.splicing.ridge_batch import FittedLinear, RidgeSetup
 
 #: Stopping bound on a prediction's change (fit_missing_ridge's ``tol``). Its default, 1e-10,
@@ -77,8 +78,7 @@ def fit_missing_events(b: BlockWork, setup: RidgeSetup, train: np.ndarray, event
         setup.alphas,
         b.cv,
         scoring=b.scoring,
-        shared=factorize_shared(X_train, b.cv),
-        tol=TOL,
+        tol=TOL,  # shared=None: it factorises the full training rows once, when they can be split
     )
     fitted = np.flatnonzero(res.best >= 0)
     for i in fitted.tolist():
