@@ -13,13 +13,19 @@ event's observed training samples. Selection modes:
 Events are grouped by the set of training samples they observe (no NaN PSI): each group
 shares its factorisations. The ridge family (``spec.batched()``) fits a whole group from
 one SVD per training set; every other estimator goes event by event through scikit-learn.
+With nested StandardScaler → Ridge selection over α (unshuffled KFold, a batch scoring,
+no more features than training rows), the events with missing training PSI skip their
+per-group factorisations: all of them go through one exact call on the full training
+rows' factorisations (:mod:`regulas.splicing.missing_route`).
 Results for an event depend only on its data, the spec, the options and ``random_state``,
-not on which other events share its block.
+not on which other events share its block (on the shared missing-PSI route, to within its
+stopping tolerance, 1e-12 on predictions: events are iterated in chunks).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -32,6 +38,7 @@ from regulas.splicing.block import BlockWork
 from regulas.splicing.generic import fit_generic_group
 from regulas.splicing.importance import check_permutation
 from regulas.splicing.metrics import BATCH_SCORINGS, regression_metrics
+from regulas.splicing.missing_route import fit_missing_events, missing_route_applies
 from regulas.splicing.pipelines import PipelineSpec
 from regulas.splicing.ridge_batch import fit_batched_group, ridge_setup
 from regulas.splicing.selection import check_scoring, resolve_inner_cv, seed32
@@ -54,7 +61,9 @@ class EventFits:
     value; fit_time_s: ``(n_candidates_out, n_events)`` (the batched path shares one
     computation and reports its time split evenly); importance: kind (``coef``,
     ``feature_importances``, ``permutation``) -> ``(n_candidates_out, n_features, n_events)``;
-    path: ``"batched"`` or ``"generic"``.
+    path: ``"batched"`` or ``"generic"``; missing_route: events with missing training PSI
+    fitted by the shared missing-PSI solver (:mod:`regulas.splicing.missing_route`; 0 when
+    it does not apply), the rest of a batched block by per-group SVDs.
     """
 
     pred: np.ndarray
@@ -65,6 +74,7 @@ class EventFits:
     fit_time_s: np.ndarray
     importance: dict[str, np.ndarray]
     path: str = "generic"
+    missing_route: int = 0
 
 
 def _check_arrays(X: np.ndarray, Y: np.ndarray, train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -119,9 +129,13 @@ def evaluate_block(
 
     X: ``(n_samples, n_features)`` float, complete; Y: ``(n_samples, n_events)`` PSI with
     NaN = missing (each event drops its own missing samples); train, test: sample indices
-    of the outer split. ``permutation`` ({n_repeats, scoring, max_samples}) asks for
-    permutation importance on the test part. ``random_state`` seeds the inner splitter
-    (when it shuffles without a seed), randomised estimators and permutation importance.
+    of the outer split. Nested StandardScaler → Ridge over α with an unshuffled KFold, a
+    batch scoring and no more features than training rows fits the events with missing
+    training PSI through one shared solver call (exact to ~1e-12 on predictions;
+    ``missing_route`` counts them), the others from one SVD per group of identical
+    training rows. ``permutation`` ({n_repeats, scoring, max_samples}) asks for permutation
+    importance on the test part. ``random_state`` seeds the inner splitter (when it
+    shuffles without a seed), randomised estimators and permutation importance.
     """
     if selection not in ("nested", "outer"):
         raise ConfigError(f"selection must be 'nested' or 'outer', got {selection!r}", key="selection")
@@ -144,12 +158,23 @@ def evaluate_block(
     )
     batched = spec.batched() and (not nested or len(candidates) == 1 or scoring in BATCH_SCORINGS)
     setup = ridge_setup(spec, candidates) if batched else None
+    shared_route = missing_route_applies(b, setup, len(train))
     observed = ~np.isnan(Y)
+    with_gaps: list[np.ndarray] = []  # events whose training rows are not all of train
     for rows, events in training_groups(observed[train]):
-        if setup is not None:
+        if shared_route and len(rows) < len(train):
+            with_gaps.append(events)
+        elif setup is not None:
             fit_batched_group(b, setup, train[rows], events)
         else:
             fit_generic_group(b, train[rows], events)
+    n_route = 0
+    if setup is not None and with_gaps:
+        routed = np.sort(np.concatenate(with_gaps))
+        res = fit_missing_events(b, setup, train, routed)
+        n_route = len(routed)
+        routes = Counter(res.route.tolist())
+        log.debug("%s: %d events with missing training PSI by the shared solver: %s", spec.name, n_route, routes)
     unfitted = int(np.isnan(b.pred).all(axis=(0, 1)).sum())
     if unfitted:
         log.info("%s: %d of %d events had too few training samples to fit", spec.name, unfitted, Y.shape[1])
@@ -166,4 +191,5 @@ def evaluate_block(
         fit_time_s=b.fit_time_s,
         importance=b.importance,
         path="batched" if batched else "generic",
+        missing_route=n_route,
     )
