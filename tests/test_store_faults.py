@@ -10,6 +10,7 @@ remounted read-only and a full disk is a tmpfs of a few MiB. Where mounting is n
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -74,7 +75,15 @@ def _one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
 
 
 def _done(db: Path) -> int:
-    return int(query(db, "SELECT count(*) FROM task WHERE status='done'")[0][0]) if db.exists() else 0
+    """Done tasks so far; 0 while the file exists but the driver has not committed its schema."""
+    if not db.exists():
+        return 0
+    try:
+        return int(query(db, "SELECT count(*) FROM task WHERE status='done'")[0][0])
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise
+        return 0
 
 
 def _started(argv: list[str], db: Path, *, at_least: int) -> subprocess.Popen[bytes]:
