@@ -215,20 +215,25 @@ def write_reports(
         engine.dispose()
 
 
+def _stored_studies(db_path: Path) -> list[Any]:
+    """(name, workload, config_yaml) of every study in the database, oldest first."""
+    from regulas.store.database import open_read
+
+    engine = open_read(db_path)
+    try:
+        with engine.connect() as conn:
+            return list(conn.exec_driver_sql("SELECT name, workload, config_yaml FROM study ORDER BY id").all())
+    finally:
+        engine.dispose()
+
+
 def study_group(spec: StudySpec) -> list[str]:
     """The stored studies a report-only config with ``study.name_from_data`` reports on: those
     of its workload whose stored config has the same ``name`` in the workload's section (a
     regulAS experiment name), or which are named so, oldest first."""
-    from regulas.store.database import open_read
-
     layout = layout_of(spec)
     section = spec.workload.section
-    engine = open_read(layout.db_path)
-    try:
-        with engine.connect() as conn:
-            rows = conn.exec_driver_sql("SELECT name, workload, config_yaml FROM study ORDER BY id").all()
-    finally:
-        engine.dispose()
+    rows = _stored_studies(layout.db_path)
     found = []
     for name, workload, config_yaml in rows:
         try:
@@ -299,16 +304,10 @@ def run(spec: StudySpec, *, progress: RunProgress | None = None, restart: bool =
 def load_stored_study(root: Path, study: str | None = None) -> tuple[Workload, StoreLayout, str]:
     """The workload (built from the config stored with the study), layout and name of a study
     in the store at ``root``; ``study`` may be omitted when the store holds one."""
-    from regulas.store.database import open_read
     from regulas.store.root import find_layout
 
     layout = find_layout(root)
-    engine = open_read(layout.db_path)
-    try:
-        with engine.connect() as conn:
-            rows = conn.exec_driver_sql("SELECT name, workload, config_yaml FROM study ORDER BY id").all()
-    finally:
-        engine.dispose()
+    rows = _stored_studies(layout.db_path)
     names = [r[0] for r in rows]
     if study is None and len(rows) != 1:
         raise StoreError(
