@@ -168,6 +168,7 @@ class LocalBackend(ClusterBackend):
                 closing.start()
                 closing.join(KILL_AFTER_S)
                 while closing.is_alive():
+                    _no_restart(nannies)
                     kill_children(_worker_pids(nannies))  # a starting worker's process may appear only now
                     closing.join(0.1)
         self.release_dask_config()
@@ -196,6 +197,20 @@ def _expected_start_failures() -> Iterator[None]:
     finally:
         for logger in loggers:
             logger.removeFilter(quiet)
+
+
+def _no_restart(nannies: list[Any]) -> None:
+    """Tell each running nanny that its worker's exit is expected.
+
+    A nanny restarts a worker that exits while the nanny is running (with a warning in the
+    log); the cluster's close reaches the nannies only after the scheduler's, so a worker
+    killed first would be restarted. A nanny closing gracefully closes itself instead.
+    """
+    from distributed.core import Status
+
+    for nanny in nannies:
+        if nanny.status == Status.running:
+            nanny.status = Status.closing_gracefully
 
 
 def _worker_pids(nannies: list[Any]) -> list[int]:
