@@ -506,3 +506,29 @@ def test_frozen_driver_is_taken_over_and_fenced(tmp_path: Path, demo_config: Pat
     assert _task_status(db) == Counter({"done": 30})
     assert run_cli(["run", str(demo_config), f"store.root={clean}", *common]).returncode == 0
     assert _scores(db) == _scores(clean / "regulas.db")
+
+
+def test_shared_inputs_are_computed_once_per_run_and_change_no_result(tmp_path: Path, demo_config: Path) -> None:
+    """A shared input (here each split's folds) is one Dask task per run that every task
+    naming it depends on: same results as without it; its error is each dependent's."""
+    small = ("demo.n_targets=60", "demo.block_size=20", "demo.n_splits=3", "cluster.n_workers=2", *QUIET)
+    plain, shared = tmp_path / "plain", tmp_path / "shared"
+    assert run_cli(["run", str(demo_config), f"store.root={plain}", *small]).returncode == 0
+    proc = run_cli(["run", str(demo_config), f"store.root={shared}", "demo.share_splits=true", *small])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "shared computations: 3, each computed once and reused by the tasks naming it (9 tasks)" in proc.stderr
+    a = zarr.open_array(str(plain / "arrays.zarr"), path="demo/pred", mode="r")[:]
+    b = zarr.open_array(str(shared / "arrays.zarr"), path="demo/pred", mode="r")[:]
+    np.testing.assert_array_equal(a, b)
+    assert _scores(plain / "regulas.db") == _scores(shared / "regulas.db")
+
+    failing = tmp_path / "failing"
+    proc = run_cli(["run", str(demo_config), f"store.root={failing}", "demo.share_splits=true",
+                    "demo.fail_shared_splits=[1]", *small])
+    assert proc.returncode == 1 and "3 task(s) not done" in proc.stdout, proc.stdout + proc.stderr
+    db = failing / "regulas.db"
+    assert _task_status(db) == Counter({"done": 6, "failed": 3})
+    for block, etype, message, tb in query(db, "SELECT block, error_type, error_message, traceback FROM task WHERE status='failed'"):
+        assert '"split": 1' in block and etype == "builtins.RuntimeError"
+        assert message == "demo.fail_shared_splits asks the shared input of split 1 to fail"
+        assert "compute_shared" in tb

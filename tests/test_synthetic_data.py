@@ -11,8 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zarr
 from scipy.stats import spearmanr
-from sklearn.linear_model import LassoCV
+from sklearn.linear_model import LassoCV, Ridge
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from conftest import CONFIGS, QUIET, query, run_cli
@@ -191,6 +194,22 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path: Path, cal, capsys) 
     assert "--samples" in capsys.readouterr().err and not (tmp_path / "z").exists()
 
 
+def check_stored_predictions(store: Path, study: str) -> None:
+    """Every event's stored test predictions equal scikit-learn's GridSearchCV over
+    StandardScaler → Ridge on that event's observed training rows (1e-8)."""
+    arrays = {n: zarr.open_array(str(store), path=f"{study}/{n}", mode="r") for n in ("X", "Y", "train_index", "test_index", "pred")}
+    X, Y, pred = arrays["X"][...], arrays["Y"][...], arrays["pred"][...]
+    grid = {"ridge__alpha": list(np.logspace(-1, 4, 10))}
+    for s in range(pred.shape[1]):
+        train, test = (row[row >= 0] for row in (arrays["train_index"][s], arrays["test_index"][s]))
+        for e in range(Y.shape[1]):
+            tr, obs = train[~np.isnan(Y[train, e])], ~np.isnan(Y[test, e])
+            pipe = make_pipeline(StandardScaler(), Ridge())
+            gs = GridSearchCV(pipe, grid, cv=KFold(2), scoring="neg_mean_squared_error").fit(X[tr], Y[tr, e])
+            np.testing.assert_allclose(pred[0, s, : len(test)][obs, e], gs.predict(X[test[obs]]), rtol=0, atol=1e-8)
+            assert np.isnan(pred[0, s, : len(test)][~obs, e]).all()
+
+
 def test_splicing_tcga_config_runs_on_generated_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """configs/splicing_tcga.yaml end to end on a tiny data set: every event scored, and the
     strongly regulated events' planted regulators at the top of the stored ranking."""
@@ -200,8 +219,11 @@ def test_splicing_tcga_config_runs_on_generated_data(tmp_path: Path, monkeypatch
     monkeypatch.setenv("TCGA_SYNTHETIC", str(data_dir))
     root = tmp_path / "out"
     proc = run_cli(["run", str(CONFIGS / "splicing_tcga.yaml"), f"store.root={root}", "cluster.n_workers=1",
-                    "experiment.split.n_splits=2", "experiment.inner_cv=2", *QUIET])
+                    "experiment.split.n_splits=2", "experiment.inner_cv=2", "experiment.block_size=5", *QUIET])
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # each split's factorisations computed once for its 3 blocks of events (2 splits x 3 tasks)
+    assert "shared computations: 2, each computed once and reused by the tasks naming it (6 tasks)" in proc.stderr
+    check_stored_predictions(root / "arrays.zarr", "splicing_tcga")
     db = root / "regulas.db"
     kept = [e for (e,) in query(db, "SELECT name FROM splice_event ORDER BY event")]
     events = read_table(data_dir / "truth_events.tsv", numeric=False)

@@ -45,12 +45,38 @@ class StudyContext:
     arrays: StudyArraysLike
 
 
+@dataclass(frozen=True)
+class SharedInput:
+    """A computation several tasks of one run need (e.g. a factorisation every block of a
+    split reuses): the engine runs it once per run on a worker and hands its value to each
+    task that names it, as a Dask dependency (:meth:`Workload.shared_inputs`).
+
+    key: unique within the study and naming everything the value depends on (two tasks
+    naming one key get one value); block: plain JSON :meth:`Workload.compute_shared` reads.
+    It is not stored: a rerun computes it again for the tasks still to do.
+    """
+
+    key: str
+    block: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SharedContext:
+    """What a shared computation gets on the worker: its input and read access to the arrays."""
+
+    shared: SharedInput
+    arrays: RegionWriterLike
+
+
 @dataclass
 class TaskContext:
-    """What a task gets on the worker: its seed and its (checked) array access."""
+    """What a task gets on the worker: its seed, its (checked) array access and the values
+    of the shared inputs it names (by key; empty when run outside the engine, where the
+    workload computes what it needs itself)."""
 
     task: Task
     arrays: RegionWriterLike
+    shared: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def rng(self) -> np.random.Generator:
@@ -239,6 +265,18 @@ class Workload(ABC):
     @abstractmethod
     def run_task(self, ctx: TaskContext) -> TaskResult:
         """Compute one task on a worker. Must be deterministic given ``ctx.task.seed``."""
+
+    def shared_inputs(self, task: Task) -> Sequence[SharedInput]:
+        """The shared computations ``task`` uses (driver; optional, default none).
+
+        A task must give the same result with or without them: ``run_task`` computes what
+        is not in ``ctx.shared`` itself.
+        """
+        return ()
+
+    def compute_shared(self, ctx: SharedContext) -> Any:
+        """Compute one shared input on a worker (for a workload with :meth:`shared_inputs`)."""
+        raise NotImplementedError(f"{type(self).__name__} names shared inputs but does not compute them")
 
     def study_rows(self, ctx: StudyContext) -> Sequence[Rows]:
         """Rows of the workload's study-level tables (``tables.study``), written before any task.

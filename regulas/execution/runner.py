@@ -22,6 +22,7 @@ import importlib.util
 import math
 import sqlite3
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from regulas.execution.cluster import ClusterBackend, make_backend
 from regulas.execution.logs import ThirdPartyLog, port_of, third_party_logs
 from regulas.execution.probe import StoreGate
 from regulas.execution.progress import RunProgress
+from regulas.execution.shared import SharedInputs
 from regulas.execution.stalls import OverLimit, StallWatch, TaskLimits, scheduler_config
 from regulas.execution.worker import DISK_FULL, execute_task
 from regulas.store import schema
@@ -109,7 +111,9 @@ class RunSummary:
 
 
 def _failure(task: Task, exc: BaseException) -> TaskOutcome:
-    """An outcome for a task whose future itself failed (e.g. its worker died too often)."""
+    """An outcome for a task whose future itself failed (e.g. its worker died too often, or
+    a shared input it names raised: Dask hands that error, with its worker-side traceback,
+    to every task depending on it)."""
     now = time.time()
     return TaskOutcome(
         key=task.key,
@@ -119,7 +123,7 @@ def _failure(task: Task, exc: BaseException) -> TaskOutcome:
         worker="",
         error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
         error_message=str(exc) or repr(exc),
-        traceback=None,
+        traceback="".join(traceback.format_exception(exc)) if exc.__traceback__ is not None else None,
     )
 
 
@@ -476,6 +480,8 @@ def _run_tasks(
     watch = StallWatch(client, limits, stall_timeout_s=spec.cluster.startup_timeout_s, message=progress.message,
                        owns_workers=backend is not None and backend.owns_workers)
 
+    shared = SharedInputs(client, spec.workload, todo, store_path=store_path, study=spec.study.name, blas_threads=blas)
+
     def submit(task: Task) -> None:
         tries = over_limit.get(task.key, 0)  # a new key for each run: the cancelled one may linger
         future = client.submit(
@@ -485,6 +491,7 @@ def _run_tasks(
             store_path,
             spec.study.name,
             blas,
+            shared.for_task(task),
             key=f"regulas-{task.key}" + (f"-{tries + 1}" if tries else ""),
             pure=False,
         )
@@ -505,6 +512,7 @@ def _run_tasks(
         sink.add(outcome)
         progress.update(outcome.status == "done")
         submit_next()
+        shared.recorded(task)  # after submit_next: the next task may name what this one did
 
     def cancel(over: OverLimit) -> None:
         task = in_flight.pop(over.future_key, None)
@@ -566,7 +574,11 @@ def _run_tasks(
             future.release()
             record(task, outcome)
         watch.settle()
+        if shared.computed:
+            progress.message(f"shared computations: {shared.computed}, each computed once and reused by the tasks naming it "
+                             f"({len(shared.of_task)} tasks)")
     finally:
+        shared.release()
         progress.close()
 
 

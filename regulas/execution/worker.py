@@ -6,12 +6,14 @@ import os
 import socket
 import time
 import traceback as tb
+from collections.abc import Mapping
+from typing import Any
 
 from threadpoolctl import threadpool_limits
 
 from regulas.core.errors import StoreFull
 from regulas.core.task import Task
-from regulas.core.workload import TaskContext, Workload
+from regulas.core.workload import SharedContext, SharedInput, TaskContext, Workload
 from regulas.store.arrays import RegionWriter
 from regulas.store.sink import TaskOutcome
 from regulas.store.space import is_disk_full
@@ -30,7 +32,23 @@ def worker_name() -> str:
 DISK_FULL = f"{StoreFull.__module__}.{StoreFull.__qualname__}"
 
 
-def execute_task(workload: Workload, task: Task, store_path: str, study: str, blas_threads: int = 1) -> TaskOutcome:
+def compute_shared(workload: Workload, shared: SharedInput, store_path: str, study: str, blas_threads: int = 1) -> Any:
+    """Compute one shared input (a Dask task the tasks naming it depend on).
+
+    Its error reaches each of them: the driver records it as theirs, and their siblings go on.
+    """
+    with threadpool_limits(limits=blas_threads):
+        return workload.compute_shared(SharedContext(shared=shared, arrays=RegionWriter(store_path, study)))
+
+
+def execute_task(
+    workload: Workload,
+    task: Task,
+    store_path: str,
+    study: str,
+    blas_threads: int = 1,
+    shared: Mapping[str, Any] | None = None,
+) -> TaskOutcome:
     """Run one task and always return an outcome: an exception becomes a recorded failure.
 
     Catching here (instead of letting Dask see the exception) keeps a failing task from
@@ -39,7 +57,7 @@ def execute_task(workload: Workload, task: Task, store_path: str, study: str, bl
     """
     started = time.time()
     writer = RegionWriter(store_path, study, task.regions)
-    ctx = TaskContext(task=task, arrays=writer)
+    ctx = TaskContext(task=task, arrays=writer, shared=shared or {})
     try:
         with threadpool_limits(limits=blas_threads):
             result = workload.run_task(ctx)

@@ -38,10 +38,12 @@ from regulas.splicing.block import BlockWork
 from regulas.splicing.generic import fit_generic_group
 from regulas.splicing.importance import check_permutation
 from regulas.splicing.metrics import BATCH_SCORINGS, regression_metrics
+from regulas.splicing.missing_ridge import SharedSets, factorize_shared
 from regulas.splicing.missing_route import fit_missing_events, missing_route_applies
 from regulas.splicing.pipelines import PipelineSpec
 from regulas.splicing.ridge_batch import fit_batched_group, ridge_setup
 from regulas.splicing.selection import check_scoring, resolve_inner_cv, seed32
+from regulas.splicing.shared_ridge import fit_shared_group
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +126,7 @@ def evaluate_block(
     scoring: str = "neg_mean_squared_error",
     permutation: dict[str, Any] | None = None,
     random_state: int,
+    shared: SharedSets | None = None,
 ) -> EventFits:
     """Fit ``spec`` for every event (column of Y) on ``train`` and predict ``test``.
 
@@ -136,6 +139,9 @@ def evaluate_block(
     training rows. ``permutation`` ({n_repeats, scoring, max_samples}) asks for permutation
     importance on the test part. ``random_state`` seeds the inner splitter (when it
     shuffles without a seed), randomised estimators and permutation importance.
+    ``shared``: the split's factorisations (:func:`regulas.splicing.missing_ridge.factorize_shared`
+    of ``X[train]`` and the inner cv), which every block of the split reuses; computed here
+    when the shared route applies and it is None.
     """
     if selection not in ("nested", "outer"):
         raise ConfigError(f"selection must be 'nested' or 'outer', got {selection!r}", key="selection")
@@ -161,17 +167,25 @@ def evaluate_block(
     shared_route = missing_route_applies(b, setup, len(train))
     observed = ~np.isnan(Y)
     with_gaps: list[np.ndarray] = []  # events whose training rows are not all of train
+    complete = np.zeros(0, dtype=np.intp)  # events observed on every training row (shared route)
     for rows, events in training_groups(observed[train]):
         if shared_route and len(rows) < len(train):
             with_gaps.append(events)
+        elif shared_route:
+            complete = events
         elif setup is not None:
             fit_batched_group(b, setup, train[rows], events)
         else:
             fit_generic_group(b, train[rows], events)
+    if shared_route and (len(complete) or with_gaps):
+        assert setup is not None
+        if shared is None:
+            shared = factorize_shared(X[train], b.cv)
+        fit_shared_group(b, setup, shared, train, complete)
     n_route = 0
     if setup is not None and with_gaps:
         routed = np.sort(np.concatenate(with_gaps))
-        res = fit_missing_events(b, setup, train, routed)
+        res = fit_missing_events(b, setup, train, routed, shared)
         n_route = len(routed)
         routes = Counter(res.route.tolist())
         log.debug("%s: %d events with missing training PSI by the shared solver: %s", spec.name, n_route, routes)

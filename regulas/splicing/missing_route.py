@@ -17,6 +17,7 @@ fit time, permutation importance when asked.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 from sklearn.linear_model import Ridge
@@ -26,8 +27,10 @@ from sklearn.preprocessing import StandardScaler
 from regulas.splicing.block import BlockWork
 from regulas.splicing.importance import permutation_scores
 from regulas.splicing.metrics import BATCH_SCORINGS
-from regulas.splicing.missing_ridge import MissingRidgeFit, fit_missing_ridge
+from regulas.splicing.missing_ridge import MissingRidgeFit, SharedSets, fit_missing_ridge
+from regulas.splicing.pipelines import PipelineSpec
 from regulas.splicing.ridge_batch import FittedLinear, RidgeSetup
+from regulas.splicing.selection import inner_splits
 
 #: Stopping bound on a prediction's change (fit_missing_ridge's ``tol``). Its default, 1e-10,
 #: left a stored r2 3.5e-9 (relative) from scikit-learn's on a small study (48 samples, its
@@ -36,24 +39,21 @@ from regulas.splicing.ridge_batch import FittedLinear, RidgeSetup
 TOL = 1e-12
 
 
-def missing_route_applies(b: BlockWork, setup: RidgeSetup | None, n_train: int) -> bool:
-    """True when fit_missing_ridge gives exactly GridSearchCV's result for this block's pipeline
-    and is expected to be faster than a factorization per event.
+def shares_factorizations(spec: PipelineSpec, setup: RidgeSetup | None, *, nested: bool, cv: Any, scoring: str) -> bool:
+    """True when the pipeline's fits of a split can share that split's factorisations
+    (:func:`regulas.splicing.missing_ridge.factorize_shared`) exactly: nested GridSearchCV
+    over α > 0 (at least 2 candidates) of StandardScaler → Ridge with an intercept, an
+    unshuffled KFold, a batch scoring. It depends on the spec and the options only, so the
+    driver can name a split's factorisations once for every block of events.
 
-    ``setup`` is the batched path's (None: the pipeline is not in the ridge family);
-    ``n_train``: the outer training rows.
+    ``setup`` is the batched path's (None: the pipeline is not in the ridge family).
     """
-    if setup is None or setup.loo or not b.nested or len(b.candidates) < 2 or b.scoring not in BATCH_SCORINGS:
-        return False
-    # The solver works on p x p Grams: with more features than training rows the per-event
-    # SVDs (n x p) are cheaper (measured: 240 rows x 1,000 features, 7.1 s per-event vs 12.0 s
-    # shared; 400 x 300: 5.9 s vs 2.8 s).
-    if b.X.shape[1] > n_train:
+    if setup is None or setup.loo or not nested or len(setup.alphas) < 2 or scoring not in BATCH_SCORINGS:
         return False
     # KFold without shuffling: the inner folds depend only on the number of rows
-    if type(b.cv) is not KFold or b.cv.shuffle:
+    if type(cv) is not KFold or cv.shuffle:
         return False
-    steps = b.spec.build().steps
+    steps = spec.build().steps
     if len(steps) != 2:
         return False
     scaler, model = steps[0][1], steps[1][1]
@@ -64,8 +64,31 @@ def missing_route_applies(b: BlockWork, setup: RidgeSetup | None, n_train: int) 
     return type(model) is Ridge and bool(model.fit_intercept) and bool(np.all(setup.alphas > 0))
 
 
-def fit_missing_events(b: BlockWork, setup: RidgeSetup, train: np.ndarray, events: np.ndarray) -> MissingRidgeFit:
-    """Fit ``events`` (each on its observed rows of ``train``) by one fit_missing_ridge call.
+def factorizations_pay(n_features: int, n_train: int, cv: Any) -> bool:
+    """True when the shared p × p factorisations are the cheaper route and the training part
+    can be split at all (else the per-group SVDs, which leave unsplittable events NaN)."""
+    # The solver works on p x p Grams: with more features than training rows the per-event
+    # SVDs (n x p) are cheaper (measured: 240 rows x 1,000 features, 7.1 s per-event vs 12.0 s
+    # shared; 400 x 300: 5.9 s vs 2.8 s).
+    return n_features <= n_train and inner_splits(cv, n_train) is not None
+
+
+def missing_route_applies(b: BlockWork, setup: RidgeSetup | None, n_train: int) -> bool:
+    """True when the block's events go through the split's shared factorisations: exactly
+    GridSearchCV's result for this block's pipeline, and expected to be faster.
+
+    ``n_train``: the outer training rows.
+    """
+    return shares_factorizations(b.spec, setup, nested=b.nested, cv=b.cv, scoring=b.scoring) and factorizations_pay(
+        b.X.shape[1], n_train, b.cv
+    )
+
+
+def fit_missing_events(
+    b: BlockWork, setup: RidgeSetup, train: np.ndarray, events: np.ndarray, shared: SharedSets | None = None
+) -> MissingRidgeFit:
+    """Fit ``events`` (each on its observed rows of ``train``) by one fit_missing_ridge call
+    on the split's factorisations ``shared`` (computed here when None).
 
     Events it leaves unfitted (too few rows to split) keep NaN outputs, as in the batched path.
     """
@@ -78,7 +101,8 @@ def fit_missing_events(b: BlockWork, setup: RidgeSetup, train: np.ndarray, event
         setup.alphas,
         b.cv,
         scoring=b.scoring,
-        tol=TOL,  # shared=None: it factorises the full training rows once, when they can be split
+        shared=shared,
+        tol=TOL,
     )
     fitted = np.flatnonzero(res.best >= 0)
     for i in fitted.tolist():

@@ -26,7 +26,7 @@ from regulas.core.errors import ConfigError
 from regulas.core.hashing import derive_seed
 from regulas.core.report import Report, ReportContext, ReportOutput
 from regulas.core.task import Region, Task, make_task
-from regulas.core.workload import Block, StudyContext, TaskContext, TaskResult, Workload
+from regulas.core.workload import Block, SharedContext, SharedInput, StudyContext, TaskContext, TaskResult, Workload
 from regulas.reports.figures import clip_note, mark_outside, pyplot, robust_limits, save
 
 # scikit-learn, pandas and the store where tasks run and reports are written: validating a
@@ -52,6 +52,8 @@ class DemoConfig:
     crash_blocks: list[int] = field(default_factory=list)  # blocks whose tasks kill their worker process
     hang_blocks: list[int] = field(default_factory=list)  # blocks whose tasks hang (sleep for an hour)
     trace_dir: str | None = None  # one empty file per task execution (key.job.unique), to count them
+    share_splits: bool = False  # each split's folds computed once per run, a shared input of its tasks
+    fail_shared_splits: list[int] = field(default_factory=list)  # splits whose shared input raises
 
     def check(self, prefix: str, source: str | None) -> None:
         for key in ("n_samples", "n_features", "n_targets", "block_size", "alpha"):
@@ -95,7 +97,7 @@ class DemoWorkload(Workload):
     section = "demo"
     config_class = DemoConfig
     config: DemoConfig
-    runtime_keys = ("sleep_s", "trace_dir")
+    runtime_keys = ("sleep_s", "trace_dir", "share_splits")
 
     @classmethod
     def store_tables(cls) -> WorkloadTables:
@@ -162,9 +164,29 @@ class DemoWorkload(Workload):
                 )
         return tasks
 
+    def shared_inputs(self, task: Task) -> list[SharedInput]:
+        c = self.config
+        block = DemoBlock.of(task)
+        if not (c.share_splits or block.split in c.fail_shared_splits):
+            return []
+        return [SharedInput(f"demo.split-{block.split_seed}-{block.split}", {"split": block.split, "split_seed": block.split_seed})]
+
+    def compute_shared(self, ctx: SharedContext) -> tuple[np.ndarray, np.ndarray]:
+        split, seed = ctx.shared.block["split"], ctx.shared.block["split_seed"]
+        if split in self.config.fail_shared_splits:
+            raise RuntimeError(f"demo.fail_shared_splits asks the shared input of split {split} to fail")
+        return self._folds(split, seed)
+
+    def _folds(self, split: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        from sklearn.model_selection import KFold
+
+        c = self.config
+        folds = KFold(n_splits=c.n_splits, shuffle=True, random_state=seed)
+        train, test = list(folds.split(np.zeros((c.n_samples, 1))))[split]
+        return train, test
+
     def run_task(self, ctx: TaskContext) -> TaskResult:
         from sklearn.linear_model import Ridge
-        from sklearn.model_selection import KFold
 
         from regulas.workloads.score import ScoreRows
 
@@ -186,8 +208,8 @@ class DemoWorkload(Workload):
         split = block.split
         X = ctx.arrays.read("X")
         Y = ctx.arrays.read("Y", (slice(None), slice(start, stop)))
-        folds = KFold(n_splits=c.n_splits, shuffle=True, random_state=block.split_seed)
-        train, test = list(folds.split(X))[split]
+        shared = next(iter(ctx.shared.values()), None)
+        train, test = shared if shared is not None else self._folds(split, block.split_seed)
         model = Ridge(alpha=c.alpha).fit(X[train], Y[train])
         pred = model.predict(X[test])
         full = np.full((1, c.n_samples, stop - start), np.nan)

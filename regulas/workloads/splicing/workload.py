@@ -38,7 +38,16 @@ from regulas.core.errors import ConfigError
 from regulas.core.hashing import derive_seed
 from regulas.core.report import Report
 from regulas.core.task import Region, Task, make_task
-from regulas.core.workload import Block, Rows, StudyContext, TaskContext, TaskResult, Workload
+from regulas.core.workload import (
+    Block,
+    Rows,
+    SharedContext,
+    SharedInput,
+    StudyContext,
+    TaskContext,
+    TaskResult,
+    Workload,
+)
 from regulas.splicing.pipelines import PipelineSpec
 
 # the store (Zarr, SQLAlchemy) where a study is prepared or run: validating a config needs none of it
@@ -425,12 +434,14 @@ class SplicingWorkload(Workload):
         block = arrays.specs["pred"].chunks[-1]
         config = self.result_config()
         tasks = []
-        for b, start in enumerate(range(0, n_events, block)):
-            stop = min(start + block, n_events)
+        # split-major: the blocks of one split run together, so each split's shared
+        # factorisations (shared_inputs) are held by the workers for a short stretch only
+        for s in range(n_splits):
             for p in range(len(self.specs)):
                 ms = [m.index for m in self.models if m.pipeline == p]
                 m0, m1 = ms[0], ms[-1] + 1
-                for s in range(n_splits):
+                for b, start in enumerate(range(0, n_events, block)):
+                    stop = min(start + block, n_events)
                     regions = (
                         Region.of("pred", slice(m0, m1), s, slice(0, max_test), slice(start, stop)),
                         *(Region.of(name, slice(m0, m1), s, slice(0, n_features), slice(start, stop))
@@ -447,6 +458,48 @@ class SplicingWorkload(Workload):
                         regions=regions,
                     ))
         return tasks
+
+    @functools.cached_property
+    def _shares_factorizations(self) -> list[bool]:
+        """Per pipeline: whether its blocks of a split reuse the split's factorisations."""
+        from regulas.splicing.missing_route import shares_factorizations
+        from regulas.splicing.ridge_batch import ridge_setup
+        from regulas.splicing.selection import resolve_inner_cv
+
+        c = self.config
+        cv = resolve_inner_cv(self.inner_cv(), 0) if c.selection == "nested" else None
+        out = []
+        for spec in self.specs:
+            setup = ridge_setup(spec, spec.candidates()) if spec.batched() else None
+            out.append(shares_factorizations(spec, setup, nested=c.selection == "nested", cv=cv, scoring=c.scoring))
+        return out
+
+    def shared_inputs(self, task: Task) -> list[SharedInput]:
+        """The factorisations of the task's outer split (StandardScaler → Ridge, nested):
+        one Gram and eigendecomposition per training set (the split's training part and its
+        inner folds), computed once per run and reused by every block of events of the split."""
+        if task.kind != "splicing.fit":
+            return []
+        blk = FitBlock.of(task)
+        if not self._shares_factorizations[blk.pipeline]:
+            return []
+        key = f"splicing.factors-{blk.data}-p{blk.pipeline}-s{blk.split}"
+        return [SharedInput(key, {"data": blk.data, "pipeline": blk.pipeline, "split": blk.split,
+                                  "fit_seed": blk.fit_seed})]
+
+    def compute_shared(self, ctx: SharedContext) -> Any:
+        from regulas.splicing.missing_ridge import factorize_shared
+        from regulas.splicing.missing_route import factorizations_pay
+        from regulas.splicing.selection import resolve_inner_cv
+
+        blk = ctx.shared.block
+        store, study = ctx.arrays.store_path, ctx.arrays.study
+        X, _ = _shared_input(store, study, "X", blk["data"])
+        train = _index(ctx.arrays.read("train_index", blk["split"]))
+        cv = resolve_inner_cv(self.inner_cv(), blk["fit_seed"])
+        if not factorizations_pay(X.shape[1], len(train), cv):
+            return None  # the blocks take the per-group route
+        return factorize_shared(X[train], cv)
 
     def importance_arrays(self) -> list[str]:
         return ["importance"] + (["permutation_importance"] if self.config.permutation is not None else [])
@@ -506,6 +559,7 @@ class SplicingWorkload(Workload):
             X, Y, train, test, self.specs[blk.pipeline],
             selection=c.selection, inner_cv=self.inner_cv(), scoring=c.scoring, permutation=c.permutation,
             random_state=blk.fit_seed,
+            shared=next(iter(ctx.shared.values()), None),
         )
         n_cand, n_test, n_ev = fits.pred.shape
         max_test = ctx.arrays.array("pred").shape[2]
