@@ -11,7 +11,7 @@ from sklearn.model_selection import KFold
 from threadpoolctl import threadpool_limits
 
 from regulas.splicing import evaluate_block
-from regulas.splicing.missing_ridge import factorize_shared
+from regulas.splicing.shared_ridge import factorize_split
 from tests.test_missing_route import ALPHAS, SCALER, check_against_sklearn, gapped
 from tests.test_splicing_engine import data, fits_seed, pipeline, split
 
@@ -40,7 +40,7 @@ def test_handed_in_factorisations_give_the_same_results_bit_for_bit():
     X, Y = gapped(n=70, p=9, e=10, seed=22)  # complete events and events with gaps
     train, test = split(len(X))
     alone = evaluate_block(X, Y, train, test, ridge(), inner_cv=KFold(5), random_state=1)
-    shared = factorize_shared(X[train], KFold(5))
+    shared = factorize_split(X[train], X[test], KFold(5))
     handed = evaluate_block(X, Y, train, test, ridge(), inner_cv=KFold(5), random_state=1, shared=shared)
     np.testing.assert_array_equal(alone.pred, handed.pred)
     np.testing.assert_array_equal(alone.importance["coef"], handed.importance["coef"])
@@ -71,6 +71,6 @@ def test_permutation_importance_equals_sklearns_on_the_fitted_pipeline():
 def test_factorisations_of_another_split_are_refused():
     X, Y = data(n=60, p=8, e=3, seed=25, informative=2)
     train, test = split(len(X))
-    wrong = factorize_shared(X[train[:-5]], KFold(5))
+    wrong = factorize_split(X[train[:-5]], X[test], KFold(5))
     with pytest.raises(ValueError, match="shared factorisations are of"):
         evaluate_block(X, Y, train, test, ridge(), inner_cv=KFold(5), random_state=0, shared=wrong)

@@ -14,9 +14,13 @@ Events are grouped by the set of training samples they observe (no NaN PSI): eac
 shares its factorisations. The ridge family (``spec.batched()``) fits a whole group from
 one SVD per training set; every other estimator goes event by event through scikit-learn.
 With nested StandardScaler → Ridge selection over α (unshuffled KFold, a batch scoring,
-no more features than training rows), the events with missing training PSI skip their
-per-group factorisations: all of them go through one exact call on the full training
-rows' factorisations (:mod:`regulas.splicing.missing_route`).
+no more features than training rows) no block factorises anything: the outer split's
+training sets (its training part and the inner folds) are standardised and
+eigendecomposed once (:func:`regulas.splicing.missing_ridge.factorize_shared`, handed in
+as ``shared`` by the engine, once per split for all its blocks). The fully observed events
+are fitted from them by a few matrix products (:mod:`regulas.splicing.shared_ridge`), the
+events with missing training PSI by one exact call on them
+(:mod:`regulas.splicing.missing_route`).
 Results for an event depend only on its data, the spec, the options and ``random_state``,
 not on which other events share its block (on the shared missing-PSI route, to within its
 stopping tolerance, 1e-12 on predictions: events are iterated in chunks).
@@ -38,12 +42,11 @@ from regulas.splicing.block import BlockWork
 from regulas.splicing.generic import fit_generic_group
 from regulas.splicing.importance import check_permutation
 from regulas.splicing.metrics import BATCH_SCORINGS, regression_metrics
-from regulas.splicing.missing_ridge import SharedSets, factorize_shared
 from regulas.splicing.missing_route import fit_missing_events, missing_route_applies
 from regulas.splicing.pipelines import PipelineSpec
 from regulas.splicing.ridge_batch import fit_batched_group, ridge_setup
 from regulas.splicing.selection import check_scoring, resolve_inner_cv, seed32
-from regulas.splicing.shared_ridge import fit_shared_group
+from regulas.splicing.shared_ridge import SplitFactors, factorize_split, fit_shared_group
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +129,7 @@ def evaluate_block(
     scoring: str = "neg_mean_squared_error",
     permutation: dict[str, Any] | None = None,
     random_state: int,
-    shared: SharedSets | None = None,
+    shared: SplitFactors | None = None,
 ) -> EventFits:
     """Fit ``spec`` for every event (column of Y) on ``train`` and predict ``test``.
 
@@ -139,9 +142,9 @@ def evaluate_block(
     training rows. ``permutation`` ({n_repeats, scoring, max_samples}) asks for permutation
     importance on the test part. ``random_state`` seeds the inner splitter (when it
     shuffles without a seed), randomised estimators and permutation importance.
-    ``shared``: the split's factorisations (:func:`regulas.splicing.missing_ridge.factorize_shared`
-    of ``X[train]`` and the inner cv), which every block of the split reuses; computed here
-    when the shared route applies and it is None.
+    ``shared``: the split's factorisations (:func:`regulas.splicing.shared_ridge.factorize_split`
+    of ``X[train]``, ``X[test]`` and the inner cv), which every block of the split reuses;
+    computed here when the shared route applies and it is None.
     """
     if selection not in ("nested", "outer"):
         raise ConfigError(f"selection must be 'nested' or 'outer', got {selection!r}", key="selection")
@@ -180,12 +183,12 @@ def evaluate_block(
     if shared_route and (len(complete) or with_gaps):
         assert setup is not None
         if shared is None:
-            shared = factorize_shared(X[train], b.cv)
+            shared = factorize_split(X[train], X[test], b.cv)
         fit_shared_group(b, setup, shared, train, complete)
     n_route = 0
     if setup is not None and with_gaps:
         routed = np.sort(np.concatenate(with_gaps))
-        res = fit_missing_events(b, setup, train, routed, shared)
+        res = fit_missing_events(b, setup, train, routed, shared.sets if shared is not None else None)
         n_route = len(routed)
         routes = Counter(res.route.tolist())
         log.debug("%s: %d events with missing training PSI by the shared solver: %s", spec.name, n_route, routes)

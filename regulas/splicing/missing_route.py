@@ -6,9 +6,10 @@ pays its own factorisations. When the pipeline and the selection are exactly wha
 :func:`regulas.splicing.missing_ridge.fit_missing_ridge` reproduces (GridSearchCV over
 α > 0 of StandardScaler → Ridge with an intercept, an unshuffled KFold, a batch scoring)
 and there are no more features than training rows (else the per-event SVDs are cheaper),
-those events go through one call for the block instead, on the factorisations of the full
-training rows (:func:`regulas.splicing.missing_ridge.factorize_shared`, called by it).
-Fully observed events keep the batched path. What is stored per event is what
+those events go through one call for the block instead, on the split's shared
+factorisations (:func:`regulas.splicing.missing_ridge.factorize_shared`, computed once per
+split by the engine); the fully observed events use the same factorisations
+(:mod:`regulas.splicing.shared_ridge`). What is stored per event is what
 :func:`regulas.splicing.ridge_batch.fit_batched_group` stores: prediction, chosen
 candidate, Ridge's ``coef_`` (in standardised units, as the pipeline's Ridge holds it),
 fit time, permutation importance when asked.

@@ -22,69 +22,125 @@ reference: predictions agree within 1e-8 (``tests/test_shared_ridge.py``).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from regulas.splicing.block import BlockWork
 from regulas.splicing.importance import permutation_scores
 from regulas.splicing.metrics import validation_scores
-from regulas.splicing.missing_ridge import SharedSet, SharedSets
+from regulas.splicing.missing_ridge import SharedSet, SharedSets, factorize_shared
 from regulas.splicing.ridge_batch import FittedLinear, RidgeSetup
 from regulas.splicing.selection import best_candidate, inner_splits
 
 
-class _SetFit:
-    """One shared set's solution for a group of events: ``coef(α)`` and predictions."""
+class _Sums:
+    """The training part's cross-products, from which every set's right-hand sides follow.
 
-    def __init__(self, s: SharedSet, X_set: np.ndarray, Y_set: np.ndarray) -> None:
+    X and Y are centred on the whole training part first (x̄, ȳ), so that a set's own
+    centring is a small correction, not a cancellation: with R = training rows not in B,
+    Xcᵀ_B Yc_B = S - Xc_Rᵀ Yc_R - (Σ_B xc)(Σ_B yc)ᵀ / n_B. One product with all training
+    rows, then one with the k-th fold's validation rows per fold (instead of one with each
+    fold's training rows).
+    """
+
+    def __init__(self, X_train: np.ndarray, Y_train: np.ndarray) -> None:
+        self.x_mean = X_train.mean(axis=0)
+        self.y_mean = Y_train.mean(axis=0)
+        self.Xc = X_train - self.x_mean
+        self.Yc = Y_train - self.y_mean
+        self.S = self.Xc.T @ self.Yc  # (p, m)
+
+    def without(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(X_Bᵀ (Y_B - ȳ_B) ``(p, m)``, ȳ_B ``(m,)``) for B = the training rows except ``rows``."""
+        if len(rows) == 0:
+            return self.S, self.y_mean
+        n_b = len(self.Xc) - len(rows)
+        Xr, Yr = self.Xc[rows], self.Yc[rows]
+        sx, sy = -Xr.sum(axis=0), -Yr.sum(axis=0)  # sums over B: the whole part sums to 0
+        return self.S - Xr.T @ Yr - np.outer(sx, sy / n_b), self.y_mean + sy / n_b
+
+
+class _SetFit:
+    """One shared set's solution for a group of events: ``filtered(α)``."""
+
+    def __init__(self, s: SharedSet, XtY: np.ndarray, y_mean: np.ndarray) -> None:
         self.s = s
-        Xt = standardized(X_set, s)
-        self.x_mean = Xt.mean(axis=0)
-        self.y_mean = Y_set.mean(axis=0)
-        # Qᵀ X̃ᵀ (Y - ȳ): the centring of X drops out, Σ (y - ȳ) = 0
-        self.Z = s.evecs.T @ (Xt.T @ (Y_set - self.y_mean))
+        self.y_mean = y_mean
+        # x̃ = (x - μ_B) / σ_B: X̃_Bᵀ Yc = diag(1/σ_B) X_Bᵀ Yc (μ_B drops out: Σ Yc = 0), constants 0
+        rhs = XtY / s.scale[:, None]
+        rhs[s.constant] = 0.0
+        self.Z = s.evecs.T @ rhs  # (p, m)
 
     def filtered(self, alpha: float, cols: np.ndarray | slice = slice(None)) -> np.ndarray:
         """diag(1 / (λ + α)) Qᵀ X̃ᵀ Yc for the events ``cols``: ``(p, m_cols)``."""
         return np.asarray(self.Z[:, cols] / (self.s.evals + alpha)[:, None])
 
-    def rotate(self, X_new: np.ndarray) -> np.ndarray:
-        """(x̃ - m_B) Q for new rows: ``(n_new, p)``, shared by every α and event."""
-        return np.asarray((standardized(X_new, self.s) - self.x_mean) @ self.s.evecs)
+
+def rotate(s: SharedSet, X_new: np.ndarray) -> np.ndarray:
+    """x̃ Q for new rows ``(n_new, p)``, x̃ standardised on B: shared by every α and event
+    (B's own mean of x̃ is 0 up to rounding, as the Ridge scikit-learn fits after
+    StandardScaler takes it); x̃ Q = x (Q / σ_B) - (μ_B / σ_B) Q, constant columns left out."""
+    Q = s.evecs / s.scale[:, None]
+    Q[s.constant] = 0.0
+    return np.asarray(X_new @ Q - s.mean @ Q)
 
 
-def standardized(X: np.ndarray, s: SharedSet) -> np.ndarray:
-    """x̃ = (x - μ_B) / σ_B ``(n, p)``, columns constant on B zeroed (Ridge's coefficient there is 0)."""
-    Xt = (X - s.mean) / s.scale
-    Xt[:, s.constant] = 0.0
-    return np.asarray(Xt)
+@dataclass(frozen=True)
+class SplitFactors:
+    """What every block of one outer split shares: the factorisations of its training sets
+    and its rows rotated into their bases.
+
+    sets: :func:`regulas.splicing.missing_ridge.factorize_shared` of the training part;
+    val: per inner fold, x̃ Q of its validation rows ``(n_val_k, p)``; test: x̃ Q of the
+    split's test rows under the refit set ``(n_test, p)``.
+    """
+
+    sets: SharedSets
+    val: list[np.ndarray]
+    test: np.ndarray
 
 
-def fit_shared_group(b: BlockWork, setup: RidgeSetup, shared: SharedSets, train: np.ndarray, events: np.ndarray) -> None:
+def factorize_split(X_train: np.ndarray, X_test: np.ndarray, cv: Any) -> SplitFactors:
+    """The shared work of one outer split (training rows X_train ``(n, p)``, test rows
+    X_test ``(n_test, p)``, inner splitter ``cv``): one Gram, one ``p × p`` eigendecomposition
+    and one rotation per training set."""
+    sets = factorize_shared(X_train, cv)
+    splits = inner_splits(cv, len(X_train))
+    assert splits is not None  # factorize_shared raised otherwise
+    val = [rotate(s, X_train[va]) for (_, va), s in zip(splits, sets.folds)]
+    return SplitFactors(sets, val, rotate(sets.refit, X_test))
+
+
+def fit_shared_group(b: BlockWork, setup: RidgeSetup, split: SplitFactors, train: np.ndarray, events: np.ndarray) -> None:
     """Fit the ``events`` observed on every row of ``train`` (the outer training part) by
-    nested selection over ``setup.alphas``, from ``shared`` (the split's factorisations)."""
+    nested selection over ``setup.alphas``, from ``split`` (the split's factorisations)."""
     if len(events) == 0:
         return
     t0 = time.perf_counter()
+    shared = split.sets
     X_train, Y_train = b.X[train], b.Y[np.ix_(train, events)]
     splits = inner_splits(b.cv, len(train))
-    if splits is None or len(splits) != len(shared.folds) or shared.n != len(train):
-        raise ValueError(f"the shared factorisations are of {shared.n} rows and {len(shared.folds)} folds; "
-                         f"this split has {len(train)} training rows")
+    if (splits is None or len(splits) != len(shared.folds) or shared.n != len(train)
+            or len(split.test) != len(b.test)):
+        raise ValueError(f"the shared factorisations are of {shared.n} training rows, {len(shared.folds)} folds and "
+                         f"{len(split.test)} test rows; this split has {len(train)} training and {len(b.test)} test rows")
     alphas = setup.alphas
+    sums = _Sums(X_train, Y_train)
     fold_scores = np.empty((len(splits), len(alphas), len(events)))
-    for k, ((tr, va), s) in enumerate(zip(splits, shared.folds)):
-        fit = _SetFit(s, X_train[tr], Y_train[tr])
-        A = fit.rotate(X_train[va])
-        pred = np.empty((len(alphas), len(va), len(events)))
+    for k, ((_, va), s) in enumerate(zip(splits, shared.folds)):
+        fit = _SetFit(s, *sums.without(va))
+        A = split.val[k]
+        Y_val = Y_train[va]
         for i, alpha in enumerate(alphas.tolist()):
-            np.matmul(A, fit.filtered(alpha), out=pred[i])
-            pred[i] += fit.y_mean
-        fold_scores[k] = validation_scores(b.scoring, Y_train[va], pred)
+            pred = A @ fit.filtered(alpha)
+            pred += fit.y_mean
+            fold_scores[k, i] = validation_scores(b.scoring, Y_val, pred[None])[0]
     best = best_candidate(fold_scores)
     s = shared.refit
-    fit = _SetFit(s, X_train, Y_train)
-    A = fit.rotate(b.X[b.test])
+    fit = _SetFit(s, *sums.without(np.zeros(0, dtype=np.intp)))
+    A = split.test
     kept = []
     for c in np.unique(best).tolist():
         cols = np.flatnonzero(best == c)
@@ -104,7 +160,7 @@ def fit_shared_group(b: BlockWork, setup: RidgeSetup, shared: SharedSets, train:
         return
     for cols, W in kept:
         coef = W / s.scale[:, None]  # on the raw features: x̃ W = x (W / σ) - μ (W / σ)
-        intercept = fit.y_mean[cols] - fit.x_mean @ W - s.mean @ coef
+        intercept = fit.y_mean[cols] - s.mean @ coef
         for j, e in enumerate(events[cols].tolist()):
             obs = b.test_rows(e)
             if len(obs) >= 2:

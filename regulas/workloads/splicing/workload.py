@@ -488,18 +488,19 @@ class SplicingWorkload(Workload):
                                   "fit_seed": blk.fit_seed})]
 
     def compute_shared(self, ctx: SharedContext) -> Any:
-        from regulas.splicing.missing_ridge import factorize_shared
         from regulas.splicing.missing_route import factorizations_pay
         from regulas.splicing.selection import resolve_inner_cv
+        from regulas.splicing.shared_ridge import factorize_split
 
         blk = ctx.shared.block
         store, study = ctx.arrays.store_path, ctx.arrays.study
         X, _ = _shared_input(store, study, "X", blk["data"])
         train = _index(ctx.arrays.read("train_index", blk["split"]))
+        test = _index(ctx.arrays.read("test_index", blk["split"]))
         cv = resolve_inner_cv(self.inner_cv(), blk["fit_seed"])
         if not factorizations_pay(X.shape[1], len(train), cv):
             return None  # the blocks take the per-group route
-        return factorize_shared(X[train], cv)
+        return factorize_split(X[train], X[test], cv)
 
     def importance_arrays(self) -> list[str]:
         return ["importance"] + (["permutation_importance"] if self.config.permutation is not None else [])
