@@ -40,10 +40,11 @@ READ_VALUES = 8_000_000
 
 
 def read_width(stream: TargetStream) -> int:
-    """Events per block read: about :data:`READ_VALUES` values, whole chunks of the file."""
+    """Events per block read: about :data:`READ_VALUES` values, whole chunks of the file when
+    a chunk is smaller (a larger one is read in parts: memory first)."""
     width = max(1, READ_VALUES // max(1, len(stream.samples)))
     chunk = stream.natural_width
-    return max(chunk, width // chunk * chunk)
+    return width // chunk * chunk if chunk <= width else width
 
 
 @dataclass(frozen=True)

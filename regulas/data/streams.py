@@ -84,14 +84,14 @@ class ArrayStream(TargetStream):
             if np.dtype(values.dtype).kind not in "fiu":
                 raise Unstreamable(where)  # not numbers: the whole read names the cell
             rows, cols = layout_labels(node, where, key, values.shape)
-            chunks = getattr(values, "chunks", None) or values.shape
+            chunks = getattr(values, "chunks", None)  # None: a contiguous HDF5 dataset, read in any blocks
         if not rows or not cols:
             raise DataError(
                 f"empty table ({len(rows)} rows x {len(cols)} columns); expected at least one row and one column",
                 key=key,
                 source=path,
             )
-        self._event_chunk = int(chunks[1] if samples_as_rows else chunks[0])
+        self._event_chunk = 1 if chunks is None else int(chunks[1] if samples_as_rows else chunks[0])
         samples, events = (rows, cols) if samples_as_rows else (cols, rows)
         super().__init__(where, pd.Index(samples), pd.Index(events))
 
