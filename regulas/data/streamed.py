@@ -31,7 +31,7 @@ from regulas.data.checks import PsiRange, check_finite, check_not_empty, duplica
 from regulas.data.dataset import Dataset, column_digests, data_fingerprint
 from regulas.data.options import LoadOptions
 from regulas.data.prepare import EventStats, Part, RawData, aligned_samples, filter_events, prepare_x
-from regulas.data.streams import TargetStream
+from regulas.data.streams import TargetStream, Unstreamable
 
 logger = logging.getLogger("regulas.data")
 
@@ -40,11 +40,14 @@ READ_VALUES = 8_000_000
 
 
 def read_width(stream: TargetStream) -> int:
-    """Events per block read: about :data:`READ_VALUES` values, whole chunks of the file when
-    a chunk is smaller (a larger one is read in parts: memory first)."""
+    """Events per block read: about :data:`READ_VALUES` values, in whole chunks of the file
+    up to 4 times that (a compressed chunk read in parts is decompressed once per part); a
+    larger chunk is read in parts, memory first."""
     width = max(1, READ_VALUES // max(1, len(stream.samples)))
     chunk = stream.natural_width
-    return width // chunk * chunk if chunk <= width else width
+    if chunk <= width:
+        return width // chunk * chunk
+    return chunk if chunk <= 4 * width else width
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,12 @@ class StreamedData(Dataset):
         """The kept Y as (first event, (n_samples, k) float64 block) of ``width`` events (the last
         fewer), read again from the file; an event whose values changed since they were
         checked is a DataError."""
+        try:
+            yield from self._kept_blocks(width)
+        except Unstreamable:  # it parsed when it was checked
+            self._changed("it no longer parses")
+
+    def _kept_blocks(self, width: int) -> Iterator[tuple[int, np.ndarray]]:
         cols = self.columns
         pending: list[np.ndarray] = []
         held = done = 0

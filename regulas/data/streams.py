@@ -161,6 +161,8 @@ class ParquetStream(TargetStream):
             return
         start = 0
         for batch in self.pf.iter_batches(batch_size=width, columns=self.columns):
+            if batch.num_rows == 0:
+                continue
             # a batch is events x samples: one column per sample, stacked as the block's rows
             yield start, np.vstack([_floats(c) for c in batch.columns])
             start += batch.num_rows
