@@ -84,7 +84,7 @@ def awkward_tables() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     return X, Y, meta
 
 
-@pytest.mark.parametrize("fmt", ["h5", "zarr", "parquet", "tsv.gz", "h5t"])
+@pytest.mark.parametrize("fmt", ["h5", "zarr", "parquet", "tsv.gz", "h5t", "pqs"])
 @pytest.mark.parametrize("missing", ["keep", "drop_events"])
 def test_every_option_streams_equal_to_the_whole_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str, missing: str) -> None:
     """Duplicate samples, unaligned samples, metadata, all-NaN/constant/sparse events, blocks
@@ -95,6 +95,8 @@ def test_every_option_streams_equal_to_the_whole_read(tmp_path: Path, monkeypatc
     layout = "samples_x_events" if fmt in ("h5", "zarr") else "events_x_samples"
     if fmt == "h5t":  # HDF5 with events as rows
         layout, fmt = "events_x_samples", "h5"
+    if fmt == "pqs":  # Parquet with events as columns
+        layout, fmt = "samples_x_events", "parquet"
     if layout == "events_x_samples":  # samples are columns: a repeated one is a read error
         Y = Y[~Y.index.duplicated()]
     table = Y if layout == "samples_x_events" else Y.T
@@ -137,6 +139,25 @@ def client() -> Iterator[Client]:
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as c:
         yield c
+
+
+def test_a_text_cell_that_is_not_a_number_gets_the_whole_reads_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Text streams until a batch of lines does not parse; then the table is read whole,
+    which names the cell (and counts such cells in its column) as before."""
+    monkeypatch.setattr(streamed_module, "READ_VALUES", 20 * 10)
+    data_dir, Y = bad_cell_files(tmp_path)
+    table = Y.T.astype(object)
+    table.loc["ev250", "S0"] = "n/a?"  # in the 26th of 30 batches of lines
+    table.rename_axis("event").to_csv(data_dir / "psi.tsv", sep="\t")
+    kw: dict[str, Any] = dict(features=str(data_dir / "expression.h5"), targets=str(data_dir / "psi.tsv"),
+                              targets_layout="events_x_samples")
+    assert open_targets(kw["targets"], "events_x_samples", 0, None) is not None  # its labels stream
+    with pytest.raises(DataError) as whole:
+        TableLoader(**kw).load()
+    with pytest.raises(DataError) as streamed:
+        TableLoader(**kw).load_for_study()
+    assert "non-numeric cell at row 'ev250', column 'S0': 'n/a?'" in str(whole.value)
+    assert str(streamed.value) == str(whole.value)
 
 
 def bad_cell_files(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
