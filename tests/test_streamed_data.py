@@ -212,9 +212,12 @@ def test_a_file_changed_between_check_and_copy_is_an_error(tmp_path: Path, monke
         next(blocks)
 
 
-def zarr_y(root: Path, study: str) -> tuple[np.ndarray, dict[str, Any]]:
+def zarr_y(root: Path, study: str) -> tuple[np.ndarray, dict[str, Any], dict[str, bytes]]:
+    """Y's values, attributes and the bytes of its chunk files."""
     y = zarr.open_array(store=str(root / "arrays.zarr"), path=f"{study}/Y", mode="r")
-    return y[...], dict(y.attrs)
+    folder = root / "arrays.zarr" / study / "Y"
+    files = {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file() and f.name != "zarr.json"}
+    return y[...], dict(y.attrs), files
 
 
 def results(db: Path) -> dict[str, list[tuple[Any, ...]]]:
@@ -246,9 +249,10 @@ def test_a_study_streamed_equals_the_study_read_whole(tmp_path: Path, monkeypatc
         data = spec.workload.data
         assert isinstance(data, StreamedData if route == "streamed" else SplicingData)
         runs[route] = (zarr_y(root, spec.study.name), results(root / "regulas.db"), spec.workload.data_fingerprint(spec.seed))
-    (y_s, attrs_s), res_s, fp_s = runs["streamed"]
-    (y_w, attrs_w), res_w, fp_w = runs["whole"]
+    (y_s, attrs_s, files_s), res_s, fp_s = runs["streamed"]
+    (y_w, attrs_w, files_w), res_w, fp_w = runs["whole"]
     assert y_s.shape == y_w.shape and np.array_equal(y_s, y_w, equal_nan=True) and attrs_s == attrs_w
+    assert len(files_s) == 3 and files_s == files_w  # 24 events in chunks of 8: the same bytes
     assert fp_s == fp_w
     assert res_s == res_w and len(res_s["scores"]) == 2 * len(res_s["events"]) > 0
 
