@@ -93,7 +93,7 @@ class ArrayStream(TargetStream):
             )
         self._event_chunk = 1 if chunks is None else int(chunks[1] if samples_as_rows else chunks[0])
         samples, events = (rows, cols) if samples_as_rows else (cols, rows)
-        super().__init__(where, pd.Index(samples), pd.Index(events))
+        super().__init__(path, pd.Index(samples), pd.Index(events))  # as the whole read names it
 
     @property
     def natural_width(self) -> int:
