@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -61,15 +62,16 @@ def data_fingerprint(
     return h.hexdigest()
 
 
-class Dataset:
+class Dataset(ABC):
     """What a study reads of a dataset, its PSI in memory (:class:`SplicingData`) or in their
     file (:class:`regulas.data.streamed.StreamedData`): X, the events, the PSI block by block."""
 
     X: pd.DataFrame
 
     @property
+    @abstractmethod
     def events(self) -> pd.Index:
-        raise NotImplementedError
+        """The events, in the order of Y's columns."""
 
     @property
     def samples(self) -> pd.Index:
@@ -84,9 +86,9 @@ class Dataset:
         """(n_samples, n_features, n_events)."""
         return (self.X.shape[0], self.X.shape[1], len(self.events))
 
+    @abstractmethod
     def missing_count(self) -> int:
         """Missing PSI values."""
-        raise NotImplementedError
 
     def summary(self) -> str:
         """One line: sizes and missing PSI share, for logs and the DB."""
@@ -94,9 +96,9 @@ class Dataset:
         missing = self.missing_count() / (n * e) if n * e else 0.0
         return f"{n} samples x {p} features, {e} events ({missing:.1%} of PSI missing)"
 
+    @abstractmethod
     def target_blocks(self, width: int) -> Iterator[tuple[int, np.ndarray]]:
         """Y as (first event, (n_samples, k) float64 block) of ``width`` events (the last fewer)."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
