@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,8 +26,83 @@ def _hash_values(h: hashlib._Hash, values: np.ndarray) -> None:
     h.update(v.tobytes())
 
 
+def column_digests(values: np.ndarray) -> list[bytes]:
+    """sha256 of each column of a (n_samples, k) block: its float64 values, NaN canonical.
+
+    The data fingerprint hashes Y through these, one per event, so a table read block of
+    events by block (:mod:`regulas.data.streamed`) gets the same fingerprint as one in memory.
+    """
+    columns = np.ascontiguousarray(np.asarray(values, dtype=np.float64).T)
+    nan = np.isnan(columns)
+    if nan.any():
+        columns = np.where(nan, np.nan, columns)
+    return [hashlib.sha256(c.tobytes()).digest() for c in columns]
+
+
+#: events per block when the whole Y is hashed or written block by block
+DIGEST_BLOCK = 1024
+
+
+def data_fingerprint(
+    X: pd.DataFrame, events: pd.Index, y_digests: list[bytes], meta: pd.DataFrame | None
+) -> str:
+    """sha256 (hex) over X's samples, features and values, the events and their column
+    digests (:func:`column_digests`), and meta's columns and values when present."""
+    h = hashlib.sha256()
+    _hash_index(h, "samples", X.index)
+    _hash_index(h, "features", X.columns)
+    _hash_values(h, X.to_numpy())
+    _hash_index(h, "events", events)
+    h.update(b"Y by event:")
+    h.update(b"".join(y_digests))
+    if meta is not None:
+        _hash_index(h, "meta", meta.columns)
+        hashed = pd.util.hash_pandas_object(meta.astype(str), index=False)
+        h.update(hashed.to_numpy().tobytes())
+    return h.hexdigest()
+
+
+class Dataset(ABC):
+    """What a study reads of a dataset, its PSI in memory (:class:`SplicingData`) or in their
+    file (:class:`regulas.data.streamed.StreamedData`): X, the events, the PSI block by block."""
+
+    X: pd.DataFrame
+
+    @property
+    @abstractmethod
+    def events(self) -> pd.Index:
+        """The events, in the order of Y's columns."""
+
+    @property
+    def samples(self) -> pd.Index:
+        return self.X.index
+
+    @property
+    def features(self) -> pd.Index:
+        return self.X.columns
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(n_samples, n_features, n_events)."""
+        return (self.X.shape[0], self.X.shape[1], len(self.events))
+
+    @abstractmethod
+    def missing_count(self) -> int:
+        """Missing PSI values."""
+
+    def summary(self) -> str:
+        """One line: sizes and missing PSI share, for logs and the DB."""
+        n, p, e = self.shape
+        missing = self.missing_count() / (n * e) if n * e else 0.0
+        return f"{n} samples x {p} features, {e} events ({missing:.1%} of PSI missing)"
+
+    @abstractmethod
+    def target_blocks(self, width: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Y as (first event, (n_samples, k) float64 block) of ``width`` events (the last fewer)."""
+
+
 @dataclass(frozen=True)
-class SplicingData:
+class SplicingData(Dataset):
     """One splicing-regulome dataset, samples aligned across its parts.
 
     Attributes:
@@ -65,42 +142,24 @@ class SplicingData:
             raise ValueError("SplicingData: Y (PSI) must lie in [0, 1]")
 
     @property
-    def samples(self) -> pd.Index:
-        return self.X.index
-
-    @property
-    def features(self) -> pd.Index:
-        return self.X.columns
-
-    @property
     def events(self) -> pd.Index:
         return self.Y.columns
 
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """(n_samples, n_features, n_events)."""
-        return (self.X.shape[0], self.X.shape[1], self.Y.shape[1])
-
     def fingerprint(self) -> str:
-        """sha256 (hex) over the index, columns and values of X and Y, and of meta when present.
+        """sha256 (hex) over the index, columns and values of X and Y, and of meta when present
+        (:func:`data_fingerprint`; Y event by event).
 
         name, description and log are not part of it: two loaders that produce the same
         numbers produce the same fingerprint.
         """
-        h = hashlib.sha256()
-        _hash_index(h, "samples", self.X.index)
-        _hash_index(h, "features", self.X.columns)
-        _hash_values(h, self.X.to_numpy())
-        _hash_index(h, "events", self.Y.columns)
-        _hash_values(h, self.Y.to_numpy())
-        if self.meta is not None:
-            _hash_index(h, "meta", self.meta.columns)
-            hashed = pd.util.hash_pandas_object(self.meta.astype(str), index=False)
-            h.update(hashed.to_numpy().tobytes())
-        return h.hexdigest()
+        digests = [d for _, block in self.target_blocks(DIGEST_BLOCK) for d in column_digests(block)]
+        return data_fingerprint(self.X, self.Y.columns, digests, self.meta)
 
-    def summary(self) -> str:
-        """One line: sizes and missing PSI share, for logs and the DB."""
-        n, p, e = self.shape
-        missing = float(np.isnan(self.Y.to_numpy()).mean()) if n * e else 0.0
-        return f"{n} samples x {p} features, {e} events ({missing:.1%} of PSI missing)"
+    def target_blocks(self, width: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Y as (first event, (n_samples, k) float64 block) of ``width`` events (the last fewer)."""
+        values = self.Y.to_numpy(dtype=np.float64)
+        for start in range(0, values.shape[1], width):
+            yield start, values[:, start : start + width]
+
+    def missing_count(self) -> int:
+        return int(np.isnan(self.Y.to_numpy()).sum())

@@ -22,6 +22,8 @@ from regulas.data.dataset import SplicingData
 from regulas.data.event_files import EventBlock, FileList, RowUnion, expand_files, read_event_pickle, read_event_pickles, stack_events
 from regulas.data.options import DATASET_KEY, LoadOptions, parse_options
 from regulas.data.prepare import Part, RawData, prepare
+from regulas.data.streamed import StreamedData, prepare_streamed
+from regulas.data.streams import Unstreamable, open_targets
 from regulas.data.tables import check_exists, read_table, split_group
 
 SAMPLE_COLUMNS = ("genes_x_samples", "features_x_samples", "events_x_samples")
@@ -110,6 +112,11 @@ class Loader(ABC):
         """Read, check, align and filter: the dataset as the experiment uses it."""
         return prepare(self.read(), self.options, name=self.name, description=self.description)
 
+    def load_for_study(self) -> SplicingData | StreamedData:
+        """The dataset as a study reads it: :meth:`load`, unless the loader can leave the
+        targets in their file (:class:`~regulas.data.streamed.StreamedData`, equal data)."""
+        return self.load()
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
 
@@ -179,6 +186,27 @@ class TableLoader(Loader):
             meta=read_metadata(self.metadata, self.index_col),
             log=log,
         )
+
+    def load_for_study(self) -> SplicingData | StreamedData:
+        """A single targets file in HDF5, Zarr, Parquet or text with events as rows streams
+        (:mod:`regulas.data.streams`): its PSI are checked block by block and later copied
+        into the study block by block. Read whole instead: several targets files, the
+        ``most_variable_events`` option (it ranks all events at once) and the files
+        :func:`~regulas.data.streams.open_targets` leaves to the whole read."""
+        if not self.target_files.single or self.options.most_variable_events is not None:
+            return self.load()
+        x_key, y_key = key_of("features"), key_of("targets")
+        X = oriented(read_table(self.features, index_col=self.index_col, key=x_key), self.features_layout)
+        stream = open_targets(self.targets, self.targets_layout, self.index_col, y_key)
+        if stream is None:
+            return self.load()
+        try:
+            return prepare_streamed(
+                Part(X, self.features, x_key, key_of("features_layout")), stream, read_metadata(self.metadata, self.index_col),
+                self.options, y_key=y_key, y_layout_key=key_of("targets_layout"), name=self.name, description=self.description,
+            )
+        except Unstreamable:  # a text cell that is not a number: the whole read names it
+            return self.load()
 
     def _union_of_targets(self, log: list[str]) -> pd.DataFrame:
         """The events of all target files over the union of their samples (files in order)."""

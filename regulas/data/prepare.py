@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,21 +57,28 @@ def _note(log: list[str], message: str) -> None:
     logger.info(message)
 
 
-def _align(raw: RawData, opts: LoadOptions, log: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
-    X, Y = raw.X.frame, raw.Y.frame
-    common = Y.index[Y.index.isin(X.index)]
-    if len(common) < len(Y.index) or len(common) < len(X.index):
-        only_x = X.index[~X.index.isin(Y.index)]
-        only_y = Y.index[~Y.index.isin(X.index)]
+def aligned_samples(
+    raw: RawData, y_labels: tuple[pd.Index, pd.Index], opts: LoadOptions, log: list[str]
+) -> tuple[pd.Index, pd.DataFrame | None]:
+    """The samples kept, in the order of Y, and the metadata rows for them.
+
+    ``y_labels``: the (samples, events) labels of Y, whose values need not be in memory.
+    """
+    X = raw.X.frame
+    y_index, y_columns = y_labels
+    common = y_index[y_index.isin(X.index)]
+    if len(common) < len(y_index) or len(common) < len(X.index):
+        only_x = X.index[~X.index.isin(y_index)]
+        only_y = y_index[~y_index.isin(X.index)]
         detail = (
             f"{len(only_x)} only in features {raw.X.source} ({few(only_x) or 'none'}); "
             f"{len(only_y)} only in targets {raw.Y.source} ({few(only_y) or 'none'})"
         )
         hint = ""
         if raw.X.layout_key:
-            hint += transposed_hint(X, Y.index, raw.X.layout_key)
+            hint += transposed_hint(X, y_index, raw.X.layout_key)
         if raw.Y.layout_key:
-            hint += transposed_hint(Y, X.index, raw.Y.layout_key)
+            hint += transposed_hint((y_index, y_columns), X.index, raw.Y.layout_key)
         if opts.unaligned_samples == "fail" or len(common) == 0:
             expected = "expected the same sample IDs in both (or set unaligned_samples: intersect)"
             if len(common) == 0:
@@ -81,10 +89,6 @@ def _align(raw: RawData, opts: LoadOptions, log: list[str]) -> tuple[pd.DataFram
                 source=raw.Y.source,
             )
         _note(log, f"kept the {len(common)} samples common to features and targets: {detail}")
-    if not X.index.equals(common):
-        X = X.loc[common]
-    if not Y.index.equals(common):
-        Y = Y.loc[common]
     meta = None
     if raw.meta is not None:
         m = raw.meta.frame
@@ -99,8 +103,18 @@ def _align(raw: RawData, opts: LoadOptions, log: list[str]) -> tuple[pd.DataFram
                 )
             keep = common[common.isin(m.index)]
             _note(log, f"dropped {len(missing)} samples without metadata ({few(missing, 3)})")
-            X, Y, common = X.loc[keep], Y.loc[keep], keep
+            common = keep
         meta = m.loc[common]
+    return common, meta
+
+
+def _align(raw: RawData, opts: LoadOptions, log: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    X, Y = raw.X.frame, raw.Y.frame
+    common, meta = aligned_samples(raw, (Y.index, Y.columns), opts, log)
+    if not X.index.equals(common):
+        X = X.loc[common]
+    if not Y.index.equals(common):
+        Y = Y.loc[common]
     return X, Y, meta
 
 
@@ -146,7 +160,7 @@ def _rbp_filter(X: pd.DataFrame, opts: LoadOptions, raw: RawData, log: list[str]
     return X.loc[:, keep]
 
 
-def _prepare_x(X: pd.DataFrame, opts: LoadOptions, raw: RawData, log: list[str]) -> pd.DataFrame:
+def prepare_x(X: pd.DataFrame, opts: LoadOptions, raw: RawData, log: list[str]) -> pd.DataFrame:
     nan = np.isnan(X.to_numpy())
     if nan.any():
         cols = X.columns[nan.any(axis=0)]
@@ -192,33 +206,83 @@ def _prepare_x(X: pd.DataFrame, opts: LoadOptions, raw: RawData, log: list[str])
     return X
 
 
-def _prepare_y(Y: pd.DataFrame, opts: LoadOptions, raw: RawData, log: list[str]) -> pd.DataFrame:
-    v = Y.to_numpy()
-    present = ~np.isnan(v)
-    counts = present.sum(axis=0)
+@dataclass
+class EventStats:
+    """What every event filter but ``most_variable_events`` needs of a PSI table (samples x
+    events, the kept samples only), computed block of events by block and concatenated.
+
+    ``first_missing``: (row, event) of the first missing value, in row-major order, among
+    the events with at least one value (what ``missing_psi: fail`` names).
+    """
+
+    n_samples: int
+    counts: np.ndarray  # non-missing values per event
+    constant: np.ndarray  # the event's values are all equal (False without any)
+    first_missing: tuple[int, int] | None = None
+
+    @classmethod
+    def of(cls, v: np.ndarray, start: int = 0) -> EventStats:
+        """The stats of a (n_samples, k) block, the events ``start:start + k`` of the table."""
+        present = ~np.isnan(v)
+        counts = present.sum(axis=0)
+        with np.errstate(all="ignore"):
+            spread = np.nanmax(np.where(present, v, -np.inf), axis=0) - np.nanmin(np.where(present, v, np.inf), axis=0)
+        missing = ~present & (counts > 0)
+        first = None
+        if missing.any():
+            i, j = np.argwhere(missing)[0]
+            first = (int(i), start + int(j))
+        return cls(v.shape[0], counts, spread == 0, first)
+
+    @classmethod
+    def concat(cls, parts: list[EventStats]) -> EventStats:
+        """The stats of the blocks side by side, in event order."""
+        firsts = [p.first_missing for p in parts if p.first_missing is not None]
+        return cls(
+            parts[0].n_samples,
+            np.concatenate([p.counts for p in parts]),
+            np.concatenate([p.constant for p in parts]),
+            min(firsts) if firsts else None,
+        )
+
+
+def filter_events(
+    stats: EventStats,
+    samples: pd.Index,
+    events: pd.Index,
+    opts: LoadOptions,
+    part: Part,
+    log: list[str],
+    variance: Callable[[], np.ndarray] | None = None,
+) -> np.ndarray:
+    """The events kept by ``all_nan_events``, ``missing_psi``, ``min_samples_per_event``,
+    ``constant_events`` and ``most_variable_events`` (which needs ``variance``: each event's
+    variance over its values), in this order; errors and log lines name ``part``'s file."""
+    n_samples, counts = stats.n_samples, stats.counts
     all_nan = counts == 0
     if all_nan.any():
-        events = Y.columns[all_nan]
+        dropped = events[all_nan]
         if opts.all_nan_events == "fail":
             raise DataError(
-                f"{len(events)} events have no PSI value in any of the {Y.shape[0]} samples ({few(events)}); "
+                f"{len(dropped)} events have no PSI value in any of the {n_samples} samples ({few(dropped)}); "
                 "expected at least one value per event (or set all_nan_events: drop)",
-                key=raw.Y.key,
-                source=raw.Y.source,
+                key=part.key,
+                source=part.source,
             )
-        _note(log, f"dropped {len(events)} all-NaN events ({few(events, 3)})")
+        _note(log, f"dropped {len(dropped)} all-NaN events ({few(dropped, 3)})")
     keep = ~all_nan
-    n_missing = int((~present[:, keep]).sum())
+    n_missing = int((n_samples - counts[keep]).sum())
     if n_missing:
-        share = n_missing / max(1, int(keep.sum()) * Y.shape[0])
-        with_missing = keep & (counts < Y.shape[0])
+        share = n_missing / max(1, int(keep.sum()) * n_samples)
+        with_missing = keep & (counts < n_samples)
         if opts.missing_psi == "fail":
-            sample, event, _ = first_cell(Y.loc[:, keep], ~present[:, keep])
+            assert stats.first_missing is not None
+            i, j = stats.first_missing
             raise DataError(
-                f"{n_missing} missing PSI values ({share:.1%}), first at event {event!r}, sample {sample!r}; "
-                "expected none (or set missing_psi: keep or drop_events)",
+                f"{n_missing} missing PSI values ({share:.1%}), first at event {str(events[j])!r}, sample "
+                f"{str(samples[i])!r}; expected none (or set missing_psi: keep or drop_events)",
                 key=f"{DATASET_KEY}.missing_psi",
-                source=raw.Y.source,
+                source=part.source,
             )
         if opts.missing_psi == "drop_events":
             keep &= ~with_missing
@@ -231,19 +295,16 @@ def _prepare_y(Y: pd.DataFrame, opts: LoadOptions, raw: RawData, log: list[str])
             keep &= ~few_values
             _note(log, f"dropped {int(few_values.sum())} events with fewer than {opts.min_samples_per_event} PSI values")
     if opts.constant_events == "drop":
-        with np.errstate(all="ignore"):
-            spread = np.nanmax(np.where(present, v, -np.inf), axis=0) - np.nanmin(np.where(present, v, np.inf), axis=0)
-        constant = keep & (spread == 0)
+        constant = keep & stats.constant
         if constant.any():
             keep &= ~constant
             _note(log, f"dropped {int(constant.sum())} constant events")
     if opts.most_variable_events is not None and int(keep.sum()) > opts.most_variable_events:
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: excluded below
-            variance = np.nanvar(np.where(present, v, np.nan), axis=0)
-        variance = np.where(keep & np.isfinite(variance), variance, -np.inf)
+        if variance is None:
+            raise ValueError("most_variable_events needs the events' variances")
+        scores = np.where(keep & np.isfinite(v := variance()), v, -np.inf)
         # stable sort on -variance: equal variances keep file order
-        top = np.argsort(-variance, kind="stable")[: opts.most_variable_events]
+        top = np.argsort(-scores, kind="stable")[: opts.most_variable_events]
         chosen = np.zeros_like(keep)
         chosen[top] = True
         _note(log, f"kept the {opts.most_variable_events} most variable of {int(keep.sum())} events (most_variable_events)")
@@ -251,10 +312,22 @@ def _prepare_y(Y: pd.DataFrame, opts: LoadOptions, raw: RawData, log: list[str])
     if not keep.any():
         raise DataError(
             f"no events left after the filters (all_nan_events, missing_psi, min_samples_per_event, constant_events) "
-            f"out of {Y.shape[1]}; expected at least one event",
-            key=raw.Y.key,
-            source=raw.Y.source,
+            f"out of {len(events)}; expected at least one event",
+            key=part.key,
+            source=part.source,
         )
+    return keep
+
+
+def _prepare_y(Y: pd.DataFrame, opts: LoadOptions, raw: RawData, log: list[str]) -> pd.DataFrame:
+    v = Y.to_numpy()
+
+    def variance() -> np.ndarray:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: excluded by the caller
+            return np.asarray(np.nanvar(np.where(~np.isnan(v), v, np.nan), axis=0))
+
+    keep = filter_events(EventStats.of(v), Y.index, Y.columns, opts, raw.Y, log, variance)
     return Y.loc[:, keep] if not keep.all() else Y
 
 
@@ -270,7 +343,7 @@ def prepare(raw: RawData, opts: LoadOptions, *, name: str = "", description: str
     for part, what in parts:
         part.frame = duplicate_samples(part.frame, opts.duplicate_samples, what, part.source, part.key, log)
     X, Y, meta = _align(raw, opts, log)
-    X = _prepare_x(X, opts, raw, log)
+    X = prepare_x(X, opts, raw, log)
     Y = _prepare_y(Y, opts, raw, log)
     X, Y = X.rename_axis(index=None, columns=None), Y.rename_axis(index=None, columns=None)
     if meta is not None:

@@ -31,7 +31,8 @@ import csv
 import gzip
 import lzma
 import warnings
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -43,6 +44,7 @@ from regulas.core.errors import ConfigError, DataError
 Format = Literal["tsv", "csv", "parquet", "hdf5", "zarr"]
 
 _TEXT_SEP = {"tsv": "\t", "csv": ","}
+TEXT_SEP = _TEXT_SEP
 _SUFFIXES: dict[str, Format] = {
     ".tsv": "tsv",
     ".txt": "tsv",
@@ -132,9 +134,8 @@ def _duplicates(labels: pd.Index | list[str]) -> list[str]:
     return [str(v) for v in index[index.duplicated()].unique()[:5]]
 
 
-def _read_text(
-    file: Path, fmt: Format, index_col: int | str, numeric: bool, key: str | None, columns: Collection[str] | None = None
-) -> pd.DataFrame:
+def text_columns(file: Path, fmt: Format, index_col: int | str, key: str | None) -> tuple[list[str], int, list[str]]:
+    """A text table's header, the position of its row-ID column and its data columns (checked unique)."""
     sep = _TEXT_SEP[fmt]
     header = _read_header(file, sep, key)
     if isinstance(index_col, str):
@@ -156,6 +157,14 @@ def _read_text(
     dup = _duplicates(data_names)
     if dup:
         raise DataError(f"duplicate column names in the header: {dup}; expected unique IDs", key=key, source=str(file))
+    return header, pos, data_names
+
+
+def _read_text(
+    file: Path, fmt: Format, index_col: int | str, numeric: bool, key: str | None, columns: Collection[str] | None = None
+) -> pd.DataFrame:
+    sep = _TEXT_SEP[fmt]
+    header, pos, data_names = text_columns(file, fmt, index_col, key)
     # Own column names (unique by construction) so pandas never mangles or guesses them.
     names = [f"c{i}" for i in range(len(header))]
     usecols = None
@@ -217,35 +226,30 @@ def _read_parquet(file: Path, index_col: int | str, key: str | None) -> pd.DataF
     return frame
 
 
+@contextmanager
+def layout_group(file: Path, group: str | None, fmt: Format) -> Iterator[Any]:
+    """The group of an HDF5 file or Zarr folder that holds a table (the HDF5 file is closed on exit)."""
+    if fmt == "hdf5":
+        import h5py
+
+        with h5py.File(file, "r") as h5:
+            yield h5[group] if group else h5
+    else:
+        import zarr
+
+        node = zarr.open_group(str(file), mode="r")
+        yield node[group] if group else node
+
+
 def _read_arrays(file: Path, group: str | None, fmt: Format, key: str | None) -> pd.DataFrame:
     where = f"{file}#{group}" if group else str(file)
     layout = "datasets 'values' (2-D), 'rows' and 'columns' (1-D strings)"
     try:
-        if fmt == "hdf5":
-            import h5py
-
-            with h5py.File(file, "r") as h5:
-                node: Any = h5[group] if group else h5
-                values, rows, cols = _layout_arrays(node, where, layout, key)
-        else:
-            import zarr
-
-            node = zarr.open_group(str(file), mode="r")
-            if group:
-                node = node[group]
+        with layout_group(file, group, fmt) as node:
             values, rows, cols = _layout_arrays(node, where, layout, key)
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise DataError(f"cannot read as {fmt}: {exc}; expected {layout}", key=key, source=where) from exc
-    if values.ndim != 2 or values.shape != (len(rows), len(cols)):
-        raise DataError(
-            f"wrong layout: 'values' has shape {values.shape}, 'rows' {len(rows)} and 'columns' {len(cols)} entries; "
-            f"expected values of shape (len(rows), len(columns))",
-            key=key,
-            source=where,
-        )
-    dup = _duplicates(list(cols))
-    if dup:
-        raise DataError(f"duplicate column names: {dup}; expected unique IDs", key=key, source=where)
+    _check_layout(values.shape, rows, cols, where, key)
     return pd.DataFrame(values, index=pd.Index(rows), columns=pd.Index(cols))
 
 
@@ -255,11 +259,32 @@ def _layout_arrays(node: Any, where: str, layout: str, key: str | None) -> tuple
         raise DataError(
             f"wrong layout: missing {missing}; found {sorted(node.keys())}; expected {layout}", key=key, source=where
         )
+    return np.asarray(node["values"][...]), _labels(node, "rows"), _labels(node, "columns")
 
-    def labels(name: str) -> list[str]:
-        return [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(node[name][...]).ravel()]
 
-    return np.asarray(node["values"][...]), labels("rows"), labels("columns")
+def _labels(node: Any, name: str) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(node[name][...]).ravel()]
+
+
+def layout_labels(node: Any, where: str, key: str | None, shape: tuple[int, ...]) -> tuple[list[str], list[str]]:
+    """The row and column IDs of an HDF5/Zarr table whose ``values`` have ``shape``, checked
+    as :func:`read_table` checks them (without reading the values)."""
+    rows, cols = _labels(node, "rows"), _labels(node, "columns")
+    _check_layout(shape, rows, cols, where, key)
+    return rows, cols
+
+
+def _check_layout(shape: tuple[int, ...], rows: list[str], cols: list[str], where: str, key: str | None) -> None:
+    if len(shape) != 2 or tuple(shape) != (len(rows), len(cols)):
+        raise DataError(
+            f"wrong layout: 'values' has shape {tuple(shape)}, 'rows' {len(rows)} and 'columns' {len(cols)} entries; "
+            f"expected values of shape (len(rows), len(columns))",
+            key=key,
+            source=where,
+        )
+    dup = _duplicates(list(cols))
+    if dup:
+        raise DataError(f"duplicate column names: {dup}; expected unique IDs", key=key, source=where)
 
 
 def read_table(

@@ -54,6 +54,7 @@ from regulas.splicing.pipelines import PipelineSpec
 if TYPE_CHECKING:
     from regulas.core.workload import WorkloadTables
     from regulas.data import Loader, SplicingData
+    from regulas.data.streamed import StreamedData
     from regulas.workloads.splicing.tables import SpliceImportanceRows
 
 SECTION = "experiment"
@@ -369,9 +370,11 @@ class SplicingWorkload(Workload):
         return loader
 
     @functools.cached_property
-    def data(self) -> SplicingData:
-        """The dataset, loaded and checked once in the driver (never shipped to workers)."""
-        data: SplicingData = self.loader.load()
+    def data(self) -> SplicingData | StreamedData:
+        """The dataset, loaded and checked once in the driver (never shipped to workers); its
+        PSI may stay in their file (:meth:`regulas.data.Loader.load_for_study`): they reach
+        the study's Zarr ``Y`` block by block in :meth:`prepare`."""
+        data: SplicingData | StreamedData = self.loader.load_for_study()
         return data
 
     def input_files(self) -> list[str]:
@@ -384,9 +387,8 @@ class SplicingWorkload(Workload):
         c = self.config
         data = self.data
         X = np.ascontiguousarray(data.X.to_numpy(dtype=np.float64))
-        Y = np.ascontiguousarray(data.Y.to_numpy(dtype=np.float64))
         n, f = X.shape
-        e = Y.shape[1]
+        e = len(data.events)
         splits = self.outer_splits(ctx.root_seed)
         n_splits, n_models = len(splits), len(self.models)
         max_train = max(len(tr) for tr, _ in splits)
@@ -395,7 +397,9 @@ class SplicingWorkload(Workload):
         a = ctx.arrays
         x = a.create(ArraySpec("X", (n, f), (n, f), dims=("sample", "feature"), description="features"), X)
         x.attrs.update({"samples": [str(v) for v in data.X.index], "features": [str(v) for v in data.X.columns]})
-        y = a.create(ArraySpec("Y", (n, e), (n, block), dims=("sample", "event"), description="PSI (NaN = missing)"), Y)
+        y = a.create(ArraySpec("Y", (n, e), (n, block), dims=("sample", "event"), description="PSI (NaN = missing)"))
+        for start, values in data.target_blocks(block):  # whole chunks, one at a time
+            y[:, start : start + values.shape[1]] = values
         y.attrs.update({"events": self.event_names})
         for name, width, part in (("train_index", max_train, 0), ("test_index", max_test, 1)):
             padded = np.full((n_splits, width), -1, dtype=np.int64)
