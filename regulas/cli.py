@@ -177,7 +177,7 @@ def _run(config: str, overrides: Sequence[str], *, restart: bool = False) -> int
     print(
         f"\nstudy {summary.study!r}: {summary.total} tasks; {summary.skipped_done} were already done, "
         f"{summary.done} done now, {summary.failed + summary.exhausted} failed; "
-        f"{summary.rows_written} result rows; {summary.elapsed_s:.1f} s",
+        f"{summary.rows_written} result rows; {summary.elapsed_s:.1f} s (the database writer {summary.writer_s:.1f} s)",
         file=out,
     )
     print(f"database: {summary.db_path}\narrays:   {summary.arrays_path}/{summary.study}", file=out)

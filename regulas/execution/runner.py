@@ -100,6 +100,7 @@ class RunSummary:
     exhausted: int
     rows_written: int
     elapsed_s: float
+    writer_s: float  # the single writer's time in the database
     resumed: bool
     db_path: str
     arrays_path: str
@@ -376,6 +377,7 @@ def _run_study(
             exhausted=len(exhausted),
             rows_written=sink.rows_written,
             elapsed_s=time.monotonic() - t0,
+            writer_s=sink.write_s,
             resumed=resumed,
             db_path=str(spec.store.db_path),
             arrays_path=str(spec.store.arrays_path),

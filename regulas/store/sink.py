@@ -144,6 +144,7 @@ class Sink:
         self.done = 0
         self.failed = 0
         self.reconciled = 0  # outcomes of tasks another driver had completed: dropped
+        self.write_s = 0.0  # time spent writing into the database (the single writer's load)
 
     def submitted(self, key: str) -> None:
         """Note that a task went to the cluster; written with the next commit."""
@@ -160,6 +161,7 @@ class Sink:
 
     def flush(self) -> None:
         batch, self._buffer, self._buffered_rows = self._buffer, [], 0
+        started = time.perf_counter()
         try:
             self._write(batch)
         except _ROW_ERRORS:
@@ -170,6 +172,8 @@ class Sink:
                     self._write([outcome])
                 except _ROW_ERRORS as exc:
                     self._write([_as_failure(outcome, exc)])
+        finally:
+            self.write_s += time.perf_counter() - started
         self._last_commit = time.monotonic()
 
     def _write(self, batch: list[TaskOutcome]) -> None:

@@ -1,0 +1,278 @@
+"""The TCGA-scale splicing study end to end with ``regulas run``, on this machine.
+
+Data: ``python -m regulas.sim.synthetic_splicing`` (calibrated on GSE114922, seed 14,
+HDF5), generated into ``--data`` when absent and kept out of the repository (4 GB of PSI
+at full size; reproducible from its seed). Study: ``configs/splicing_tcga.yaml``
+(StandardScaler → Ridge over 10 alphas, nested 5-fold, 5 outer KFold splits, blocks of
+1,000 events, missing PSI fitted per event on its own rows) on a LocalCluster of
+``--workers`` one-thread workers.
+
+Measured: wall time of the command; the task phase and the sum of task durations (one
+BLAS thread per task, so about their CPU time) from the database; the database writer's
+time (from the run's summary line); peak resident memory of the driver and of the largest
+worker (psutil, sampled every 0.5 s); disk use of the Zarr arrays and of the database;
+predictions of sampled events against scikit-learn's GridSearchCV on their own rows; the
+precision of each regulated event's top-r coefficients (r = its number of planted
+regulators) against the planted truth.
+
+The arithmetic bound beside it: per task (one block of m events, one outer split) the
+inner-fold validation predictions cost n_alphas × Σ_k n_val_k × p × m × 2 flops, the
+right-hand sides (n_train + Σ_k n_val_k) × p × m × 2 + 6 × p² × m × 2, the test
+predictions n_test × p × m × 2 per chosen alpha group; divided by this machine's measured
+one-thread DGEMM rate, summed over the tasks and divided by the workers.
+
+Usage: ``python benchmarks/splicing_tcga.py --events 50000 [--missing-rate 0.05]
+[--data DIR] [--store DIR] [--workers 2] [--check-events 2]``; writes
+``benchmarks/results/splicing_tcga[_missing<rate>]_<events>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from splicing_common import RESULTS, header
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "splicing_tcga.yaml"
+ALPHAS = np.logspace(-1, 4, 10)
+SAMPLES, RBPS, SPLITS, INNER = 10_000, 1_500, 5, 5
+QUIET = ["cluster.dashboard_address=null", "execution.progress=log", "execution.progress_every_s=30"]
+AIMS = {"complete_wall_min": 20.0, "missing_wall_h": 3.0, "peak_memory_gb": 4.0, "writer_share": 0.05, "disk_gb": 30.0}
+
+
+def generate(folder: Path, events: int, missing_rate: float) -> dict[str, Any]:
+    if (folder / "generation.json").is_file():
+        made = json.loads((folder / "generation.json").read_text())
+        shape, settings = made["shape"], made["settings"]
+        if (shape["samples"], shape["rbps"], shape["events"]) != (SAMPLES, RBPS, events) or settings["missing_rate"] != missing_rate:
+            raise SystemExit(f"{folder} holds another data set ({shape}, missing {settings['missing_rate']}): use another --data")
+        return {"generated_s": None, "command": made["command"]}
+    cmd = [sys.executable, "-m", "regulas.sim.synthetic_splicing", "--samples", str(SAMPLES), "--rbps", str(RBPS),
+           "--events", str(events), "--missing-rate", str(missing_rate), "--seed", "14", "--out", str(folder)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=REPO)
+    return {"generated_s": round(time.perf_counter() - t0, 1), "command": " ".join(cmd[1:])}
+
+
+class MemoryWatch:
+    """Peak RSS of a process and of the largest of its descendants, sampled in a thread."""
+
+    def __init__(self, pid: int, every_s: float = 0.5) -> None:
+        import psutil
+
+        self.proc = psutil.Process(pid)
+        self.every_s = every_s
+        self.driver = 0
+        self.worker = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                self.driver = max(self.driver, self.proc.memory_info().rss)
+                for child in self.proc.children(recursive=True):
+                    try:
+                        self.worker = max(self.worker, child.memory_info().rss)
+                    except psutil.Error:
+                        continue
+            except psutil.Error:
+                return
+            self._stop.wait(self.every_s)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        return {"driver_peak_gb": round(self.driver / 1e9, 2), "worker_peak_gb": round(self.worker / 1e9, 2)}
+
+
+def dgemm_rate() -> float:
+    """This machine's one-thread float64 matrix-product rate (flop/s), at the study's shapes."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    A, B = rng.random((1600, RBPS)), rng.random((RBPS, 1000))
+    with threadpool_limits(1):
+        A @ B
+        t0 = time.perf_counter()
+        for _ in range(5):
+            A @ B
+    return float(2 * 1600 * RBPS * 1000 * 5 / (time.perf_counter() - t0))
+
+
+def bound_s(events: int, block: int, rate: float, workers: int) -> dict[str, Any]:
+    n_train, n_test = SAMPLES * (SPLITS - 1) // SPLITS, SAMPLES // SPLITS
+    n_val = n_train // INNER
+    per_event = 2 * RBPS * (len(ALPHAS) * INNER * n_val + n_train + INNER * n_val + n_test + 6 * RBPS)
+    tasks = SPLITS * -(-events // block)
+    total = per_event * events * SPLITS
+    return {"flops_per_event_and_split": per_event, "tasks": tasks, "flops": total, "dgemm_gflops": round(rate / 1e9, 1),
+            "core_s": round(total / rate, 1), "wall_s": round(total / rate / workers, 1)}
+
+
+def du(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def run_study(data: Path, store: Path, workers: int) -> dict[str, Any]:
+    env = {**os.environ, "TCGA_SYNTHETIC": str(data)}
+    cmd = [sys.executable, "-m", "regulas", "run", str(CONFIG), f"store.root={store}", f"cluster.n_workers={workers}", *QUIET]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watch = MemoryWatch(proc.pid)
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    memory = watch.stop()
+    (store / "run.stdout").write_text(out)
+    (store / "run.stderr").write_text(err)
+    if proc.returncode != 0:
+        raise SystemExit(f"regulas run failed ({proc.returncode}):\n{err[-3000:]}\n{out[-2000:]}")
+    m = re.search(r"result rows; ([0-9.]+) s \(the database writer ([0-9.]+) s\)", out)
+    with sqlite3.connect(store / "regulas.db") as conn:
+        start, stop, busy, n = conn.execute(
+            "SELECT min(started_at), max(finished_at), sum(finished_at - started_at), count(*) FROM task WHERE status = 'done'"
+        ).fetchone()
+        failed = conn.execute("SELECT count(*) FROM task WHERE status != 'done'").fetchone()[0]
+    run_s = float(m.group(1)) if m else None
+    writer_s = float(m.group(2)) if m else None
+    return {
+        "wall_s": round(wall, 1),
+        "run_s": run_s,
+        "task_phase_s": round(stop - start, 1),
+        "task_sum_s": round(busy, 1),
+        "tasks_done": n,
+        "tasks_failed": failed,
+        "mean_task_s": round(busy / n, 2),
+        "writer_s": writer_s,
+        "writer_share": round(writer_s / wall, 4) if writer_s is not None else None,
+        "shared_computations": _shared_line(err),
+        **memory,
+        "disk_gb": {"arrays": round(du(store / "arrays.zarr") / 1e9, 2), "database": round(du(store / "regulas.db") / 1e9, 2)},
+    }
+
+
+def _shared_line(stderr: str) -> str | None:
+    m = re.search(r"shared computations: [^\n]*", stderr)
+    return m.group(0) if m else None
+
+
+def check_events(store: Path, n_check: int) -> dict[str, Any]:
+    """Stored predictions of ``n_check`` events (split 0) against GridSearchCV on their rows."""
+    import zarr
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import GridSearchCV, KFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    study = "splicing_tcga"
+    arr = {n: zarr.open_array(str(store / "arrays.zarr"), path=f"{study}/{n}", mode="r") for n in ("X", "Y", "train_index", "test_index", "pred")}
+    X = arr["X"][...]
+    train, test = (row[row >= 0] for row in (arr["train_index"][0], arr["test_index"][0]))
+    n_events = arr["Y"].shape[1]
+    picks = np.linspace(0, n_events - 1, n_check).astype(int)
+    worst, t0 = 0.0, time.perf_counter()
+    for e in picks.tolist():
+        y = arr["Y"][:, e]
+        tr, obs = train[~np.isnan(y[train])], ~np.isnan(y[test])
+        with threadpool_limits(1):
+            gs = GridSearchCV(make_pipeline(StandardScaler(), Ridge()), {"ridge__alpha": list(ALPHAS)}, cv=KFold(INNER),
+                              scoring="neg_mean_squared_error").fit(X[tr], y[tr])
+            want = gs.predict(X[test[obs]])
+        got = arr["pred"][0, 0, : len(test), e][obs]
+        worst = max(worst, float(np.max(np.abs(got - want))))
+    return {"events": picks.tolist(), "max_abs_diff": worst, "within_1e-8": worst <= 1e-8,
+            "sklearn_s": round(time.perf_counter() - t0, 1)}
+
+
+def planted_precision(data: Path, store: Path) -> dict[str, Any]:
+    """Per regulated event with r planted regulators: the share of them among its top r
+    features by mean |coef| over the outer splits (Zarr, all features)."""
+    import zarr
+
+    from regulas.data.tables import read_table
+
+    study = "splicing_tcga"
+    imp = zarr.open_array(str(store / "arrays.zarr"), path=f"{study}/importance", mode="r")
+    y = zarr.open_array(str(store / "arrays.zarr"), path=f"{study}/Y", mode="r")
+    features = list(zarr.open_array(str(store / "arrays.zarr"), path=f"{study}/X", mode="r").attrs["features"])
+    events = list(y.attrs["events"])
+    truth = read_table(data / "truth_regulators.tsv", numeric=False)
+    planted: dict[str, set[str]] = {}
+    for event, reg in zip(truth.index, truth["regulator"]):
+        planted.setdefault(str(event), set()).add(str(reg))
+    hits, found_all, n = 0.0, 0, 0
+    block = imp.chunks[-1]
+    for start in range(0, len(events), block):
+        stop = min(start + block, len(events))
+        score = np.nanmean(np.abs(imp[0, :, :, start:stop]), axis=0)  # (features, events)
+        for j in range(stop - start):
+            regs = planted.get(events[start + j])
+            if not regs or not np.isfinite(score[:, j]).any():
+                continue
+            top = {features[i] for i in np.argsort(-np.nan_to_num(score[:, j], nan=-1.0))[: len(regs)]}
+            share = len(top & regs) / len(regs)
+            hits += share
+            found_all += share == 1.0
+            n += 1
+    return {"regulated_events": n, "precision_at_r": round(hits / n, 4) if n else None,
+            "all_found_share": round(found_all / n, 4) if n else None}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=50_000)
+    ap.add_argument("--missing-rate", type=float, default=0.0)
+    ap.add_argument("--data", type=Path, default=None, help="data folder (default /tmp/regulas-tcga-<events>-<rate>)")
+    ap.add_argument("--store", type=Path, default=None, help="store root (default: <data>-out, emptied first)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--check-events", type=int, default=2)
+    args = ap.parse_args(argv)
+    data = args.data or Path(f"/tmp/regulas-tcga-{args.events}-{args.missing_rate:g}")
+    store = args.store or Path(f"{data}-out")
+    load_before = os.getloadavg()[0]
+    made = generate(data, args.events, args.missing_rate)
+    rate = dgemm_rate()
+    shutil.rmtree(store, ignore_errors=True)
+    store.mkdir(parents=True)
+    measured = run_study(data, store, args.workers)
+    load_after = os.getloadavg()[0]
+    result = header("splicing_tcga", False, {
+        "samples": SAMPLES, "rbps": RBPS, "events": args.events, "missing_rate": args.missing_rate, "splits": SPLITS,
+        "alphas": len(ALPHAS), "inner_cv": INNER, "block": 1000, "workers": args.workers, "config": "configs/splicing_tcga.yaml",
+    })
+    result.update({
+        "data": made,
+        "load_average_1min": [round(load_before, 2), round(load_after, 2)],
+        "measured": measured,
+        "bound": bound_s(args.events, 1000, rate, args.workers),
+        "exactness": check_events(store, args.check_events),
+        "planted": planted_precision(data, store),
+        "aims": AIMS,
+    })
+    suffix = f"_missing{args.missing_rate:g}" if args.missing_rate else ""
+    out = RESULTS / f"splicing_tcga{suffix}_{args.events}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
