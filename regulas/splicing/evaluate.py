@@ -183,7 +183,7 @@ def evaluate_block(
     if shared_route and (len(complete) or with_gaps):
         assert setup is not None
         if shared is None:
-            shared = factorize_split(X[train], X[test], b.cv)
+            shared = factorize_split(X[train], X[test], b.cv, setup.alphas)
         fit_shared_group(b, setup, shared, train, complete)
     n_route = 0
     if setup is not None and with_gaps:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.sparse
 
 from regulas.splicing.block import BlockWork
 from regulas.splicing.importance import permutation_scores
@@ -87,6 +88,70 @@ def rotate(s: SharedSet, X_new: np.ndarray) -> np.ndarray:
     return np.asarray(X_new @ Q - s.mean @ Q)
 
 
+#: Eigenvalue pairs closer than this, relative to λ + α_max, are summed directly in
+#: :class:`AlphaPath` (the partial fractions would amplify rounding by (λ + α) / gap).
+CLOSE_GAP = 1e-3
+#: More close pairs than this many per feature: the fold's scores come from predictions.
+MAX_CLOSE_PER_FEATURE = 32
+
+
+@dataclass(frozen=True)
+class AlphaPath:
+    """A fold's validation error at every α without a prediction per α (squared error).
+
+    With A = x̃ Q the validation rows in the fold's basis ``(n_val, p)``, λ its eigenvalues,
+    z = Qᵀ X̃ᵀ yc and v = 1 / (λ + α), an event's validation residual is
+    r(α) = y_v - ȳ - A (v ∘ z), so with G = AᵀA and b = Aᵀ (y_v - ȳ)::
+
+        ‖r(α)‖² = ‖y_v - ȳ‖² - 2 Σ_r v_r b_r z_r + Σ_r G_rr v_r² z_r² + Σ_{r≠s} G_rs v_r v_s z_r z_s
+
+    and, as v_r v_s = (v_r - v_s) / (λ_s - λ_r), the last sum is 2 Σ_r v_r z_r (H z)_r with
+    H_rs = G_rs / (λ_s - λ_r): one ``p × p`` product per fold and block serves every α
+    (instead of one ``n_val × p`` product per α). Pairs with close eigenvalues (where the
+    division would amplify rounding) are left out of H and summed directly.
+
+    gram_diag ``(p,)``; coupling H ``(p, p)``; rows, cols ``(n_pairs,)``: the close pairs
+    (r < s); close: G on the close pairs, both orders, as a sparse ``(p, p)`` matrix.
+    """
+
+    gram_diag: np.ndarray
+    coupling: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    close: scipy.sparse.csr_array
+
+    @classmethod
+    def of(cls, A: np.ndarray, evals: np.ndarray, alpha_max: float) -> AlphaPath | None:
+        G = A.T @ A
+        gap = evals[None, :] - evals[:, None]  # λ_s - λ_r at [r, s]
+        scale = np.maximum.outer(evals, evals) + alpha_max
+        close = np.abs(gap) <= CLOSE_GAP * scale
+        np.fill_diagonal(close, True)
+        rows, cols = np.nonzero(np.triu(close, 1))
+        if len(rows) > MAX_CLOSE_PER_FEATURE * len(evals):
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            H = np.where(close, 0.0, G / np.where(close, 1.0, gap))
+        p = len(evals)
+        both = (np.concatenate([G[rows, cols]] * 2), (np.concatenate([rows, cols]), np.concatenate([cols, rows])))
+        return cls(np.diag(G).copy(), H, rows, cols, scipy.sparse.csr_array(both, shape=(p, p)))
+
+    def sse(self, A: np.ndarray, Z: np.ndarray, Yc_val: np.ndarray, evals: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+        """Sum of squared validation residuals ``(n_alphas, m)`` for Z = Qᵀ X̃ᵀ yc ``(p, m)`` and
+        the validation targets minus the training mean ``(n_val, m)``."""
+        c = np.einsum("ij,ij->j", Yc_val, Yc_val)
+        bz = (A.T @ Yc_val) * Z
+        U = Z * (self.coupling @ Z)
+        gz2 = self.gram_diag[:, None] * Z * Z
+        out = np.empty((len(alphas), Z.shape[1]))
+        for i, alpha in enumerate(alphas.tolist()):
+            v = 1.0 / (evals + alpha)
+            vz = v[:, None] * Z
+            pairs = np.einsum("ij,ij->j", vz, self.close @ vz)  # Σ_{r≠s close} G_rs v_r z_r v_s z_s
+            out[i] = c - 2.0 * (v @ bz) + (v * v) @ gz2 + 2.0 * (v @ U) + pairs
+        return np.maximum(out, 0.0)
+
+
 @dataclass(frozen=True)
 class SplitFactors:
     """What every block of one outer split shares: the factorisations of its training sets
@@ -94,23 +159,31 @@ class SplitFactors:
 
     sets: :func:`regulas.splicing.missing_ridge.factorize_shared` of the training part;
     val: per inner fold, x̃ Q of its validation rows ``(n_val_k, p)``; test: x̃ Q of the
-    split's test rows under the refit set ``(n_test, p)``.
+    split's test rows under the refit set ``(n_test, p)``; paths: per inner fold, its
+    :class:`AlphaPath` (None where its close eigenvalue pairs are too many).
     """
 
     sets: SharedSets
     val: list[np.ndarray]
     test: np.ndarray
+    paths: list[AlphaPath | None]
 
 
-def factorize_split(X_train: np.ndarray, X_test: np.ndarray, cv: Any) -> SplitFactors:
+def factorize_split(X_train: np.ndarray, X_test: np.ndarray, cv: Any, alphas: np.ndarray) -> SplitFactors:
     """The shared work of one outer split (training rows X_train ``(n, p)``, test rows
-    X_test ``(n_test, p)``, inner splitter ``cv``): one Gram, one ``p × p`` eigendecomposition
-    and one rotation per training set."""
+    X_test ``(n_test, p)``, inner splitter ``cv``, the grid's ``alphas``): one Gram, one
+    ``p × p`` eigendecomposition and one rotation per training set, and each fold's α path."""
     sets = factorize_shared(X_train, cv)
     splits = inner_splits(cv, len(X_train))
     assert splits is not None  # factorize_shared raised otherwise
     val = [rotate(s, X_train[va]) for (_, va), s in zip(splits, sets.folds)]
-    return SplitFactors(sets, val, rotate(sets.refit, X_test))
+    alpha_max = float(np.max(alphas))
+    paths = [AlphaPath.of(A, s.evals, alpha_max) for A, s in zip(val, sets.folds)]
+    return SplitFactors(sets, val, rotate(sets.refit, X_test), paths)
+
+
+#: scorings the α path gives (from the sum of squared residuals)
+SQUARED_SCORINGS = ("neg_mean_squared_error", "neg_root_mean_squared_error")
 
 
 def fit_shared_group(b: BlockWork, setup: RidgeSetup, split: SplitFactors, train: np.ndarray, events: np.ndarray) -> None:
@@ -133,6 +206,11 @@ def fit_shared_group(b: BlockWork, setup: RidgeSetup, split: SplitFactors, train
         fit = _SetFit(s, *sums.without(va))
         A = split.val[k]
         Y_val = Y_train[va]
+        path = split.paths[k]
+        if path is not None and b.scoring in SQUARED_SCORINGS:
+            mse = path.sse(A, fit.Z, Y_val - fit.y_mean, s.evals, alphas) / len(va)
+            fold_scores[k] = -np.sqrt(mse) if b.scoring == "neg_root_mean_squared_error" else -mse
+            continue
         for i, alpha in enumerate(alphas.tolist()):
             pred = A @ fit.filtered(alpha)
             pred += fit.y_mean

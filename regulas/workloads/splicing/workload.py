@@ -493,6 +493,7 @@ class SplicingWorkload(Workload):
 
     def compute_shared(self, ctx: SharedContext) -> Any:
         from regulas.splicing.missing_route import factorizations_pay
+        from regulas.splicing.ridge_batch import ridge_setup
         from regulas.splicing.selection import resolve_inner_cv
         from regulas.splicing.shared_ridge import factorize_split
 
@@ -504,7 +505,8 @@ class SplicingWorkload(Workload):
         cv = resolve_inner_cv(self.inner_cv(), blk["fit_seed"])
         if not factorizations_pay(X.shape[1], len(train), cv):
             return None  # the blocks take the per-group route
-        return factorize_split(X[train], X[test], cv)
+        spec = self.specs[blk["pipeline"]]
+        return factorize_split(X[train], X[test], cv, ridge_setup(spec, spec.candidates()).alphas)
 
     def importance_arrays(self) -> list[str]:
         return ["importance"] + (["permutation_importance"] if self.config.permutation is not None else [])
