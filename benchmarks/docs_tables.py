@@ -157,6 +157,27 @@ def splicing_tcga_projection(results: Path) -> str:
             f"({m['dispatch_source']}).\n\n" + text)
 
 
+def splicing_tcga(results: Path) -> str:
+    rows = []
+    names = sorted(f.name for f in results.glob("splicing_tcga_*.json") if f.name != "splicing_tcga_projection.json"
+                   and not f.name.endswith(".quick.json"))
+    for name in names:
+        d = load(name, results)
+        st, m, b, ex, pl = d["study"], d["measured"], d["bound"], d["exactness"], d["planted"]
+        disk = m["disk_gb"]["arrays"] + m["disk_gb"]["database"]
+        rows.append([
+            f"{st['events']:,}", f"{num(st['missing_rate'] * 100, 0)}%", f"{num(m['wall_s'] / 60, 1)} min",
+            f"{num(m['task_phase_s'] / 60, 1)} min", f"{m['tasks_done']} x {num(m['mean_task_s'], 1)} s",
+            f"{num(b['alpha_path']['wall_s'] / 60, 1)} / {num(b['direct']['wall_s'] / 60, 1)} min",
+            f"{num(m['writer_share'] * 100, 1)}%",
+            f"{num(m['driver_peak_gb'], 1)} / {num(m['worker_peak_gb'], 1)} GB", f"{num(disk, 1)} GB",
+            num(ex["max_abs_diff"]), num(pl["precision_at_r"]), f"{num(d['load_average_1min'][0], 1)}, {num(d['load_average_1min'][1], 1)}",
+        ])
+    header = ["events", "PSI missing", "wall", "task phase", "tasks", "bound: α path / direct", "writer",
+              "peak memory driver / worker", "disk", "max abs Δ vs GridSearchCV", "planted precision", "load"]
+    return table(header, rows, *names)
+
+
 def splicing_sink(results: Path) -> str:
     d = load("splicing_sink.json", results)
     names = {"sink": "regulas `Sink` (schema 4: event index)", "raw_index": "plain `sqlite3` executemany, event index",
@@ -308,6 +329,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "splicing_ridge_batched": splicing_ridge_batched,
     "splicing_generic_overhead": splicing_generic_overhead,
     "splicing_tcga_projection": splicing_tcga_projection,
+    "splicing_tcga": splicing_tcga,
     "splicing_sink": splicing_sink,
     "regnet_accuracy": regnet_accuracy,
     "lmm_vs_kron2sum": lmm_vs_kron2sum,
