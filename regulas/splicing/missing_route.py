@@ -85,6 +85,17 @@ def missing_route_applies(b: BlockWork, setup: RidgeSetup | None, n_train: int) 
     )
 
 
+def preconditioner_for(n_fold: int, n_features: int) -> str:
+    """Woodbury's exact per-event correction costs k x p² per event and training set (k: the
+    rows the event's set differs by, hundreds at TCGA size) and pays only where the event's
+    system is far from the shared one, with about as many training rows as features; with
+    many more rows the shared preconditioner's extra CG steps are cheaper. Measured (one
+    outer split, 5% missing, one BLAS thread): 10,000 x 1,500, 32 events: 21.8 s shared
+    against 107.9 s Woodbury; 1,000 x 200, 200 events: 3.2 s against 5.6 s; 500 x 300 (fold
+    training rows ≈ features), 100 events: 3.4 s against 3.3 s."""
+    return "shared" if n_fold >= 2 * n_features else "woodbury"
+
+
 def fit_missing_events(
     b: BlockWork, setup: RidgeSetup, train: np.ndarray, events: np.ndarray, shared: SharedSets | None = None
 ) -> MissingRidgeFit:
@@ -95,6 +106,7 @@ def fit_missing_events(
     """
     t0 = time.perf_counter()
     X_train = b.X[train]
+    n_fold = len(train) * (b.cv.get_n_splits() - 1) // b.cv.get_n_splits()
     res = fit_missing_ridge(
         X_train,
         b.Y[np.ix_(train, events)],
@@ -104,6 +116,7 @@ def fit_missing_events(
         scoring=b.scoring,
         shared=shared,
         tol=TOL,
+        preconditioner=preconditioner_for(n_fold, b.X.shape[1]),
     )
     fitted = np.flatnonzero(res.best >= 0)
     for i in fitted.tolist():
