@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from regulas import __version__
-from regulas.core.errors import ConfigError, RegulasError, StoreFull, Terminated
+from regulas.core.errors import ConfigError, RegulasError, Terminated
 
 if TYPE_CHECKING:
     from regulas.core.spec import StudySpec
@@ -101,12 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, RegulasError) as exc:
         # one line, whatever the YAML parser or OmegaConf put into the message
         print("regulas: error: " + " ".join(str(exc).split()), file=sys.stderr)
-        if isinstance(exc, StoreFull):
-            # zarr's event loop still holds the sibling chunk writes of the one that failed
-            # (they fail the same way): at exit asyncio would log each of them ("Task was
-            # destroyed but it is pending!", "Event loop is closed") after the one message
-            logging.getLogger("asyncio").disabled = True
-            sys.unraisablehook = _ignore_unraisable
+        # zarr's event loop may still hold the sibling chunk reads or writes of the one that
+        # failed (a full disk, a chunk failing its checksum: they fail the same way): at exit
+        # asyncio would log each of them ("Task exception was never retrieved", "Task was
+        # destroyed but it is pending!") after the one message
+        logging.getLogger("asyncio").disabled = True
+        sys.unraisablehook = _ignore_unraisable
         return EXIT_BAD_INPUT
     except Terminated as exc:
         print(f"regulas: terminated ({exc.signame}); finished tasks are saved, rerun the same command to resume", file=sys.stderr)

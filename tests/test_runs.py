@@ -92,11 +92,18 @@ def _wait_for_done(db: Path, at_least: int, proc: subprocess.Popen, timeout: flo
     raise AssertionError(f"fewer than {at_least} tasks done after {timeout} s")
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_prints_one_line_and_marks_the_study_interrupted(tmp_path: Path, demo_config: Path) -> None:
     root = tmp_path / "out"
     db = root / "regulas.db"
     argv = ["run", str(demo_config), f"store.root={root}", *SMALL, "demo.sleep_s=0.3", *QUIET]
+    # a terminal's foreground job: SIGINT at its default (a test run started in the background
+    # of a shell without job control, `cmd &`, inherits it ignored, and so would the driver)
     proc = subprocess.Popen(regulas_cmd(*argv), cwd=REPO, start_new_session=True,
+                            preexec_fn=_default_sigint,  # noqa: PLW1509 - only resets one signal
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_done(db, 4, proc)
