@@ -86,7 +86,7 @@ def test_the_alpha_path_gives_the_squared_errors_of_the_predictions():
     (_, va) = next(KFold(5).split(X[train]))
     s, A, path = factors.sets.folds[0], factors.val[0], factors.paths[0]
     # some pairs by partial fractions, the close ones (small λ next to α up to 1e4) directly
-    assert path is not None and 0 < len(path.rows) < 30 * 29 / 2 and np.count_nonzero(path.coupling) > 0
+    assert path is not None and 0 < path.n_close < 30 * 29 / 2 and np.count_nonzero(path.coupling) > 0
     Xt = (X[train][s.rows] - s.mean) / s.scale
     y_mean = Y[train][s.rows].mean(axis=0)
     Z = s.evecs.T @ (Xt.T @ (Y[train][s.rows] - y_mean))

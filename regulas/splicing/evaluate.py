@@ -16,7 +16,7 @@ one SVD per training set; every other estimator goes event by event through scik
 With nested StandardScaler → Ridge selection over α (unshuffled KFold, a batch scoring,
 no more features than training rows) no block factorises anything: the outer split's
 training sets (its training part and the inner folds) are standardised and
-eigendecomposed once (:func:`regulas.splicing.missing_ridge.factorize_shared`, handed in
+eigendecomposed once (:func:`regulas.splicing.shared_ridge.factorize_split`, handed in
 as ``shared`` by the engine, once per split for all its blocks). The fully observed events
 are fitted from them by a few matrix products (:mod:`regulas.splicing.shared_ridge`), the
 events with missing training PSI by one exact call on them
@@ -136,9 +136,10 @@ def evaluate_block(
     X: ``(n_samples, n_features)`` float, complete; Y: ``(n_samples, n_events)`` PSI with
     NaN = missing (each event drops its own missing samples); train, test: sample indices
     of the outer split. Nested StandardScaler → Ridge over α with an unshuffled KFold, a
-    batch scoring and no more features than training rows fits the events with missing
-    training PSI through one shared solver call (exact to ~1e-12 on predictions;
-    ``missing_route`` counts them), the others from one SVD per group of identical
+    batch scoring and no more features than training rows fits the fully observed events
+    from the split's shared factorisations and the events with missing training PSI
+    through one shared solver call on them (exact to ~1e-12 on predictions;
+    ``missing_route`` counts them); other pipelines fit one SVD per group of identical
     training rows. ``permutation`` ({n_repeats, scoring, max_samples}) asks for permutation
     importance on the test part. ``random_state`` seeds the inner splitter (when it
     shuffles without a seed), randomised estimators and permutation importance.

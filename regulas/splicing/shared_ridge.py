@@ -13,8 +13,9 @@ every α at once::
     W(α) = Q diag(1 / (λ + α)) Qᵀ X̃_Bᵀ Yc             (p × m: Ridge's coef_ on x̃)
     Ŷ(x) = ȳ_B + (x̃ - m_B)ᵀ W(α)                      (m_B: mean of x̃ on B, ~0)
 
-so a block pays two products per set (X̃_Bᵀ Yc, then Qᵀ) and one per α for the validation
-or test predictions; no factorisation. The Gram route solves the same normal equations as
+so a block pays two products per set (X̃_Bᵀ Yc, then Qᵀ), the inner folds' errors at every
+α from one ``p × p`` product per fold (:class:`AlphaPath`) and the test predictions at the
+chosen α; no factorisation (:func:`factorize_split` does those once per split). The Gram route solves the same normal equations as
 scikit-learn's Ridge (its ``cholesky`` solver on dense X), so it is as exact as that
 reference: predictions agree within 1e-8 (``tests/test_shared_ridge.py``).
 """
@@ -110,15 +111,18 @@ class AlphaPath:
     (instead of one ``n_val × p`` product per α). Pairs with close eigenvalues (where the
     division would amplify rounding) are left out of H and summed directly.
 
-    gram_diag ``(p,)``; coupling H ``(p, p)``; rows, cols ``(n_pairs,)``: the close pairs
-    (r < s); close: G on the close pairs, both orders, as a sparse ``(p, p)`` matrix.
+    gram_diag ``(p,)``; coupling H ``(p, p)``; close: G on the close pairs, both orders, as a
+    sparse ``(p, p)`` matrix.
     """
 
     gram_diag: np.ndarray
     coupling: np.ndarray
-    rows: np.ndarray
-    cols: np.ndarray
     close: scipy.sparse.csr_array
+
+    @property
+    def n_close(self) -> int:
+        """The close pairs summed directly (r < s)."""
+        return int(self.close.nnz) // 2
 
     @classmethod
     def of(cls, A: np.ndarray, evals: np.ndarray, alpha_max: float) -> AlphaPath | None:
@@ -134,7 +138,7 @@ class AlphaPath:
             H = np.where(close, 0.0, G / np.where(close, 1.0, gap))
         p = len(evals)
         both = (np.concatenate([G[rows, cols]] * 2), (np.concatenate([rows, cols]), np.concatenate([cols, rows])))
-        return cls(np.diag(G).copy(), H, rows, cols, scipy.sparse.csr_array(both, shape=(p, p)))
+        return cls(np.diag(G).copy(), H, scipy.sparse.csr_array(both, shape=(p, p)))
 
     def sse(self, A: np.ndarray, Z: np.ndarray, Yc_val: np.ndarray, evals: np.ndarray, alphas: np.ndarray) -> np.ndarray:
         """Sum of squared validation residuals ``(n_alphas, m)`` for Z = Qᵀ X̃ᵀ yc ``(p, m)`` and
