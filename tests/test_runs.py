@@ -313,6 +313,35 @@ def test_local_backend_without_dashboard_does_not_claim_port_8787() -> None:
     assert ":8787/" not in link
 
 
+def _worker_error(text: str) -> None:
+    import logging
+
+    logging.getLogger("distributed.worker").error(text)
+
+
+def test_local_worker_log_records_go_to_the_run_log_file(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A local worker process shares the driver's stderr: an ERROR it logs (a heartbeat that
+    meets a closed scheduler at the end of a run) goes to the run's log file, not the console;
+    before the store folder exists it is dropped and creates nothing."""
+    from regulas.execution.cluster.local import LocalBackend, LocalClusterConfig
+
+    log = tmp_path / "store" / "logs" / "driver.log"
+    backend = LocalBackend(LocalClusterConfig(n_workers=1, dashboard_address=None))
+    backend.worker_log = log
+    client = backend.start()
+    try:
+        client.run(_worker_error, "before the store folder exists")
+        assert not (tmp_path / "store").exists()
+        log.parent.mkdir(parents=True)
+        client.run(_worker_error, "a worker's heartbeat failed")
+    finally:
+        backend.close()
+    err = capfd.readouterr().err
+    assert "heartbeat failed" not in err and "before the store" not in err, err
+    (line,) = log.read_text().splitlines()
+    assert "worker pid" in line and "distributed.worker ERROR: a worker's heartbeat failed" in line, line
+
+
 def test_task_that_kills_its_worker_is_recorded(tmp_path: Path, demo_config: Path) -> None:
     """A task that takes its worker process down (segfault, OOM kill) every time: Dask
     gives up on it after its allowed failures; it is recorded and the rest completes."""

@@ -200,13 +200,13 @@ def run_study(
     with third_party_logs(spec.store.root_path) as logs:
         try:
             if backend is not None and backend.launch_early:
-                _launch(spec, backend)  # its workers start while the data loads
+                _launch(spec, backend, logs)  # its workers start while the data loads
             spec.workload.check_inputs(spec.seed)  # bad data stops the run before the store exists
             spec = spec.named_by_data()  # a regulAS file: one study per data set of its experiment name
             for note in spec.workload.run_notes():
                 progress.message(note)
             if backend is not None and not backend.launch_early:
-                _launch(spec, backend)
+                _launch(spec, backend, logs)
             summary = _run_locked(spec, client, backend, progress, t0, restart, logs)
         finally:
             if backend is not None:
@@ -216,10 +216,11 @@ def run_study(
     return summary
 
 
-def _launch(spec: StudySpec, backend: ClusterBackend) -> None:
+def _launch(spec: StudySpec, backend: ClusterBackend, logs: ThirdPartyLog) -> None:
     # said when the run waits for it (see _execute): a run refused by bad data or by another
     # driver's lease prints its one error line only
     backend.preload = tuple(m for m in spec.workload.worker_modules() if _importable(m))
+    backend.worker_log = logs.path  # a local worker's records join the driver's
     with dask.config.set(scheduler_config(spec.cluster.worker_ttl_s)):  # read when the scheduler starts
         backend.launch()
 

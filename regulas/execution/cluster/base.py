@@ -10,6 +10,7 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from regulas.core.config.sections import ClusterConfigBase
@@ -85,6 +86,9 @@ class ClusterBackend(ABC):
         self.client: Client | None = None
         #: modules each worker process imports as it starts (backends that start workers)
         self.preload: tuple[str, ...] = ()
+        #: where the worker processes write distributed's log records (backends whose workers
+        #: share the driver's console); None: where distributed puts them
+        self.worker_log: Path | None = None
         self._held_config: dask.config.set | None = None
 
     def hold_dask_config(self, settings: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ from regulas.execution.cluster.base import (
     default_workers,
     memory_bytes,
 )
+from regulas.execution.worker_logs import ENV as WORKER_LOG_ENV
 
 if TYPE_CHECKING:  # imported where the cluster starts: validating the config needs no Dask
     from distributed import Client, LocalCluster
@@ -109,15 +110,21 @@ class LocalBackend(ClusterBackend):
                 processes=True,
                 worker_class=TrackedNanny,
                 dashboard_address=cfg.dashboard_address,
-                env=blas_env(cfg.blas_threads),
+                env=self._worker_env(),
                 silence_logs=40,
                 # imported by each worker process as it starts, while the driver loads the
                 # data: the first task of each worker does not pay for them
-                preload=list(self.preload),
+                preload=[*(["regulas.execution.worker_logs"] if self.worker_log else []), *self.preload],
                 **kwargs,
             )
             self.cluster.sync(_block_sigint)
             self.cluster.scale(self.n_workers)  # returns at once: the processes start meanwhile
+
+    def _worker_env(self) -> dict[str, str]:
+        env = blas_env(self.config.blas_threads)
+        if self.worker_log is not None:  # read by regulas.execution.worker_logs, preloaded
+            env[WORKER_LOG_ENV] = str(self.worker_log)
+        return env
 
     def wait_ready(self) -> Client:
         from distributed import Client
