@@ -139,6 +139,10 @@ def test_direct_method_shared_preconditioner_and_shared_factorizations_reused():
         np.testing.assert_allclose(a.pred, other.pred, rtol=0, atol=TOL)
         np.testing.assert_allclose(a.scores, other.scores, rtol=0, atol=TOL)
         np.testing.assert_allclose(a.coef, other.coef, rtol=1e-7, atol=TOL)
+    for j in range(Y.shape[1]):  # each route's refit scale is StandardScaler's on the event's rows
+        scale = StandardScaler().fit(X[~np.isnan(Y[:, j])]).scale_
+        for fit in (a, b, c):
+            np.testing.assert_allclose(fit.scale[:, j], scale, rtol=1e-12)
 
 
 @pytest.mark.parametrize("n_rbps", [12, 60])

@@ -122,10 +122,9 @@ def fit_missing_events(
     for i in fitted.tolist():
         e = int(events[i])
         b.pred[0][:, e] = res.pred[:, i]
-        rows = np.flatnonzero(~np.isnan(b.Y[train, e]))
         # Ridge's coef_ acts on the event's own standardised features: original-space
         # coef times the event's own scale (1 on constant columns, where coef is 0)
-        b.set_importance("coef", 0, e, res.coef[:, i] * StandardScaler().fit(X_train[rows]).scale_)
+        b.set_importance("coef", 0, e, res.coef[:, i] * res.scale[:, i])
         b.params[0][e] = dict(b.candidates[int(res.best[i])])
     # One shared computation: its time is split evenly over the fitted events, as in the batched path.
     if len(fitted):
