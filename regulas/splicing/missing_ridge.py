@@ -57,6 +57,14 @@ per training set (:class:`regulas.lmm.ridge.SVDRidge`), the per-event factorisat
 module avoids. A training set identical to the shared one (fully observed events) is solved
 from the eigendecomposition directly, with no iteration.
 
+Choosing α needs less. The inner-fold columns are first solved to ``select_tol`` (1e-7 by
+default, about half the iterations of 1e-12); an event whose best α leads every other by
+more than the scores' error bound (:func:`_choice_certain`, with the stopping estimate taken
+ten times over) keeps that choice, and the others are solved again to ``tol``. The chosen
+α is then GridSearchCV's, and the refit and its predictions are solved to ``tol``; only the
+inner scores reported in :class:`MissingRidgeFit` are as precise as ``select_tol`` for the
+events settled in the first pass.
+
 Events with too few rows to split (``inner_splits`` returns None) are left unfitted: NaN
 predictions and scores, ``best = -1``, as the batched path of
 :mod:`regulas.splicing.ridge_batch` leaves them.
@@ -136,7 +144,8 @@ def factorize_shared(X_train: np.ndarray, cv: Any) -> SharedSets:
 class MissingRidgeFit:
     """Per-event results of :func:`fit_missing_ridge` for m events, n_folds inner folds, n_alphas α.
 
-    scores ``(n_folds, n_alphas, m)``: inner validation score (greater is better);
+    scores ``(n_folds, n_alphas, m)``: inner validation score (greater is better; solved
+    to ``select_tol`` where that settled the choice of α, see ``stats["choices_refined"]``);
     best ``(m,)``: index of the chosen α (-1: unfitted); alpha ``(m,)`` (NaN: unfitted);
     coef ``(p, m)`` and intercept ``(m,)`` of the refit in the original feature space;
     scale ``(p, m)``: the refit's StandardScaler ``scale_`` (Ridge's ``coef_`` is coef × scale);
@@ -363,6 +372,30 @@ def _direct_event(
     return scores, best, coef, float(b[0] - scaler.mean_ @ coef), pred, np.asarray(scaler.scale_)
 
 
+#: The stopping rule's estimate of a prediction's error (the preconditioned residual) is not a
+#: bound; where it only settles the choice of α, the error is taken as this many times it.
+_SELECT_SAFETY = 10.0
+
+
+def _choice_certain(scores: np.ndarray, scoring: str, delta: float) -> bool:
+    """Whether the best α of ``scores`` ``(n_folds, n_alphas)`` stays the best when every
+    validation prediction may be off by up to ``delta``.
+
+    Bounds per fold score: the mean absolute and root mean squared errors move by at most
+    δ; the mean squared error by at most 2δ mean|r| + δ² ≤ δ (2 √MSE + δ).
+    """
+    if scoring == "neg_mean_squared_error":
+        err = delta * (2.0 * np.sqrt(np.maximum(-scores, 0.0)) + delta)
+    else:
+        err = np.full(scores.shape, delta)
+    mean, bound = scores.mean(axis=0), err.mean(axis=0)
+    if not np.all(np.isfinite(mean)):
+        return False
+    best = int(np.argmax(mean))
+    others = np.arange(len(mean)) != best
+    return bool(np.all(mean[others] + bound[others] < mean[best] - bound[best]))
+
+
 def _scores_one(pred: np.ndarray, y_val: np.ndarray, scoring: str) -> np.ndarray:
     """Scores ``(n_alphas,)`` of one event's predictions ``(n_alphas, n_val)`` against y_val ``(n_val,)``."""
     return validation_scores(scoring, y_val[:, None], pred[:, :, None])[:, 0]
@@ -382,6 +415,7 @@ def fit_missing_ridge(
     preconditioner: str = "woodbury",
     chunk: int = 128,
     method: str = "pcg",
+    select_tol: float = 1e-7,
 ) -> MissingRidgeFit:
     """GridSearchCV(Pipeline([StandardScaler(), Ridge()]), {alpha: alphas}, cv=cv) per event on its own rows.
 
@@ -392,6 +426,8 @@ def fit_missing_ridge(
     :func:`factorize_shared` (computed here when None). ``tol``: the stopping bound on a
     prediction's change (see the module docstring); ``chunk``: events solved together;
     ``method="direct"`` fits every event by its own factorisations (the reference route).
+    ``select_tol``: the inner folds' first, looser tolerance (see the module docstring;
+    ``select_tol <= tol`` solves them to ``tol`` at once).
     """
     X = np.asarray(X_train, dtype=np.float64)
     Y = np.asarray(Y_train, dtype=np.float64)
@@ -434,7 +470,9 @@ def fit_missing_ridge(
         if shared is None:
             shared = factorize_shared(X, cv)
         woodbury = preconditioner == "woodbury"
-        direct |= _fit_pcg(res, X, Y, X_test, alphas, scoring, shared, event_rows, event_splits, tol, max_iter, chunk, woodbury)
+        direct |= _fit_pcg(
+            res, X, Y, X_test, alphas, scoring, shared, event_rows, event_splits, tol, max_iter, chunk, woodbury, select_tol
+        )
     for j in sorted(direct):
         sc, best, coef, icpt, pred, scale = _direct_event(X, Y[:, j], event_rows[j], event_splits[j], X_test, alphas, scoring)
         res.scores[:, :, j], res.best[j], res.coef[:, j], res.intercept[j], res.pred[:, j] = sc, best, coef, icpt, pred
@@ -456,41 +494,57 @@ def _set_data(X: np.ndarray, s: SharedSet) -> tuple[np.ndarray, np.ndarray, np.n
 def _fit_pcg(
     res: MissingRidgeFit, X: np.ndarray, Y: np.ndarray, X_test: np.ndarray, alphas: np.ndarray, scoring: str, shared: SharedSets,
     event_rows: dict[int, np.ndarray], event_splits: dict[int, list[tuple[np.ndarray, np.ndarray]]], tol: float, max_iter: int,
-    chunk: int, woodbury: bool,
+    chunk: int, woodbury: bool, select_tol: float,
 ) -> set[int]:
     """Fill ``res`` for the fitted events by PCG; return the events that need the direct route."""
     fitted = sorted(event_rows)
     n_alpha = len(alphas)
     need_direct: set[int] = set()
-    # inner folds: every (event, α) column
-    for k, s in enumerate(shared.folds):
-        Xt, col_sum, col_sq = _set_data(X, s)
-        chol = None if woodbury else _Cholesky(s)  # the set's factors, for all its chunks
-        for start in range(0, len(fitted), chunk):
-            js = [j for j in fitted[start:start + chunk] if j not in need_direct]
-            if not js:
-                continue
-            evs = []
-            for j in js:
-                tr = event_rows[j][event_splits[j][k][0]]
-                ev = _event_on_set(X, Xt, col_sum, col_sq, s, tr)
-                ev.y_mean = float(Y[tr, j].mean())
-                evs.append(ev)
-            col_ev = np.repeat(np.arange(len(js)), n_alpha)
-            col_alpha = np.tile(alphas, len(js))
-            # validation predictions: one product over the rows spanned by the chunk's folds
-            vals = [event_rows[j][event_splits[j][k][1]] for j in js]
-            lo, hi = min(int(v.min()) for v in vals), max(int(v.max()) for v in vals) + 1
-            W = _solve(s, Xt, evs, js, Y, col_ev, col_alpha, Xt[lo:hi], tol, max_iter, res.iterations[1 + k], need_direct, chol)
-            Wx = W
-            P = Xt[lo:hi] @ Wx
-            shift = np.array([evs[e].y_mean for e in col_ev]) - np.einsum("ij,ij->j", np.stack([evs[e].m for e in col_ev], axis=1), Wx)
-            for e, j in enumerate(js):
-                if j in need_direct:
+
+    def fold_scores(events: list[int], tol_k: float) -> None:
+        """Inner-fold scores of ``events``: every (event, α) column, solved to ``tol_k``."""
+        for k, s in enumerate(shared.folds):
+            Xt, col_sum, col_sq = _set_data(X, s)
+            chol = None if woodbury else _Cholesky(s)  # the set's factors, for all its chunks
+            for start in range(0, len(events), chunk):
+                js = [j for j in events[start:start + chunk] if j not in need_direct]
+                if not js:
                     continue
-                cols = slice(e * n_alpha, (e + 1) * n_alpha)
-                pred = P[vals[e] - lo, cols].T + shift[cols, None]
-                res.scores[k, :, j] = _scores_one(pred, Y[vals[e], j], scoring)
+                evs = []
+                for j in js:
+                    tr = event_rows[j][event_splits[j][k][0]]
+                    ev = _event_on_set(X, Xt, col_sum, col_sq, s, tr)
+                    ev.y_mean = float(Y[tr, j].mean())
+                    evs.append(ev)
+                col_ev = np.repeat(np.arange(len(js)), n_alpha)
+                col_alpha = np.tile(alphas, len(js))
+                # validation predictions: one product over the rows spanned by the chunk's folds
+                vals = [event_rows[j][event_splits[j][k][1]] for j in js]
+                lo, hi = min(int(v.min()) for v in vals), max(int(v.max()) for v in vals) + 1
+                W = _solve(s, Xt, evs, js, Y, col_ev, col_alpha, Xt[lo:hi], tol_k, max_iter, res.iterations[1 + k], need_direct, chol)
+                P = Xt[lo:hi] @ W
+                M = np.stack([evs[e].m for e in col_ev], axis=1)
+                shift = np.array([evs[e].y_mean for e in col_ev]) - np.einsum("ij,ij->j", M, W)
+                for e, j in enumerate(js):
+                    if j in need_direct:
+                        continue
+                    cols = slice(e * n_alpha, (e + 1) * n_alpha)
+                    pred = P[vals[e] - lo, cols].T + shift[cols, None]
+                    res.scores[k, :, j] = _scores_one(pred, Y[vals[e], j], scoring)
+
+    # The inner scores only choose α: solved to select_tol first, they settle the choice of
+    # every event whose best α leads the others by more than their scores' error bound; the
+    # rest are solved again to tol (the choice is then GridSearchCV's, as with tol throughout).
+    loose = max(tol, select_tol)
+    fold_scores(fitted, loose)
+    refined = []
+    if loose > tol:
+        delta = _SELECT_SAFETY * loose
+        refined = [j for j in fitted if j not in need_direct and not _choice_certain(res.scores[:, :, j], scoring, delta)]
+        if refined:
+            fold_scores(refined, tol)
+    res.stats["select_tol"] = loose
+    res.stats["choices_refined"] = len(refined)
     for j in fitted:
         if j not in need_direct:
             res.best[j] = int(best_candidate(res.scores[:, :, j][:, :, None])[0])
