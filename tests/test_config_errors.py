@@ -232,6 +232,13 @@ CASES: list[tuple[str, Any, tuple[str, ...], tuple[str, ...]]] = [
         ("command line override execution.max_in_flight=0: key 'execution.max_in_flight'", "out of range (given: 0)", "expected a value > 0"),
     ),
     (
+        "worker-nice-out-of-range",
+        demo_with(),
+        ("cluster.worker_nice=25",),
+        ("command line override cluster.worker_nice=25: key 'cluster.worker_nice'", "out of range (given: 25)",
+         "expected a nice increment from 0 to 19"),
+    ),
+    (
         "study-name-with-space",
         demo_with(study={"name": "my study"}),
         (),

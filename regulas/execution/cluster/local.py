@@ -13,7 +13,7 @@ from multiprocessing import resource_tracker
 from typing import TYPE_CHECKING, Any
 
 from regulas.core.config.typed import positive
-from regulas.core.errors import ClusterError
+from regulas.core.errors import ClusterError, ConfigError
 from regulas.execution.cluster.base import (
     KEEP_LOST_WORKERS,
     ClusterBackend,
@@ -23,7 +23,7 @@ from regulas.execution.cluster.base import (
     default_workers,
     memory_bytes,
 )
-from regulas.execution.worker_logs import ENV as WORKER_LOG_ENV
+from regulas.execution.worker_process import LOG_ENV, NICE_ENV
 
 if TYPE_CHECKING:  # imported where the cluster starts: validating the config needs no Dask
     from distributed import Client, LocalCluster
@@ -55,10 +55,16 @@ class LocalClusterConfig(ClusterConfigBase):
     memory_limit: str | int | None = "auto"
     dashboard_address: str | None = ":8787"
     blas_threads: int = 1
+    #: added to each worker process's nice value: the driver (scheduler, database writer) first
+    worker_nice: int = 10
 
     def check(self, prefix: str, source: str | None) -> None:
         for key in ("n_workers", "threads_per_worker", "blas_threads", "startup_timeout_s", "worker_ttl_s"):
             positive(getattr(self, key), f"{prefix}.{key}", source)
+        positive(self.worker_nice, f"{prefix}.worker_nice", source, allow_zero=True)
+        if self.worker_nice > 19:
+            raise ConfigError(f"out of range (given: {self.worker_nice!r}); expected a nice increment from 0 to 19",
+                              key=f"{prefix}.worker_nice", source=source)
         if self.memory_limit not in (None, "auto"):  # per worker process
             memory_bytes(self.memory_limit, f"{prefix}.memory_limit", source)
 
@@ -114,16 +120,17 @@ class LocalBackend(ClusterBackend):
                 silence_logs=40,
                 # imported by each worker process as it starts, while the driver loads the
                 # data: the first task of each worker does not pay for them
-                preload=[*(["regulas.execution.worker_logs"] if self.worker_log else []), *self.preload],
+                preload=["regulas.execution.worker_process", *self.preload],
                 **kwargs,
             )
             self.cluster.sync(_block_sigint)
             self.cluster.scale(self.n_workers)  # returns at once: the processes start meanwhile
 
     def _worker_env(self) -> dict[str, str]:
-        env = blas_env(self.config.blas_threads)
-        if self.worker_log is not None:  # read by regulas.execution.worker_logs, preloaded
-            env[WORKER_LOG_ENV] = str(self.worker_log)
+        # read by regulas.execution.worker_process, preloaded in each worker process
+        env = {**blas_env(self.config.blas_threads), NICE_ENV: str(self.config.worker_nice)}
+        if self.worker_log is not None:
+            env[LOG_ENV] = str(self.worker_log)
         return env
 
     def wait_ready(self) -> Client:
