@@ -176,3 +176,21 @@ def test_alpha_choices_left_open_by_the_loose_inner_solve_are_solved_again():
     default = check(X, Y, X_test)
     assert default.stats["choices_refined"] < 6 and default.stats["select_tol"] == 1e-7
     np.testing.assert_array_equal(default.best, loose.best)
+
+
+def test_chunks_hold_a_bounded_number_of_differing_rows():
+    """Events are solved in chunks of at most ``chunk`` events whose differing rows (k x p
+    floats each) stay within the byte budget: events with many gaps go in smaller chunks."""
+    from regulas.splicing import missing_ridge
+
+    n, p = 10_000, 1_500
+    budget_rows = missing_ridge._CHUNK_BYTES // (8 * p)
+    few = {j: np.arange(n - 100) for j in range(300)}  # 100 gaps each
+    many = {j: np.arange(n // 2) for j in range(300, 340)}  # half the rows missing
+    rows = {**few, **many}
+    chunks = missing_ridge._chunks(sorted(rows), n, p, rows, 128)
+    assert [j for c in chunks for j in c] == sorted(rows)  # every event once, in order
+    assert max(len(c) for c in chunks) == 128
+    for c in chunks:
+        assert len(c) == 1 or sum(n - len(rows[j]) + n // 50 for j in c) <= budget_rows
+    assert max(len(c) for c in chunks if c[0] >= 300) < 128 // 2

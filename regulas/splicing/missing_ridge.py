@@ -491,6 +491,29 @@ def _set_data(X: np.ndarray, s: SharedSet) -> tuple[np.ndarray, np.ndarray, np.n
     return Xt, XB.sum(axis=0), np.einsum("ij,ij->j", XB, XB)
 
 
+#: Bytes of the removed and added rows (``_Event.D``, k × p each) a chunk of events may hold:
+#: with many gaps per event, a chunk of ``chunk`` events would otherwise hold gigabytes.
+_CHUNK_BYTES = 512 * 2**20
+
+
+def _chunks(events: list[int], n: int, p: int, event_rows: dict[int, np.ndarray], most: int) -> list[list[int]]:
+    """``events`` in consecutive chunks of at most ``most`` events whose differing rows
+    (estimated as each event's gaps among the n training rows, plus a fold boundary's
+    worth) fit in :data:`_CHUNK_BYTES`."""
+    budget = max(1, _CHUNK_BYTES // (8 * p))
+    chunks: list[list[int]] = []
+    rows = 0
+    for j in events:
+        k = n - len(event_rows[j]) + n // 50
+        if chunks and len(chunks[-1]) < most and rows + k <= budget:
+            chunks[-1].append(j)
+            rows += k
+        else:
+            chunks.append([j])
+            rows = k
+    return chunks
+
+
 def _fit_pcg(
     res: MissingRidgeFit, X: np.ndarray, Y: np.ndarray, X_test: np.ndarray, alphas: np.ndarray, scoring: str, shared: SharedSets,
     event_rows: dict[int, np.ndarray], event_splits: dict[int, list[tuple[np.ndarray, np.ndarray]]], tol: float, max_iter: int,
@@ -499,6 +522,7 @@ def _fit_pcg(
     """Fill ``res`` for the fitted events by PCG; return the events that need the direct route."""
     fitted = sorted(event_rows)
     n_alpha = len(alphas)
+    n, p = X.shape
     need_direct: set[int] = set()
 
     def fold_scores(events: list[int], tol_k: float) -> None:
@@ -506,8 +530,8 @@ def _fit_pcg(
         for k, s in enumerate(shared.folds):
             Xt, col_sum, col_sq = _set_data(X, s)
             chol = None if woodbury else _Cholesky(s)  # the set's factors, for all its chunks
-            for start in range(0, len(events), chunk):
-                js = [j for j in events[start:start + chunk] if j not in need_direct]
+            for part in _chunks(events, n, p, event_rows, chunk):
+                js = [j for j in part if j not in need_direct]
                 if not js:
                     continue
                 evs = []
@@ -555,8 +579,7 @@ def _fit_pcg(
     Xt_test = (X_test - s.mean) / s.scale
     Xt_test[:, s.constant] = 0.0
     todo = [j for j in fitted if j not in need_direct]
-    for start in range(0, len(todo), chunk):
-        js = todo[start:start + chunk]
+    for js in _chunks(todo, n, p, event_rows, chunk):
         evs = []
         for j in js:
             ev = _event_on_set(X, Xt, col_sum, col_sq, s, event_rows[j])
