@@ -38,8 +38,10 @@ and added rows enter as ``(k, p)`` products per event. Preconditioners:
   event's k rows and mean term put back by Woodbury (G = [X̃_Δ; √n_T m] Q once per event,
   a (k + 1)² capacitance per column). The preconditioned matrix is I + O(‖S⁻² - I‖), so
   3–6 iterations whatever the conditioning (also when n_T ≈ p).
-* ``"shared"``: Q diag(1/(λ + α)) Qᵀ alone: no set-up per event but more iterations (the
-  row change is left to CG), and many more when n_T is close to p.
+* ``"shared"``: (K_B + αI)⁻¹ = Q diag(1/(λ + α)) Qᵀ alone, applied through one Cholesky
+  factor of K_B + αI per α and set (two triangular solves per column, half the flops of two
+  products with Q): no set-up per event but more iterations (the row change is left to
+  CG), and many more when n_T is close to p.
 
 Stopping rule (checked, not assumed). The preconditioned residual z = P⁻¹ r estimates the
 error of v, so a column stops when max_x |(x̃ - m)ᵀ z| ≤ ``tol`` over the rows whose
