@@ -324,6 +324,35 @@ def _worker_error(text: str) -> None:
     logging.getLogger("distributed.worker").error(text)
 
 
+def test_hurried_close_of_a_stuck_cluster_is_bounded_and_kills_its_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After Ctrl-C the driver closes its cluster in a hurry: an event loop the interrupt left
+    stuck (the fault, caused for real by blocking the loop) costs HURRIED_CLOSE_S per close,
+    not a minute each, and the worker processes are gone when close returns."""
+    import threading
+
+    import psutil
+
+    from regulas.execution.cluster import base
+    from regulas.execution.cluster.local import LocalBackend, LocalClusterConfig
+
+    monkeypatch.setattr(base, "HURRIED_CLOSE_S", 2.0)
+    backend = LocalBackend(LocalClusterConfig(n_workers=1, dashboard_address=None))
+    client = backend.start()
+    stuck = threading.Event()
+    try:
+        pids = list(client.run(os.getpid).values())
+        client.loop.add_callback(stuck.wait, 120)  # blocks the cluster's event loop thread
+        backend.hurry = True
+        t0 = time.monotonic()
+        backend.close()
+        took = time.monotonic() - t0
+    finally:
+        stuck.set()
+    assert took < 10, took  # two closes of 2 s each, plus the kill loop; 120 s without the hurry
+    assert backend.client is None and backend.cluster is None
+    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
 def test_local_worker_log_records_go_to_the_run_log_file(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """A local worker process shares the driver's stderr: an ERROR it logs (a heartbeat that
     meets a closed scheduler at the end of a run) goes to the run's log file, not the console;

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import sqlite3
+import sys
 import time
 import traceback
 from collections import Counter
@@ -210,6 +211,9 @@ def run_study(
             summary = _run_locked(spec, client, backend, progress, t0, restart, logs)
         finally:
             if backend is not None:
+                # Ctrl-C, SIGTERM: not an Exception; the results are committed, close quickly
+                interrupt = sys.exc_info()[1]
+                backend.hurry = interrupt is not None and not isinstance(interrupt, Exception)
                 backend.close()
         if logs.written:
             progress.message(f"messages of dask and other libraries: {logs.path}")

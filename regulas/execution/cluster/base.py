@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 #: seconds a client or cluster may take to close before regulas gives up on it
 CLOSE_TIMEOUT_S = 60.0
+#: the same after Ctrl-C or a termination signal: the user (or SLURM's walltime) is waiting,
+#: the finished tasks are committed already, and what hangs then is a Dask event loop that
+#: the interrupt left stuck, which more time does not unstick
+HURRIED_CLOSE_S = 10.0
 
 #: SpecCluster closes a worker (its nanny, or its batch job) whose worker process left the
 #: scheduler and is not back within ``distributed.deploy.lost-worker-timeout`` (15 s by
@@ -89,6 +93,9 @@ class ClusterBackend(ABC):
         #: where the worker processes write distributed's log records (backends whose workers
         #: share the driver's console); None: where distributed puts them
         self.worker_log: Path | None = None
+        #: set before :meth:`close` when the run was interrupted: waits are bounded by
+        #: :data:`HURRIED_CLOSE_S` instead of :data:`CLOSE_TIMEOUT_S`
+        self.hurry = False
         self._held_config: dask.config.set | None = None
 
     def hold_dask_config(self, settings: dict[str, Any]) -> None:
@@ -148,8 +155,13 @@ class ClusterBackend(ABC):
     def close(self) -> None:
         """Close the client (subclasses: then what they started; then :meth:`release_dask_config`)."""
         if self.client is not None:
-            close_bounded("the Dask client", self.client.close)
+            close_bounded("the Dask client", self.client.close, self.close_timeout_s)
             self.client = None
+
+    @property
+    def close_timeout_s(self) -> float:
+        """How long a client or cluster may take to close (shorter after an interrupt)."""
+        return HURRIED_CLOSE_S if self.hurry else CLOSE_TIMEOUT_S
 
     def __enter__(self) -> Client:
         return self.start()

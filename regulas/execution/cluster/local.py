@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -175,15 +176,21 @@ class LocalBackend(ClusterBackend):
         super().close()
         if self.cluster is not None:
             cluster, self.cluster = self.cluster, None
+            limit = self.close_timeout_s
             closing = threading.Thread(
-                target=close_bounded, args=("the LocalCluster", cluster.close), name="regulas-close-cluster", daemon=True
+                target=close_bounded, args=("the LocalCluster", cluster.close, limit), name="regulas-close-cluster",
+                daemon=True,
             )
+            deadline = time.monotonic() + limit + 1.0
             with _killed_at_close_quiet():
                 closing.start()
                 closing.join(KILL_AFTER_S)
                 while closing.is_alive():
                     _no_restart(nannies)
                     kill_children(_worker_pids(nannies))  # a starting worker's process may appear only now
+                    if time.monotonic() > deadline:  # its workers are killed: leave the daemon thread
+                        log.warning("could not close the LocalCluster within %g s; its worker processes are killed", limit)
+                        break
                     closing.join(0.1)
         self.release_dask_config()
 

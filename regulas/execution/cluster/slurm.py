@@ -278,7 +278,7 @@ class SlurmBackend(ClusterBackend):
         super().close()
         if self.cluster is not None:
             # closing cancels the jobs it submitted; if it cannot, cancel them ourselves
-            if not close_bounded("the SLURMCluster", self.cluster.close) and self.watch is not None:
+            if not close_bounded("the SLURMCluster", self.cluster.close, self.close_timeout_s) and self.watch is not None:
                 self._cancel_jobs(self.watch.job_ids())
             self.cluster = None
         self.release_dask_config()
