@@ -59,10 +59,11 @@ def punch(Y, rate, rng):
     return Y
 
 
+@pytest.mark.parametrize("preconditioner", ["woodbury", "shared"])
 @pytest.mark.parametrize("rate", [0.0, 0.05, 0.3])
-def test_random_patterns_equal_sklearn(rate):
+def test_random_patterns_equal_sklearn(rate, preconditioner):
     X, Y, X_test, rng = synthetic()
-    fit = check(X, punch(Y, rate, rng), X_test)
+    fit = check(X, punch(Y, rate, rng), X_test, preconditioner=preconditioner)
     if rate == 0:
         assert set(fit.route) == {"shared"} and not fit.iterations.any()
     else:
@@ -79,7 +80,8 @@ def test_shared_patterns_and_scorings():
     check(X, Y[:, :3], X_test, scoring="neg_root_mean_squared_error")
 
 
-def test_constant_columns():
+@pytest.mark.parametrize("preconditioner", ["woodbury", "shared"])
+def test_constant_columns(preconditioner):
     """A column constant on the event's rows (StandardScaler's scale 1, Ridge's coefficient ~0)
     and one constant on every training row."""
     X, Y, X_test, rng = synthetic(m=3, seed=2)
@@ -90,7 +92,7 @@ def test_constant_columns():
     X[on, 1] = 0.25
     Y[~on, 0] = np.nan  # event 0 sees column 1 constant; its test rows do not
     Y[rng.random(len(X)) < 0.1, 1] = np.nan
-    fit = check(X, Y, X_test)
+    fit = check(X, Y, X_test, preconditioner=preconditioner)
     assert fit.coef[0, 0] == 0.0 and fit.coef[1, 0] == 0.0
     assert fit.route[0] == "pcg"
 
@@ -194,3 +196,24 @@ def test_chunks_hold_a_bounded_number_of_differing_rows():
     for c in chunks:
         assert len(c) == 1 or sum(n - len(rows[j]) + n // 50 for j in c) <= budget_rows
     assert max(len(c) for c in chunks if c[0] >= 300) < 128 // 2
+
+
+def test_defect_is_the_shared_system_minus_the_event_system():
+    """The iterations of the shared preconditioner use A d = (K_B + αI) d - defect(d): the two
+    operators add up to K_B + αI exactly, for events with rows removed and added, their own
+    scaling, and columns constant on their rows."""
+    from regulas.splicing.missing_ridge import _apply, _defect, _event_on_set, _set_data
+
+    X, _, _, rng = synthetic(n=300, p=20, seed=9)
+    on = rng.random(len(X)) < 0.7
+    X[on, 3] = 2.0  # constant on the rows of the first event only
+    s = factorize_shared(X, KFold(5)).folds[1]
+    Xt, col_sum, col_sq = _set_data(X, s)
+    sets = [np.flatnonzero(on), np.sort(rng.choice(len(X), 250, replace=False)), s.rows]
+    evs = [_event_on_set(X, Xt, col_sum, col_sq, s, T) for T in sets]
+    assert evs[0].keep[3] == 0 and evs[1].keep.all() and evs[2].shared
+    col_ev = np.repeat(np.arange(len(evs)), 4)
+    alpha = np.tile([0.01, 1.0, 30.0, 1e4], len(evs))
+    W = rng.normal(size=(X.shape[1], len(col_ev)))
+    both = _apply(s, evs, col_ev, alpha, W) + _defect(s, evs, col_ev, alpha, W)
+    np.testing.assert_allclose(both, s.gram @ W + alpha * W, rtol=1e-12, atol=1e-9 * np.abs(s.gram).max())

@@ -217,17 +217,57 @@ def _precondition(s: SharedSet, R: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.asarray(s.evecs @ ((s.evecs.T @ R) / (s.evals[:, None] + alpha[None, :])))
 
 
-def _apply(s: SharedSet, evs: list[_Event], col_ev: np.ndarray, alpha: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """(C_T + α diag(σ_T / σ_B)²) V for each column (its event's C_T, see the module docstring), V ``(p, c)``."""
-    keep = np.stack([evs[e].keep for e in col_ev], axis=1)
-    U = keep * W
-    HU = s.gram @ U
+#: Rows of an event's differing rows D per block in :func:`_rows_gram`: the block stays in
+#: cache between its two products, so D is read from memory once per product with D, not
+#: twice. With the ten or fewer columns of one event the products are bound by memory; at
+#: 1,500 features, 330 and 3,000 rows, one BLAS thread: 2.3x and 3.1x faster than D.T @ (D @ U)
+#: (36 and 31 against 16 and 10 GFLOP/s); blocks of 128 rows no longer fit and lose it.
+_ROW_BLOCK = 64
+
+
+def _rows_gram(D: np.ndarray, sign: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """Dᵀ diag(sign) D U for D ``(k, p)``, sign ``(k,)``, U ``(p, c)``, in row blocks of :data:`_ROW_BLOCK`."""
+    out = np.zeros((D.shape[1], U.shape[1]))
+    for i in range(0, len(D), _ROW_BLOCK):
+        Di = D[i : i + _ROW_BLOCK]
+        out += Di.T @ (sign[i : i + _ROW_BLOCK, None] * (Di @ U))
+    return out
+
+
+def _row_change(evs: list[_Event], col_ev: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """Δ U per column, Δ = X̃_Aᵀ X̃_A - X̃_Rᵀ X̃_R - n_T m mᵀ (its event's rows added and removed, and mean term)."""
+    out = np.zeros_like(U)
     for e in np.unique(col_ev).tolist():
         cols = np.flatnonzero(col_ev == e)
         ev = evs[e]
         Ue = U[:, cols]
-        HU[:, cols] += ev.D.T @ (ev.sign[:, None] * (ev.D @ Ue)) - len(ev.rows) * np.outer(ev.m, ev.m @ Ue)
+        out[:, cols] = _rows_gram(ev.D, ev.sign, Ue) - len(ev.rows) * np.outer(ev.m, ev.m @ Ue)
+    return out
+
+
+def _apply(s: SharedSet, evs: list[_Event], col_ev: np.ndarray, alpha: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """(C_T + α diag(σ_T / σ_B)²) V for each column (its event's C_T, see the module docstring), V ``(p, c)``."""
+    keep = np.stack([evs[e].keep for e in col_ev], axis=1)
+    U = keep * W
+    HU = s.gram @ U + _row_change(evs, col_ev, U)
     return np.asarray(keep * HU + alpha[None, :] * np.stack([evs[e].s2 for e in col_ev], axis=1) * W)
+
+
+def _defect(s: SharedSet, evs: list[_Event], col_ev: np.ndarray, alpha: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """(K_B + αI) W - A W per column (A: :func:`_apply`): what the shared preconditioner leaves
+    out, without a product with K_B (on an event's constant columns J only its rows and columns J)."""
+    keep = np.stack([evs[e].keep for e in col_ev], axis=1)
+    U = keep * W
+    s2 = np.stack([evs[e].s2 for e in col_ev], axis=1)
+    out = alpha[None, :] * (1.0 - s2) * W - keep * _row_change(evs, col_ev, U)
+    for e in np.unique(col_ev).tolist():
+        J = np.flatnonzero(evs[e].keep == 0)
+        if len(J):
+            # K_B W - keep (K_B U) = K_B (W - U) + (1 - keep) (K_B U); W - U lives on J
+            cols = np.flatnonzero(col_ev == e)
+            out[:, cols] += s.gram[:, J] @ W[np.ix_(J, cols)]
+            out[np.ix_(J, cols)] += s.gram[J, :] @ U[:, cols]
+    return np.asarray(out)
 
 
 Precond = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -296,7 +336,7 @@ def _woodbury_preconditioner(s: SharedSet, evs: list[_Event], col_ev: np.ndarray
 
 def _pcg(
     s: SharedSet, evs: list[_Event], col_ev: np.ndarray, alpha: np.ndarray, B: np.ndarray,
-    rows: np.ndarray, tol: float, max_iter: int, precond: Precond,
+    rows: np.ndarray, tol: float, max_iter: int, precond: Precond, shared_precond: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Solve (Z_eᵀZ_e + αI) w = b per column by preconditioned CG; columns run in lockstep.
 
@@ -304,6 +344,11 @@ def _pcg(
     its preconditioned residual z (≈ its error) changes no prediction (x̃ - m)ᵀ v by more than
     ``tol`` on ``rows`` ``(r, p)`` (x̃ of the rows whose predictions the solution serves): first
     by the bound ‖z‖ (max ‖x̃‖ + ‖m‖), and where that is within 100 × ``tol``, on the rows themselves.
+
+    ``shared_precond``: ``precond`` is (K_B + αI)⁻¹. Then no iteration multiplies by K_B: with
+    P = K_B + αI, the search direction d = z + β d' has P d = r + β P d' (as P z = r), and
+    A d = P d - (P - A) d, where P - A (:func:`_defect`) is the event's row change and scaling
+    alone. The residual is recomputed with A itself before a column is accepted.
     """
     c = B.shape[1]
     M = np.stack([evs[e].m for e in col_ev], axis=1)
@@ -334,9 +379,13 @@ def _pcg(
         act = ~ok
         idx, R, Zr = todo[act], R[:, act], Zr[:, act]
         P = Zr.copy()
+        PP = R.copy()  # P_α times the direction (used with shared_precond)
         rz = np.einsum("ij,ij->j", R, Zr)
         while len(idx) and iters[idx].min() < max_iter:
-            AP = _apply(s, evs, col_ev[idx], alpha[idx], P)
+            if shared_precond:
+                AP = PP - _defect(s, evs, col_ev[idx], alpha[idx], P)
+            else:
+                AP = _apply(s, evs, col_ev[idx], alpha[idx], P)
             step = rz / np.einsum("ij,ij->j", P, AP)
             W[:, idx] += step * P
             R -= step * AP
@@ -345,8 +394,10 @@ def _pcg(
             conv = converged(idx, Zr)
             keep = ~conv & (iters[idx] < max_iter)
             rz_new = np.einsum("ij,ij->j", R, Zr)
-            P = Zr + (rz_new / rz) * P
-            idx, R, P, rz = idx[keep], R[:, keep], P[:, keep], rz_new[keep]
+            beta = rz_new / rz
+            P = Zr + beta * P
+            PP = R + beta * PP
+            idx, R, P, PP, rz = idx[keep], R[:, keep], P[:, keep], PP[:, keep], rz_new[keep]
     return W, iters, done
 
 
@@ -631,7 +682,7 @@ def _solve(
     if len(iterative):
         ce, ca = col_ev[iterative], col_alpha[iterative]
         precond = _woodbury_preconditioner(s, evs, ce, ca) if chol is None else _shared_preconditioner(chol, ca)
-        Wi, it, ok = _pcg(s, evs, ce, ca, B[:, iterative], rows, tol, max_iter, precond)
+        Wi, it, ok = _pcg(s, evs, ce, ca, B[:, iterative], rows, tol, max_iter, precond, shared_precond=chol is not None)
         W[:, iterative] = keep[:, iterative] * Wi  # exactly 0 on columns constant on T
         for e in np.unique(col_ev[iterative]).tolist():
             sel = col_ev[iterative] == e
