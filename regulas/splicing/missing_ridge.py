@@ -368,14 +368,20 @@ def _pcg(
     W = precond(every, B)  # the preconditioner's solution: exact when the event matches it
     iters = np.zeros(c, dtype=np.intp)
     done = np.zeros(c, dtype=bool)
-    for _restart in range(3):  # recompute the true residual after the recurrence says done
+    for restart in range(3):  # recompute the true residual after the recurrence says done
         todo = np.flatnonzero(~done)
         if len(todo) == 0 or iters[todo].min() >= max_iter:
             break
-        R = B[:, todo] - _apply(s, evs, col_ev[todo], alpha[todo], W[:, todo])
+        estimated = restart == 0 and shared_precond
+        if estimated:
+            # W = P⁻¹ B: B - A W = B - P W + (P - A) W, and B - P W is rounding
+            R = _defect(s, evs, col_ev[todo], alpha[todo], W[:, todo])
+        else:
+            R = B[:, todo] - _apply(s, evs, col_ev[todo], alpha[todo], W[:, todo])
         Zr = precond(todo, R)
         ok = converged(todo, Zr)
-        done[todo[ok]] = True
+        if not estimated:  # a column is accepted on its true residual only
+            done[todo[ok]] = True
         act = ~ok
         idx, R, Zr = todo[act], R[:, act], Zr[:, act]
         P = Zr.copy()
