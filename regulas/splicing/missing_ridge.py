@@ -41,7 +41,11 @@ and added rows enter as ``(k, p)`` products per event. Preconditioners:
 * ``"shared"``: (K_B + αI)⁻¹ = Q diag(1/(λ + α)) Qᵀ alone, applied through one Cholesky
   factor of K_B + αI per α and set (two triangular solves per column, half the flops of two
   products with Q): no set-up per event but more iterations (the row change is left to
-  CG), and many more when n_T is close to p.
+  CG), and many more when n_T is close to p. Its iterations never multiply by K_B: the
+  product of P = K_B + αI with the search direction follows by recurrence (P z = r), and
+  the event's matrix is P minus its row change and rescaled penalty (:func:`_defect`), so
+  an iteration costs the preconditioner (2p² per column) and the event's rows (4kp), read
+  in cache-sized blocks.
 
 Stopping rule (checked, not assumed). The preconditioned residual z = P⁻¹ r estimates the
 error of v, so a column stops when max_x |(x̃ - m)ᵀ z| ≤ ``tol`` over the rows whose
