@@ -185,7 +185,8 @@ def splicing_tcga(results: Path) -> str:
             hours = per * 50_000 * st["splits"] / st["workers"] / 3600
             notes.append(f"{num(st['missing_rate'] * 100, 0)}% missing, {st['events']:,} events: {num(per, 3)} s of task time per "
                          f"event and split, scaled linearly to 50,000 events x {st['splits']} splits on {st['workers']} workers: "
-                         f"**{num(hours, 1)} h** (a projection from this run, not a run at that size).")
+                         f"**{num(hours, 1)} h** (a projection from this run, not a run at that size: each event is "
+                         f"solved on its own, so the task time is linear in the number of events).")
     return table(header, rows, *names) + "".join(f"\n{n}\n" for n in notes)
 
 
