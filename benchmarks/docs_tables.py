@@ -166,7 +166,8 @@ def splicing_tcga(results: Path) -> str:
         st, m, b, ex, pl = d["study"], d["measured"], d["bound"], d["exactness"], d["planted"]
         disk = m["disk_gb"]["arrays"] + m["disk_gb"]["database"]
         rows.append([
-            f"{st['events']:,}", f"{num(st['missing_rate'] * 100, 0)}%", f"{num(m['wall_s'] / 60, 1)} min",
+            f"{st['events']:,}" + (" (SLURM)" if st.get("cluster") == "slurm" else ""),
+            f"{num(st['missing_rate'] * 100, 0)}%", f"{num(m['wall_s'] / 60, 1)} min",
             f"{num(m['task_phase_s'] / 60, 1)} min", f"{m['tasks_done']} x {num(m['mean_task_s'], 1)} s",
             f"{num(m['task_sum_s'] / (st['events'] * st['splits']), 3)} s",
             f"{num(b['alpha_path']['wall_s'] / 60, 1)} / {num(b['direct']['wall_s'] / 60, 1)} min",
@@ -187,6 +188,14 @@ def splicing_tcga(results: Path) -> str:
                          f"event and split, scaled linearly to 50,000 events x {st['splits']} splits on {st['workers']} workers: "
                          f"**{num(hours, 1)} h** (a projection from this run, not a run at that size: each event is "
                          f"solved on its own, so the task time is linear in the number of events).")
+        if "compared" in d:  # the same study run elsewhere (SLURM against the local run)
+            c = d["compared"]
+            where = "SLURM" if st.get("cluster") == "slurm" else "this run"
+            notes.append(f"{where}, {st['events']:,} events, against `{c['other_store']}`: predictions "
+                         f"{'equal' if c['pred']['max_abs_diff'] == 0 else 'max abs Δ ' + num(c['pred']['max_abs_diff'])}"
+                         f" ({c['pred']['nan_mismatches']} missing in one only), coefficients "
+                         f"{'equal' if c['importance']['max_abs_diff'] == 0 else 'max abs Δ ' + num(c['importance']['max_abs_diff'])}"
+                         f" ({c['importance']['nan_mismatches']} missing in one only).")
     return table(header, rows, *names) + "".join(f"\n{n}\n" for n in notes)
 
 

@@ -5,12 +5,16 @@ HDF5), generated into ``--data`` when absent and kept out of the repository (4 G
 at full size; reproducible from its seed). Study: ``configs/splicing_tcga.yaml``
 (StandardScaler → Ridge over 10 alphas, nested 5-fold, 5 outer KFold splits, blocks of
 1,000 events, missing PSI fitted per event on its own rows) on a LocalCluster of
-``--workers`` one-thread workers.
+``--workers`` one-thread workers, or with ``--cluster slurm`` on as many one-core SLURM
+worker jobs (the dev SLURM of ``slurm/dev-cluster.sh``, ``SLURM_CONF`` set); with
+``--compare-with STORE`` the stored predictions and coefficients are compared with another
+run's of the same data (e.g. the local run against the SLURM one).
 
 Measured: wall time of the command; the task phase and the sum of task durations (one
 BLAS thread per task, so about their CPU time) from the database; the database writer's
 time (from the run's summary line); peak resident memory of the driver and of the largest
-worker (psutil, sampled every 0.5 s); disk use of the Zarr arrays and of the database;
+worker (psutil, sampled every 0.5 s: the driver's descendants, or on SLURM the processes of
+the worker jobs); disk use of the Zarr arrays and of the database;
 predictions of sampled events against scikit-learn's GridSearchCV on their own rows; the
 precision of each regulated event's top-r coefficients (r = its number of planted
 regulators) against the planted truth.
@@ -22,8 +26,9 @@ predictions n_test × p × m × 2 per chosen alpha group; divided by this machin
 one-thread DGEMM rate, summed over the tasks and divided by the workers.
 
 Usage: ``python benchmarks/splicing_tcga.py --events 50000 [--missing-rate 0.05]
-[--data DIR] [--store DIR] [--workers 2] [--check-events 2]``; writes
-``benchmarks/results/splicing_tcga[_missing<rate>]_<events>.json``.
+[--data DIR] [--store DIR] [--workers 2] [--check-events 2] [--cluster slurm]
+[--compare-with STORE]``; writes
+``benchmarks/results/splicing_tcga[_missing<rate>]_<events>[_slurm].json``.
 """
 
 from __future__ import annotations
@@ -69,10 +74,11 @@ def generate(folder: Path, events: int, missing_rate: float) -> dict[str, Any]:
 class MemoryWatch:
     """Peak RSS of a process and of the largest of its descendants, sampled in a thread."""
 
-    def __init__(self, pid: int, every_s: float = 0.5) -> None:
+    def __init__(self, pid: int, every_s: float = 0.5, slurm: bool = False) -> None:
         import psutil
 
         self.proc = psutil.Process(pid)
+        self.slurm = slurm
         self.every_s = every_s
         self.driver = 0
         self.worker = 0
@@ -86,7 +92,7 @@ class MemoryWatch:
         while not self._stop.is_set():
             try:
                 self.driver = max(self.driver, self.proc.memory_info().rss)
-                for child in self.proc.children(recursive=True):
+                for child in self._workers():
                     try:
                         self.worker = max(self.worker, child.memory_info().rss)
                     except psutil.Error:
@@ -94,6 +100,19 @@ class MemoryWatch:
             except psutil.Error:
                 return
             self._stop.wait(self.every_s)
+
+    def _workers(self) -> list[Any]:
+        import psutil
+
+        if not self.slurm:
+            return list(self.proc.children(recursive=True))
+        # SLURM worker jobs are children of slurmstepd, not of the driver
+        found = []
+        for proc in psutil.process_iter(["cmdline"]):
+            cmd = " ".join(proc.info["cmdline"] or [])
+            if "distributed.cli.dask" in cmd and proc.pid != self.proc.pid:
+                found.append(proc)
+        return found
 
     def stop(self) -> dict[str, float]:
         self._stop.set()
@@ -143,12 +162,17 @@ def du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def run_study(data: Path, store: Path, workers: int) -> dict[str, Any]:
+def run_study(data: Path, store: Path, workers: int, cluster: str = "local") -> dict[str, Any]:
     env = {**os.environ, "TCGA_SYNTHETIC": str(data)}
-    cmd = [sys.executable, "-m", "regulas", "run", str(CONFIG), f"store.root={store}", f"cluster.n_workers={workers}", *QUIET]
+    if cluster == "slurm":  # a fixed number of one-core jobs; a walltime the longest task fits in many times
+        where = ["cluster=slurm", f"cluster.min_jobs={workers}", f"cluster.max_jobs={workers}", "cluster.memory=4GiB",
+                 "cluster.walltime=04:00:00"]
+    else:
+        where = [f"cluster.n_workers={workers}"]
+    cmd = [sys.executable, "-m", "regulas", "run", str(CONFIG), f"store.root={store}", *where, *QUIET]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watch = MemoryWatch(proc.pid)
+    watch = MemoryWatch(proc.pid, slurm=cluster == "slurm")
     out, err = proc.communicate()
     wall = time.perf_counter() - t0
     memory = watch.stop()
@@ -214,6 +238,30 @@ def check_events(store: Path, n_check: int) -> dict[str, Any]:
             "sklearn_s": round(time.perf_counter() - t0, 1)}
 
 
+def compare_stores(store: Path, other: Path) -> dict[str, Any]:
+    """Largest difference between two runs' stored predictions and coefficients (every split,
+    position and event; NaN where one is missing counts as a difference), read by event blocks."""
+    import zarr
+
+    study = "splicing_tcga"
+    out: dict[str, Any] = {"other_store": str(other)}
+    for name in ("pred", "importance"):
+        a = zarr.open_array(str(store / "arrays.zarr"), path=f"{study}/{name}", mode="r")
+        b = zarr.open_array(str(other / "arrays.zarr"), path=f"{study}/{name}", mode="r")
+        if a.shape != b.shape:
+            raise SystemExit(f"{other}: {name} has shape {b.shape}, this run's {a.shape}")
+        worst, nan_mismatch, block = 0.0, 0, a.chunks[-1]
+        for start in range(0, a.shape[-1], block):
+            x, y = a[..., start : start + block], b[..., start : start + block]
+            nan_mismatch += int(np.count_nonzero(np.isnan(x) != np.isnan(y)))
+            both = ~np.isnan(x) & ~np.isnan(y)
+            if both.any():
+                worst = max(worst, float(np.max(np.abs(x[both] - y[both]))))
+        out[name] = {"max_abs_diff": worst, "nan_mismatches": nan_mismatch, "values": int(np.prod(a.shape))}
+    out["equal"] = all(out[n]["max_abs_diff"] == 0.0 and out[n]["nan_mismatches"] == 0 for n in ("pred", "importance"))
+    return out
+
+
 def planted_precision(data: Path, store: Path) -> dict[str, Any]:
     """Per regulated event with r planted regulators: the share of them among its top r
     features by mean |coef| over the outer splits (Zarr, all features)."""
@@ -256,19 +304,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--store", type=Path, default=None, help="store root (default: <data>-out, emptied first)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--check-events", type=int, default=2)
+    ap.add_argument("--cluster", choices=("local", "slurm"), default="local")
+    ap.add_argument("--compare-with", type=Path, default=None, help="another run's store of the same data")
     args = ap.parse_args(argv)
     data = args.data or Path(f"/tmp/regulas-tcga-{args.events}-{args.missing_rate:g}")
-    store = args.store or Path(f"{data}-out")
+    store = args.store or Path(f"{data}-out" if args.cluster == "local" else f"{data}-{args.cluster}-out")
     load_before = os.getloadavg()[0]
     made = generate(data, args.events, args.missing_rate)
     rate = dgemm_rate()
     shutil.rmtree(store, ignore_errors=True)
     store.mkdir(parents=True)
-    measured = run_study(data, store, args.workers)
+    measured = run_study(data, store, args.workers, args.cluster)
     load_after = os.getloadavg()[0]
     result = header("splicing_tcga", False, {
         "samples": SAMPLES, "rbps": RBPS, "events": args.events, "missing_rate": args.missing_rate, "splits": SPLITS,
         "alphas": len(ALPHAS), "inner_cv": INNER, "block": 1000, "workers": args.workers, "config": "configs/splicing_tcga.yaml",
+        "cluster": args.cluster,
     })
     result.update({
         "data": made,
@@ -279,8 +330,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "planted": planted_precision(data, store),
         "aims": AIMS,
     })
+    if args.compare_with is not None:
+        result["compared"] = compare_stores(store, args.compare_with)
     suffix = f"_missing{args.missing_rate:g}" if args.missing_rate else ""
-    out = RESULTS / f"splicing_tcga{suffix}_{args.events}.json"
+    where = "" if args.cluster == "local" else f"_{args.cluster}"
+    out = RESULTS / f"splicing_tcga{suffix}_{args.events}{where}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
     return result
