@@ -106,12 +106,16 @@ class MemoryWatch:
 
         if not self.slurm:
             return list(self.proc.children(recursive=True))
-        # SLURM worker jobs are children of slurmstepd, not of the driver
+        # SLURM worker jobs are children of slurmstepd, not of the driver: their nannies, and
+        # the worker processes the nannies spawn
         found = []
         for proc in psutil.process_iter(["cmdline"]):
             cmd = " ".join(proc.info["cmdline"] or [])
             if "distributed.cli.dask" in cmd and proc.pid != self.proc.pid:
-                found.append(proc)
+                try:
+                    found += [proc, *proc.children(recursive=True)]
+                except psutil.Error:
+                    continue
         return found
 
     def stop(self) -> dict[str, float]:
