@@ -191,11 +191,9 @@ def splicing_tcga(results: Path) -> str:
         if "compared" in d:  # the same study run elsewhere (SLURM against the local run)
             c = d["compared"]
             where = "SLURM" if st.get("cluster") == "slurm" else "this run"
-            notes.append(f"{where}, {st['events']:,} events, against `{c['other_store']}`: predictions "
-                         f"{'equal' if c['pred']['max_abs_diff'] == 0 else 'max abs Δ ' + num(c['pred']['max_abs_diff'])}"
-                         f" ({c['pred']['nan_mismatches']} missing in one only), coefficients "
-                         f"{'equal' if c['importance']['max_abs_diff'] == 0 else 'max abs Δ ' + num(c['importance']['max_abs_diff'])}"
-                         f" ({c['importance']['nan_mismatches']} missing in one only).")
+            parts = [f"{label} {'equal' if c[k]['max_abs_diff'] == 0 else 'max abs Δ ' + num(c[k]['max_abs_diff'])}"
+                     f" ({c[k]['nan_mismatches']} missing in one only)" for label, k in (("predictions", "pred"), ("coefficients", "importance"))]
+            notes.append(f"{where}, {st['events']:,} events, against `{c['other_store']}`: {', '.join(parts)}.")
     return table(header, rows, *names) + "".join(f"\n{n}\n" for n in notes)
 
 

@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -37,6 +35,7 @@ import numpy as np
 from sklearn.model_selection import ShuffleSplit
 from splicing_common import RESULTS, header, write_result
 from splicing_generic_overhead import SAMPLE_PIPELINES
+from splicing_tcga import generate
 from threadpoolctl import threadpool_limits
 
 from regulas.splicing import PipelineSpec, evaluate_block
@@ -47,9 +46,7 @@ STUDY_SPLITS = 5
 
 def load(data: Path, n_events: int) -> tuple[np.ndarray, np.ndarray]:
     """X (samples x RBPs) and the first ``n_events`` PSI columns of a generated HDF5 data set."""
-    if not (data / "expression.h5").is_file():
-        subprocess.run([sys.executable, "-m", "regulas.sim.synthetic_splicing", "--samples", "10000", "--rbps", "1500",
-                        "--events", str(max(n_events, 100)), "--seed", "14", "--out", str(data)], check=True)
+    generate(data, max(n_events, 100), 0.0)  # refuses a folder holding another data set
     with h5py.File(data / "expression.h5") as f:
         X = np.asarray(f["values"][:], dtype=np.float64)
     with h5py.File(data / "psi.h5") as f:
